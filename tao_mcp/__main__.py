@@ -1,0 +1,3 @@
+from tao_mcp.cli import main
+
+main()

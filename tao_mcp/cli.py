@@ -1,0 +1,77 @@
+"""`tao-mcp` entry point: serve (stdio by default, or streamable HTTP) and the tools/list schema snapshot."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+SCHEMA_PATH = Path("tools_schema") / "tools.json"  # relative to the repository root
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="tao-mcp", description=__doc__)
+    sub = parser.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="run the MCP server (default)")
+    for p in (parser, serve):
+        p.add_argument("--http", action="store_true", help="serve streamable HTTP on /mcp instead of stdio")
+        p.add_argument("--host", default="127.0.0.1")
+        p.add_argument("--port", type=int, default=8765)
+        p.add_argument("--log-level", default="INFO")
+    schema = sub.add_parser("schema", help="print, write or check the tools/list contract")
+    schema.add_argument("--write", action="store_true", help=f"write {SCHEMA_PATH}")
+    schema.add_argument("--check", action="store_true", help=f"exit 1 when the live tools differ from {SCHEMA_PATH}")
+    schema.add_argument("--path", type=Path, default=SCHEMA_PATH)
+    args = parser.parse_args(argv)
+
+    if args.command == "schema":
+        sys.exit(run_schema(args.path, write=args.write, check=args.check))
+    # Logs go to stderr only: in stdio mode stdout is the protocol.
+    logging.basicConfig(
+        stream=sys.stderr, level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from tao_mcp.server import build_server
+
+    server = build_server()
+    if args.http:
+        server.run("streamable-http", host=args.host, port=args.port)
+    else:
+        server.run()
+
+
+def tools_contract() -> list[dict]:
+    """The tools/list answer as a stable, sorted JSON-able list."""
+    import anyio
+    from mcp.client import Client
+
+    from tao_mcp.server import build_server
+
+    async def fetch() -> list[dict]:
+        async with Client(build_server(), mode="legacy") as client:
+            tools = (await client.list_tools()).tools
+        return [
+            t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in sorted(tools, key=lambda t: t.name)
+        ]
+
+    return anyio.run(fetch)
+
+
+def run_schema(path: Path, *, write: bool, check: bool) -> int:
+    text = json.dumps(tools_contract(), indent=2, sort_keys=True) + "\n"
+    if write:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path}", file=sys.stderr)
+        return 0
+    if check:
+        if not path.is_file() or path.read_text() != text:
+            print(
+                f"{path} differs from the live tools/list: run `tao-mcp schema --write` and review the diff",
+                file=sys.stderr,
+            )
+            return 1
+        return 0
+    sys.stdout.write(text)
+    return 0

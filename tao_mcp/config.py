@@ -1,0 +1,43 @@
+"""Server settings: the process environment, optionally completed from a .env file.
+
+The process environment always wins over the file; the file is read once at start-up.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+
+def env_file_path(environ: Mapping[str, str]) -> Path:
+    explicit = environ.get("TAO_MCP_ENV_FILE")
+    if explicit:
+        return Path(explicit).expanduser()
+    return Path("~/.config/tao/.env").expanduser()
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment plus values from the .env file for names the environment does not set."""
+    from dotenv import dotenv_values
+
+    environ = dict(os.environ if environ is None else environ)
+    path = env_file_path(environ)
+    if path.is_file():
+        for name, value in dotenv_values(path).items():
+            if value is not None and not environ.get(name):
+                environ[name] = value
+    return environ
+
+
+def state_dir(settings: Mapping[str, str]) -> Path:
+    """Private state directory: $TAO_MCP_STATE_DIR, else $XDG_STATE_HOME/tao-mcp, else ~/.local/state/tao-mcp."""
+    explicit = settings.get("TAO_MCP_STATE_DIR")
+    if explicit:
+        path = Path(explicit).expanduser()
+    else:
+        base = settings.get("XDG_STATE_HOME") or str(Path("~/.local/state").expanduser())
+        path = Path(base) / "tao-mcp"
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.chmod(0o700)
+    return path

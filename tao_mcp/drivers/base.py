@@ -1,0 +1,113 @@
+"""The one contract between the service layer and a platform driver.
+
+A driver is thin: it turns a normalized LaunchRequest into the platform's calls and the platform's answers
+back into Observations. It keeps no durable state (the job store does) and never imports another driver.
+Transport failures raise BackendUnreachable; they are never turned into a job state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+Status = Literal["Pending", "Running", "Paused", "Complete", "Error", "Canceled", "Canceling", "Unknown"]
+TERMINAL: frozenset[str] = frozenset({"Complete", "Error", "Canceled"})
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    """Everything a driver needs to start one job. Built by the service; already validated."""
+
+    job_id: str
+    backend_name: str  # deterministic, derived from job_id: how a lost launch is found again
+    command: str  # the final shell command (the entrypoint builder's output); run with bash -c
+    image: str | None
+    gpu_count: int
+    num_nodes: int
+    env: Mapping[str, str]  # non-secret environment (includes TAO_JOB_ID)
+    secret_env: Mapping[str, str]  # name -> value; only via the platform's secret mechanism, never rendered
+    time_limit_minutes: int | None
+    options: Mapping[str, Any]  # platform options, as returned by Driver.parse_options
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """What a driver gets back from the store to address an existing job."""
+
+    job_id: str
+    backend_name: str
+    backend_id: str | None
+    options: Mapping[str, Any]
+    created_at: float  # epoch seconds
+
+
+@dataclass
+class Observation:
+    """One normalized reading of a job's state from the backend."""
+
+    status: Status
+    raw_state: str
+    message: str = ""
+    pending_reason: str | None = None
+    exit_code: int | None = None
+    started_at: float | None = None  # epoch seconds
+    ended_at: float | None = None
+
+
+@dataclass
+class LogChunk:
+    """A window of a job's log. Line numbers are 0-based positions in the whole log."""
+
+    lines: list[str]
+    first_line: int  # position of lines[0]; with grep, the position of the first line searched
+    total_lines: int  # lines in the whole log when read (for grep: lines searched)
+    line_numbers: list[int] | None = None  # with grep: the position of each returned line
+
+
+@dataclass
+class Evidence:
+    source: Literal["state", "exit_code", "event", "replica", "log", "reason"]
+    text: str
+    line: int | None = None
+
+
+@dataclass
+class Preview:
+    """A dry run: what would be written and run, with secret values absent (names only)."""
+
+    files: dict[str, str] = field(default_factory=dict)  # path -> content
+    submit: str = ""  # the command that would launch it
+
+
+class Driver(Protocol):
+    platform: str
+    storage_scheme: str  # URI scheme of results that persist on the platform (lustre, file, ...)
+
+    def parse_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate platform options (raise TaoError E_BAD_INPUT); return the normalized dict to store."""
+
+    async def results_root(self, options: Mapping[str, Any]) -> str | None:
+        """Absolute path where results persist without uploading (becomes TAO_RESULTS_ROOT), or None."""
+
+    async def preview(self, req: LaunchRequest) -> Preview: ...
+
+    async def launch(self, req: LaunchRequest) -> str:
+        """Start the job; return the backend id. Must not be retried blindly after it may have run."""
+
+    async def find(self, refs: list[JobRef]) -> dict[str, str]:
+        """Reconcile by deterministic name: job_id -> backend id for the jobs the backend knows."""
+
+    async def observe(self, refs: list[JobRef]) -> dict[str, Observation]:
+        """Batched state of many jobs (one backend round per sweep). Missing key = backend has no record."""
+
+    async def read_log(self, ref: JobRef, *, start: int | None, limit: int, grep: str | None) -> LogChunk:
+        """start=None: the last `limit` lines. grep: only matching lines (fixed string), the last `limit`."""
+
+    async def cancel(self, ref: JobRef) -> None:
+        """Ask the backend to stop the job. Confirmation comes from a later observe()."""
+
+    async def failure_evidence(self, ref: JobRef) -> list[Evidence]:
+        """Platform facts beyond the state (events, replica issues, OOM flags). May be empty."""
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,81 @@
+"""Builds the MCP server: lifespan state (settings, store, job service, pollers) and the tool groups."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+import anyio
+from mcp.server.mcpserver import MCPServer
+
+from tao_mcp import __version__
+from tao_mcp.config import load_settings, state_dir
+from tao_mcp.service.catalog import credential_names
+from tao_mcp.service.jobs import JobService
+from tao_mcp.service.redaction import RedactingFilter, Redactor
+from tao_mcp.service.store import JobStore
+
+INSTRUCTIONS = """\
+tao-mcp launches NVIDIA TAO (or any container) GPU jobs on SLURM, Kubernetes, Docker, Lepton and Brev,
+watches them, reads their logs, explains failures and cancels them.
+Typical flow: list_platforms -> list_platforms(platform=...) to see which credentials are missing (names only;
+ask the user to set them in the server environment, never to paste values) -> submit_job(..., dry_run=True) to
+show the plan -> submit_job -> wait_for_job (repeat while done is false) -> job_logs / failure_analysis.
+Credentials are forwarded by name with secret_env; never put a credential value in env."""
+
+
+@dataclass
+class AppState:
+    settings: Mapping[str, str]
+    redactor: Redactor
+    jobs: JobService
+
+
+def build_server(environ: Mapping[str, str] | None = None) -> MCPServer[AppState]:
+    """The server with every tool group registered. `environ` replaces os.environ (tests)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
+        settings = load_settings(environ)
+        redactor = Redactor.from_settings(settings, credential_names())
+        log_filter = RedactingFilter(redactor)
+        handlers = logging.getLogger().handlers
+        for handler in handlers:
+            handler.addFilter(log_filter)
+        store = JobStore(state_dir(settings) / "jobs.sqlite3")
+        jobs = JobService(settings, store, redactor)
+        try:
+            async with anyio.create_task_group() as tg:
+                await jobs.start(tg)
+                yield AppState(settings=settings, redactor=redactor, jobs=jobs)
+                tg.cancel_scope.cancel()
+        finally:
+            await jobs.aclose()
+            store.close()
+            for handler in handlers:
+                handler.removeFilter(log_filter)
+
+    server: MCPServer[AppState] = MCPServer(
+        "tao-mcp", instructions=INSTRUCTIONS, version=__version__, lifespan=lifespan
+    )
+    from tao_mcp.tools import jobs, platforms
+
+    platforms.register(server)
+    jobs.register(server)
+    forbid_unknown_arguments(server)
+    return server
+
+
+def forbid_unknown_arguments(server: MCPServer[AppState]) -> None:
+    """Refuse misspelled arguments instead of silently ignoring them (the SDK's default).
+
+    A job launcher must not drop `partiton="gpu"` and run somewhere else. The SDK has no switch for this,
+    so each tool's argument model is replaced by a subclass that forbids extra keys.
+    """
+    for tool in server._tool_manager.list_tools():  # noqa: SLF001 - no public hook in mcp 2.3
+        model = tool.fn_metadata.arg_model
+        strict = type(model.__name__, (model,), {"model_config": {**model.model_config, "extra": "forbid"}})
+        tool.fn_metadata.arg_model = strict
+        tool.parameters = strict.model_json_schema(by_alias=True)

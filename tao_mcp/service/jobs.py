@@ -1,0 +1,633 @@
+"""The job service: everything that is the same on every platform lives here once.
+
+Tools call this; this calls drivers through the shared pollers. It mints job ids, writes the record
+before the backend is touched, enforces idempotency, keeps credentials out of every output, and turns
+backend facts into the public models.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+
+from tao_mcp.drivers import load_driver
+from tao_mcp.drivers.base import TERMINAL, Driver, Evidence, LaunchRequest
+from tao_mcp.errors import BackendUnreachable, TaoError
+from tao_mcp.models import FailureAnalysis, JobList, JobStatus, JobSummary, LogPage, SubmitResult, WaitResult
+from tao_mcp.service import catalog
+from tao_mcp.service.poller import PlatformPoller
+from tao_mcp.service.redaction import Redactor, is_secret_name
+from tao_mcp.service.store import JobRecord, JobStore
+
+log = logging.getLogger(__name__)
+
+JOB_LABEL = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+TIME_LIMIT = re.compile(r"^(?:(\d+)-)?(\d{1,2}):(\d{2})(?::(\d{2}))?$")
+RESERVED_ENV = {"TAO_JOB_ID", "TAO_RESULTS_ROOT"}
+WAIT_POLL_S = 2.0
+LOG_HINT_EVERY_S = 10.0
+ANALYSIS_LOG_LINES = 400
+RUNNER_TAG = "[tao-runner]"
+
+
+@dataclass
+class SubmitParams:
+    platform: str
+    command: str
+    image: str | None = None
+    gpu_count: int = 1
+    num_nodes: int = 1
+    env: dict[str, str] = field(default_factory=dict)
+    secret_env: list[str] = field(default_factory=list)
+    time_limit: str | int | None = None
+    name: str | None = None
+    idempotency_key: str | None = None
+    dry_run: bool = False
+    options: dict[str, Any] = field(default_factory=dict)  # platform options (SLURM: partition, account, ...)
+    specs: dict[str, Any] | None = None
+    args: dict[str, Any] | None = None
+    inputs: dict[str, Any] | None = None
+    outputs: dict[str, Any] | list[str] | None = None
+    config_format: str = "yaml"
+    upload_excludes: list[str] | None = None
+    results_uri: str | None = None
+
+
+def iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds") if ts else None
+
+
+def human_duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+
+
+def parse_time_limit(value: str | int | None) -> int | None:
+    """Minutes from an int, "90", "HH:MM[:SS]" or "D-HH:MM[:SS]"."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+        minutes = int(value)
+    else:
+        match = TIME_LIMIT.match(str(value).strip())
+        if not match:
+            raise TaoError(
+                "E_BAD_INPUT",
+                f"time_limit {value!r} is not a duration",
+                "give minutes (e.g. 90) or HH:MM[:SS] or D-HH:MM[:SS]",
+            )
+        days, hours, mins, secs = (int(g) if g else 0 for g in match.groups())
+        minutes = days * 1440 + hours * 60 + mins + (1 if secs else 0)
+    if minutes < 1:
+        raise TaoError("E_BAD_INPUT", "time_limit must be at least 1 minute", "give time_limit >= 1")
+    return minutes
+
+
+class JobService:
+    def __init__(self, settings: Mapping[str, str], store: JobStore, redactor: Redactor) -> None:
+        self.settings = dict(settings)
+        self.store = store
+        self.redactor = redactor
+        self._drivers: dict[str, Driver] = {}
+        self._pollers: dict[str, PlatformPoller] = {}
+        self._task_group: anyio.abc.TaskGroup | None = None
+
+    # ---- lifecycle ----
+    async def start(self, task_group: anyio.abc.TaskGroup) -> None:
+        self._task_group = task_group
+        # Open records from an earlier process are watched (and reconciled by name) straight away.
+        for platform in {r.platform for r in self.store.open_jobs()}:
+            self.poller(platform).kick()
+
+    async def aclose(self) -> None:
+        for driver in self._drivers.values():
+            with anyio.CancelScope(shield=True):
+                await driver.aclose()
+
+    async def driver(self, platform: str) -> Driver:
+        if platform not in self._drivers:
+            catalog.require_credentials(catalog.find_platform(platform), self.settings)
+            self._drivers[platform] = load_driver(platform, self.settings)
+        return self._drivers[platform]
+
+    def poller(self, platform: str) -> PlatformPoller:
+        if platform not in self._pollers:
+            poller = PlatformPoller(platform, self.store, lambda: self.driver(platform))
+            self._pollers[platform] = poller
+            if self._task_group is None:
+                raise RuntimeError("JobService.start() was not called")
+            self._task_group.start_soon(poller.run, name=f"poller-{platform}")
+        return self._pollers[platform]
+
+    def record(self, job_id: str) -> JobRecord:
+        record = self.store.get(job_id)
+        if record is None:
+            raise TaoError(
+                "E_UNKNOWN_JOB",
+                f"no job with id '{job_id}' in this server's store",
+                "use list_jobs() to find job ids (ids are the ones submit_job returned)",
+            )
+        return record
+
+    # ---- submit ----
+    def _validate(self, p: SubmitParams) -> tuple[catalog.PlatformRecord, int | None]:
+        record = catalog.find_platform(p.platform)
+        if p.name is not None and not JOB_LABEL.match(p.name):
+            raise TaoError(
+                "E_BAD_INPUT",
+                f"name {p.name!r} has characters outside [A-Za-z0-9_.-] or is too long",
+                "use up to 64 letters, digits, '_', '.', '-'",
+            )
+        if not p.command or not p.command.strip():
+            raise TaoError("E_BAD_INPUT", "command is empty", "give the shell command the container should run")
+        if p.gpu_count < 0:
+            raise TaoError("E_BAD_INPUT", f"gpu_count is {p.gpu_count}", "give gpu_count >= 0 (0 = CPU only)")
+        if p.num_nodes < 1:
+            raise TaoError("E_BAD_INPUT", f"num_nodes is {p.num_nodes}", "give num_nodes >= 1")
+        secret_values = {
+            v for n, v in self.settings.items() if v and (is_secret_name(n) or n in catalog.credential_names())
+        }
+        for name, value in p.env.items():
+            if not ENV_NAME.match(name):
+                raise TaoError(
+                    "E_BAD_INPUT",
+                    f"env name {name!r} is not a valid variable name",
+                    "use letters, digits and underscores, not starting with a digit",
+                )
+            if name in RESERVED_ENV:
+                raise TaoError("E_BAD_INPUT", f"env name {name} is set by tao-mcp", "remove it from env")
+            if not isinstance(value, str):
+                raise TaoError("E_BAD_INPUT", f"env {name} is not a string", "pass every env value as a string")
+            if (value in secret_values and len(value) >= 4) or self.redactor.contains_secret(value):
+                raise TaoError(
+                    "E_SECRET_IN_ENV",
+                    f"the value of env {name} is a credential",
+                    f"pass credentials by name: secret_env=['<VARIABLE>'] forwards it from the server environment "
+                    f"without the value ever appearing (and remove {name} from env)",
+                )
+        missing = []
+        for name in p.secret_env:
+            if not ENV_NAME.match(name):
+                raise TaoError(
+                    "E_BAD_INPUT",
+                    f"secret_env name {name!r} is not a variable name",
+                    "list the names of server environment variables to forward, e.g. ['NGC_KEY']",
+                )
+            if not self.settings.get(name):
+                missing.append(name)
+        if missing:
+            raise TaoError(
+                "E_MISSING_CREDENTIALS",
+                f"secret_env names {', '.join(missing)}, which the server environment does not set",
+                "set them in the server environment or ~/.config/tao/.env and restart the server, "
+                "or drop them from secret_env",
+            )
+        catalog.require_credentials(record, self.settings)
+        return record, parse_time_limit(p.time_limit)
+
+    def _digest(self, p: SubmitParams) -> str:
+        facts = {k: v for k, v in p.__dict__.items() if k not in ("idempotency_key", "dry_run")}
+        return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()
+
+    async def submit(self, p: SubmitParams) -> SubmitResult:
+        platform_record, minutes = self._validate(p)
+        platform = platform_record.name
+        p.platform = platform
+        digest = self._digest(p)
+        if p.idempotency_key and not p.dry_run:
+            existing = self.store.by_idempotency_key(p.idempotency_key)
+            if existing:
+                return self._reused(existing, digest)
+        driver = await self.driver(platform)
+        options = driver.parse_options(p.options)
+        job_id = uuid.uuid4().hex[:12]
+        backend_name = f"tao-{job_id}"
+        plan = self._entrypoint(job_id, p)
+        env = {**p.env, **plan_env(plan), "TAO_JOB_ID": job_id}
+        results_location = plan.results_location if plan else None
+        if results_location is None:
+            root = await driver.results_root(options)
+            if root:
+                env["TAO_RESULTS_ROOT"] = root
+                results_location = f"{driver.storage_scheme}://{root}/{job_id}"
+        secret_env = {name: self.settings[name] for name in p.secret_env}
+        for container_name, server_name in plan.secret_env.items() if plan else ():
+            if self.settings.get(server_name):
+                secret_env[container_name] = self.settings[server_name]
+        request = LaunchRequest(
+            job_id=job_id,
+            backend_name=backend_name,
+            command=plan.command if plan else p.command,
+            image=p.image,
+            gpu_count=p.gpu_count,
+            num_nodes=p.num_nodes,
+            env=env,
+            secret_env=secret_env,
+            time_limit_minutes=minutes,
+            options=options,
+        )
+        if p.dry_run:
+            preview = await driver.preview(request)
+            files = {path: self.redactor.text(text) for path, text in preview.files.items()}
+            files["launch"] = self.redactor.text(preview.submit)
+            return SubmitResult(
+                job_id=job_id,
+                platform=platform,
+                status="Pending",
+                backend_name=backend_name,
+                results_location=results_location,
+                dry_run=True,
+                preview=files,
+                message="dry run: nothing was launched; secrets appear as names only",
+                next="submit_job(...) again without dry_run to launch it",
+            )
+        now = time.time()
+        record = JobRecord(
+            job_id=job_id,
+            platform=platform,
+            backend_name=backend_name,
+            backend_id=None,
+            launch_state="launching",
+            status="Pending",
+            raw_state="SUBMITTING",
+            message="submitting",
+            pending_reason=None,
+            exit_code=None,
+            created_at=now,
+            updated_at=now,
+            started_at=None,
+            ended_at=None,
+            cancel_requested=False,
+            idempotency_key=p.idempotency_key,
+            request_digest=digest,
+            command=self.redactor.text(p.command),
+            image=p.image,
+            options=options,
+            results_location=results_location,
+            request={
+                "gpu_count": p.gpu_count,
+                "num_nodes": p.num_nodes,
+                "time_limit_minutes": minutes,
+                "name": p.name,
+                "env_names": sorted(p.env),
+                "secret_env": sorted(secret_env),
+                "mode": plan.mode if plan else "plain",
+                "inputs": p.inputs,
+                "outputs": p.outputs,
+            },
+        )
+        stored = self.store.insert(record)  # the record exists before the backend is touched
+        if stored.job_id != job_id:  # a concurrent submit with the same idempotency key won
+            return self._reused(stored, digest)
+        try:
+            backend_id = await driver.launch(request)
+        except BackendUnreachable as exc:
+            # The launch may or may not have happened: the poller reconciles by name; never launch twice.
+            self.poller(platform).kick()
+            return SubmitResult(
+                job_id=job_id,
+                platform=platform,
+                status="Unknown",
+                backend_name=backend_name,
+                results_location=results_location,
+                message=f"{exc.cause}; the launch outcome is unknown and will be reconciled by the name {backend_name}",
+                next=f"job_status(job_id='{job_id}')",
+            )
+        except TaoError as exc:
+            self.store.mark_failed_launch(job_id, str(exc))
+            raise
+        self.store.set_launch_state(job_id, "launched", backend_id)
+        self.poller(platform).kick()
+        return SubmitResult(
+            job_id=job_id,
+            platform=platform,
+            status="Pending",
+            backend_id=backend_id,
+            backend_name=backend_name,
+            results_location=results_location,
+            message=f"submitted as {platform} job {backend_id}",
+            next=f"wait_for_job(job_id='{job_id}')",
+        )
+
+    def _reused(self, existing: JobRecord, digest: str) -> SubmitResult:
+        if existing.request_digest != digest:
+            raise TaoError(
+                "E_IDEMPOTENCY_CONFLICT",
+                f"idempotency_key was already used for job {existing.job_id} with a different request",
+                "use a new idempotency_key for a different job, or repeat the original request exactly",
+            )
+        return SubmitResult(
+            job_id=existing.job_id,
+            platform=existing.platform,
+            status=existing.status,  # type: ignore[arg-type]
+            backend_id=existing.backend_id,
+            backend_name=existing.backend_name,
+            results_location=existing.results_location,
+            reused=True,
+            message="an earlier submit with this idempotency_key answered; nothing new was launched",
+            next=f"wait_for_job(job_id='{existing.job_id}')",
+        )
+
+    def _entrypoint(self, job_id: str, p: SubmitParams) -> Any:
+        if not (p.specs or p.args or p.inputs or p.outputs or p.results_uri):
+            return None
+        from tao_mcp.entrypoint.builder import build_entrypoint
+
+        return build_entrypoint(
+            job_id=job_id,
+            command=p.command,
+            specs=p.specs,
+            args=p.args,
+            inputs=p.inputs,
+            outputs=p.outputs,
+            config_format=p.config_format,
+            upload_excludes=p.upload_excludes,
+            results_uri=p.results_uri,
+            settings=self.settings,
+        )
+
+    # ---- status ----
+    async def refresh(self, record: JobRecord, max_age: float = 1.0) -> tuple[JobRecord, str | None]:
+        """Fresh state through the shared poller. Returns the record and the unreachable message, if any."""
+        if record.terminal:
+            return record, None
+        poller = self.poller(record.platform)
+        await poller.refresh(max_age)
+        return self.record(record.job_id), poller.last_error
+
+    async def status(self, job_id: str) -> JobStatus:
+        record, unreachable = await self.refresh(self.record(job_id))
+        return await self._status_model(record, unreachable)
+
+    async def _status_model(self, record: JobRecord, unreachable: str | None) -> JobStatus:
+        message = record.message
+        if unreachable:
+            message = f"backend unreachable ({unreachable}); last known status {record.status}: {record.message}"
+        elif record.status == "Running" and record.request.get("mode", "plain") != "plain":
+            progress = await self._runner_progress(record)
+            if progress:
+                message = f"{record.message} — {progress}"
+        return JobStatus(
+            job_id=record.job_id,
+            platform=record.platform,
+            status=record.status,  # type: ignore[arg-type]
+            raw_state=record.raw_state,
+            message=message,
+            pending_reason=record.pending_reason,
+            backend_id=record.backend_id,
+            backend_name=record.backend_name,
+            exit_code=record.exit_code,
+            created_at=iso(record.created_at) or "",
+            started_at=iso(record.started_at),
+            ended_at=iso(record.ended_at),
+            updated_at=iso(record.updated_at) or "",
+            results_location=record.results_location,
+            backend_reachable=unreachable is None,
+            next=next_hint(record),
+        )
+
+    async def _runner_progress(self, record: JobRecord) -> str | None:
+        """The runner's latest progress line ("download 3/120 files"), so status says more than Running."""
+        try:
+            driver = await self.driver(record.platform)
+            chunk = await driver.read_log(record.ref(), start=None, limit=1, grep=RUNNER_TAG)
+        except TaoError:
+            return None
+        if not chunk.lines:
+            return None
+        return self.redactor.text(chunk.lines[-1].split(RUNNER_TAG, 1)[-1].strip())[:200]
+
+    # ---- wait ----
+    async def wait(
+        self,
+        job_id: str,
+        timeout_s: float,
+        until: str,
+        progress: Callable[[float, str], Awaitable[None]],
+    ) -> WaitResult:
+        record = self.record(job_id)
+        started = time.monotonic()
+        deadline = started + timeout_s
+        last_hint_at = 0.0
+        last_line: str | None = None
+        unreachable: str | None = None
+        while True:
+            record, unreachable = await self.refresh(record, max_age=WAIT_POLL_S / 2)
+            done = record.terminal or (until == "running" and record.status in ("Running", "Paused"))
+            now = time.monotonic()
+            if done or now >= deadline:
+                break
+            if record.status == "Running" and now - last_hint_at >= LOG_HINT_EVERY_S:
+                last_hint_at = now
+                last_line = await self._last_log_line(record) or last_line
+            await progress(now - started, self._progress_message(record, unreachable, last_line))
+            await anyio.sleep(min(WAIT_POLL_S, max(0.0, deadline - time.monotonic())))
+        status = await self._status_model(record, unreachable)
+        waited = round(time.monotonic() - started, 1)
+        hint = status.next if done else f"wait_for_job(job_id='{job_id}') again (still {record.status} after {waited}s)"
+        return WaitResult(**status.model_dump(exclude={"next"}), done=done, waited_s=waited, next=hint)
+
+    def _progress_message(self, record: JobRecord, unreachable: str | None, last_line: str | None) -> str:
+        if unreachable:
+            return f"{record.status.upper()} — backend unreachable: {unreachable}"
+        if record.status == "Pending":
+            reason = f" ({record.pending_reason})" if record.pending_reason else ""
+            return f"PENDING{reason} {human_duration(time.time() - record.created_at)}"
+        if record.status == "Running":
+            text = f"RUNNING {human_duration(time.time() - (record.started_at or record.created_at))}"
+            return f"{text} — last log line: {last_line[:160]}" if last_line else text
+        return f"{record.status.upper()} {record.message}".strip()
+
+    async def _last_log_line(self, record: JobRecord) -> str | None:
+        try:
+            chunk = await (await self.driver(record.platform)).read_log(record.ref(), start=None, limit=1, grep=None)
+        except TaoError:
+            return None
+        return self.redactor.text(chunk.lines[-1]) if chunk.lines else None
+
+    # ---- logs ----
+    async def logs(self, job_id: str, tail: int, cursor: str | None, grep: str | None) -> LogPage:
+        record = self.record(job_id)
+        start = decode_cursor(cursor) if cursor else None
+        if record.backend_id is None:
+            record, _ = await self.refresh(record)
+        if record.backend_id is None:
+            return LogPage(
+                job_id=job_id,
+                lines=[],
+                first_line=0,
+                truncated=False,
+                next_cursor=None,
+                status=record.status,
+                next=f"job_status(job_id='{job_id}') — the job has not reached the backend yet",
+            )
+        driver = await self.driver(record.platform)
+        chunk = await driver.read_log(record.ref(), start=start, limit=tail, grep=grep)
+        lines = [self.redactor.text(line) for line in chunk.lines]
+        if grep:
+            numbers = chunk.line_numbers or []
+            lines = [f"{n + 1}: {line}" for n, line in zip(numbers, lines, strict=False)]
+            after = (numbers[-1] + 1) if numbers else chunk.total_lines
+        else:
+            after = chunk.first_line + len(lines)
+        truncated = chunk.first_line > 0 if start is None else after < chunk.total_lines
+        if grep and start is None:
+            truncated = len(lines) >= tail
+        next_cursor = encode_cursor(after)
+        more = "older lines exist: use a smaller window with cursor" if truncated else "no older lines"
+        return LogPage(
+            job_id=job_id,
+            lines=lines,
+            first_line=chunk.first_line,
+            truncated=truncated,
+            next_cursor=next_cursor,
+            status=record.status,  # type: ignore[arg-type]
+            next=f"job_logs(job_id='{job_id}', cursor='{next_cursor}') for new lines; {more}",
+        )
+
+    # ---- failure analysis ----
+    async def analyze(self, job_id: str) -> FailureAnalysis:
+        from tao_mcp.service.failures import analyze
+
+        record, unreachable = await self.refresh(self.record(job_id))
+        log_lines: list[str] = []
+        first = 0
+        evidence: list[Evidence] = []
+        if record.backend_id is not None:
+            driver = await self.driver(record.platform)
+            try:
+                chunk = await driver.read_log(record.ref(), start=None, limit=ANALYSIS_LOG_LINES, grep=None)
+                log_lines, first = [self.redactor.text(x) for x in chunk.lines], chunk.first_line
+                if record.status not in ("Complete", "Pending"):
+                    evidence = await driver.failure_evidence(record.ref())
+            except BackendUnreachable as exc:
+                unreachable = exc.cause
+        result = analyze(
+            platform=record.platform,
+            status=record.status,
+            raw_state=record.raw_state,
+            exit_code=record.exit_code,
+            pending_reason=record.pending_reason,
+            message=record.message,
+            log_lines=log_lines,
+            log_first_line=first,
+            platform_evidence=evidence,
+        )
+        summary = result.summary
+        if unreachable:
+            summary = f"{summary} (backend unreachable now: {unreachable}; based on the last known state)"
+        return result.model_copy(
+            update={
+                "job_id": job_id,
+                "status": record.status,
+                "summary": summary,
+                "next": result.next or f"job_logs(job_id='{job_id}') for the full log",
+            }
+        )
+
+    # ---- cancel ----
+    async def cancel(self, job_id: str, confirm_within_s: float = 40.0) -> JobStatus:
+        record = self.record(job_id)
+        if record.terminal:
+            return await self._status_model(record, None)
+        if record.backend_id is None:
+            record, _ = await self.refresh(record)
+        self.store.request_cancel(job_id)
+        record = self.record(job_id)
+        if record.backend_id is not None:
+            driver = await self.driver(record.platform)
+            await driver.cancel(record.ref())
+        poller = self.poller(record.platform)
+        poller.kick()
+        unreachable = None
+        with anyio.move_on_after(confirm_within_s):
+            while not record.terminal:
+                await poller.refresh(max_age=0.5)
+                record, unreachable = self.record(job_id), poller.last_error
+                if not record.terminal:
+                    await anyio.sleep(1.0)
+        return await self._status_model(record, unreachable)
+
+    # ---- list ----
+    def list(self, status: str | None, platform: str | None, limit: int, cursor: str | None) -> JobList:
+        if platform:
+            platform = catalog.find_platform(platform).name
+        before = None
+        if cursor:
+            try:
+                created, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+                before = (float(created), job_id)
+            except (ValueError, UnicodeDecodeError):
+                raise TaoError(
+                    "E_BAD_CURSOR", "the cursor is not one list_jobs returned", "call list_jobs without a cursor"
+                ) from None
+        records = self.store.list(status=status, platform=platform, limit=limit + 1, before=before)
+        page, more = records[:limit], len(records) > limit
+        next_cursor = None
+        if more:
+            last = page[-1]
+            next_cursor = base64.urlsafe_b64encode(f"{last.created_at!r}|{last.job_id}".encode()).decode()
+        return JobList(
+            jobs=[
+                JobSummary(
+                    job_id=r.job_id,
+                    platform=r.platform,
+                    status=r.status,  # type: ignore[arg-type]
+                    backend_id=r.backend_id,
+                    created_at=iso(r.created_at) or "",
+                    command=r.command[:120],
+                )
+                for r in page
+            ],
+            next_cursor=next_cursor,
+            next=f"list_jobs(cursor='{next_cursor}')" if more else "job_status(job_id=...) for details",
+        )
+
+
+def plan_env(plan: Any) -> dict[str, str]:
+    return dict(plan.env) if plan else {}
+
+
+def encode_cursor(line: int) -> str:
+    return f"L{line}"
+
+
+def decode_cursor(cursor: str) -> int:
+    if not re.fullmatch(r"L\d+", cursor):
+        raise TaoError(
+            "E_BAD_CURSOR",
+            f"cursor {cursor!r} is not one job_logs returned",
+            "pass next_cursor from an earlier job_logs result, or omit cursor for the tail",
+        )
+    return int(cursor[1:])
+
+
+def next_hint(record: JobRecord) -> str:
+    jid = record.job_id
+    if record.status in ("Pending", "Running", "Paused", "Canceling", "Unknown"):
+        return f"wait_for_job(job_id='{jid}')"
+    if record.status == "Error":
+        return f"failure_analysis(job_id='{jid}')"
+    if record.status == "Complete":
+        where = f"; results at {record.results_location}" if record.results_location else ""
+        return f"job_logs(job_id='{jid}'){where}"
+    return f"job_logs(job_id='{jid}')"
+
+
+__all__ = ["TERMINAL", "JobService", "SubmitParams"]

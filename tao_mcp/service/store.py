@@ -1,0 +1,258 @@
+"""Durable job records in SQLite (WAL) with the status rules enforced in one place.
+
+Rules (architecture.md): the record is written before the backend is touched; status only moves
+forward (terminal is final; Canceling may only become terminal); a missing exit code or end time may
+still be filled in after the terminal state (accounting can lag). No secret value is ever written here.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tao_mcp.drivers.base import TERMINAL, JobRef, Observation
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY,
+    platform TEXT NOT NULL,
+    backend_name TEXT NOT NULL,
+    backend_id TEXT,
+    launch_state TEXT NOT NULL,          -- recorded | launching | launched | failed
+    status TEXT NOT NULL,
+    raw_state TEXT NOT NULL DEFAULT '',
+    message TEXT NOT NULL DEFAULT '',
+    pending_reason TEXT,
+    exit_code INTEGER,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    started_at REAL,
+    ended_at REAL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    idempotency_key TEXT UNIQUE,
+    request_digest TEXT NOT NULL,
+    command TEXT NOT NULL,
+    image TEXT,
+    options TEXT NOT NULL DEFAULT '{}',
+    request TEXT NOT NULL DEFAULT '{}',  -- non-secret request facts (resources, declared inputs/outputs)
+    results_location TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_open ON jobs(platform, status);
+CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
+"""
+
+OPEN_STATUSES = ("Pending", "Running", "Paused", "Canceling", "Unknown")
+
+
+@dataclass
+class JobRecord:
+    job_id: str
+    platform: str
+    backend_name: str
+    backend_id: str | None
+    launch_state: str
+    status: str
+    raw_state: str
+    message: str
+    pending_reason: str | None
+    exit_code: int | None
+    created_at: float
+    updated_at: float
+    started_at: float | None
+    ended_at: float | None
+    cancel_requested: bool
+    idempotency_key: str | None
+    request_digest: str
+    command: str
+    image: str | None
+    options: dict[str, Any] = field(default_factory=dict)
+    request: dict[str, Any] = field(default_factory=dict)
+    results_location: str | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def ref(self) -> JobRef:
+        return JobRef(self.job_id, self.backend_name, self.backend_id, self.options, self.created_at)
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> JobRecord:
+        data = dict(row)
+        data["options"] = json.loads(data["options"])
+        data["request"] = json.loads(data["request"])
+        data["cancel_requested"] = bool(data["cancel_requested"])
+        return cls(**data)
+
+
+class JobStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        self._db.executescript(SCHEMA)
+        path.chmod(0o600)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    # ---- reads ----
+    def get(self, job_id: str) -> JobRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return JobRecord.from_row(row) if row else None
+
+    def by_idempotency_key(self, key: str) -> JobRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (key,)).fetchone()
+        return JobRecord.from_row(row) if row else None
+
+    def open_jobs(self, platform: str | None = None) -> list[JobRecord]:
+        marks = ",".join("?" * len(OPEN_STATUSES))
+        sql = f"SELECT * FROM jobs WHERE status IN ({marks}) AND launch_state != 'recorded'"
+        params: list[Any] = list(OPEN_STATUSES)
+        if platform:
+            sql += " AND platform = ?"
+            params.append(platform)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY created_at", params).fetchall()
+        return [JobRecord.from_row(r) for r in rows]
+
+    def list(
+        self, *, status: str | None, platform: str | None, limit: int, before: tuple[float, str] | None
+    ) -> list[JobRecord]:
+        sql, params = "SELECT * FROM jobs WHERE 1=1", []
+        if status:
+            sql += " AND status = ?"
+            params.append(status)
+        if platform:
+            sql += " AND platform = ?"
+            params.append(platform)
+        if before:
+            sql += " AND (created_at < ? OR (created_at = ? AND job_id < ?))"
+            params += [before[0], before[0], before[1]]
+        sql += " ORDER BY created_at DESC, job_id DESC LIMIT ?"
+        params.append(limit)
+        with self._lock:
+            rows = self._db.execute(sql, params).fetchall()
+        return [JobRecord.from_row(r) for r in rows]
+
+    # ---- writes ----
+    def insert(self, record: JobRecord) -> JobRecord:
+        """Insert a new record; with an idempotency key already used, return the existing record instead."""
+        with self._tx() as db:
+            if record.idempotency_key:
+                row = db.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (record.idempotency_key,)).fetchone()
+                if row:
+                    return JobRecord.from_row(row)
+            data = record.__dict__ | {
+                "options": json.dumps(record.options, sort_keys=True),
+                "request": json.dumps(record.request, sort_keys=True),
+                "cancel_requested": int(record.cancel_requested),
+            }
+            cols = ", ".join(data)
+            db.execute(f"INSERT INTO jobs ({cols}) VALUES ({', '.join('?' * len(data))})", list(data.values()))
+        return record
+
+    def set_launch_state(self, job_id: str, launch_state: str, backend_id: str | None = None) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE jobs SET launch_state = ?, backend_id = COALESCE(?, backend_id), updated_at = ? "
+                "WHERE job_id = ?",
+                (launch_state, backend_id, time.time(), job_id),
+            )
+
+    def mark_failed_launch(self, job_id: str, message: str) -> None:
+        """The backend refused the launch: nothing runs, the record ends as Error."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE jobs SET launch_state = 'failed', status = 'Error', raw_state = 'LAUNCH_REFUSED', "
+                "message = ?, updated_at = ?, ended_at = ? WHERE job_id = ? AND status NOT IN "
+                "('Complete', 'Error', 'Canceled')",
+                (message, time.time(), time.time(), job_id),
+            )
+
+    def request_cancel(self, job_id: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE jobs SET cancel_requested = 1, updated_at = ?, "
+                "status = CASE WHEN status IN ('Complete', 'Error', 'Canceled') THEN status ELSE 'Canceling' END "
+                "WHERE job_id = ?",
+                (time.time(), job_id),
+            )
+
+    def apply(self, job_id: str, obs: Observation) -> JobRecord | None:
+        """Record an observation, enforcing monotonic status. Returns the record as stored."""
+        with self._tx() as db:
+            row = db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+            if row is None:
+                return None
+            current = JobRecord.from_row(row)
+            now = time.time()
+            if current.terminal:
+                # Final: only fill facts that arrived late (exit code, end time).
+                db.execute(
+                    "UPDATE jobs SET exit_code = COALESCE(exit_code, ?), ended_at = COALESCE(ended_at, ?), "
+                    "started_at = COALESCE(started_at, ?) WHERE job_id = ?",
+                    (obs.exit_code, obs.ended_at, obs.started_at, job_id),
+                )
+            else:
+                status = obs.status
+                if current.status == "Canceling" and status not in TERMINAL:
+                    status = "Canceling"  # only a terminal observation ends a cancel in progress
+                elif current.cancel_requested and status == "Error" and obs.raw_state.upper().startswith("CANCEL"):
+                    status = "Canceled"
+                message = obs.message
+                if status == "Canceling" and obs.status != "Canceling":
+                    message = f"cancel requested; backend still reports {obs.raw_state}"
+                ended = obs.ended_at if status in TERMINAL else None
+                if status in TERMINAL and ended is None:
+                    ended = now
+                db.execute(
+                    "UPDATE jobs SET status = ?, raw_state = ?, message = ?, pending_reason = ?, exit_code = ?, "
+                    "started_at = COALESCE(?, started_at), ended_at = ?, updated_at = ? WHERE job_id = ?",
+                    (
+                        status,
+                        obs.raw_state,
+                        message,
+                        obs.pending_reason,
+                        obs.exit_code,
+                        obs.started_at,
+                        ended,
+                        now,
+                        job_id,
+                    ),
+                )
+            row = db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return JobRecord.from_row(row)
+
+    def touch_message(self, job_id: str, message: str) -> None:
+        """Update the human message of an open job (e.g. runner progress) without changing its status."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE jobs SET message = ?, updated_at = ? WHERE job_id = ? AND status NOT IN "
+                "('Complete', 'Error', 'Canceled')",
+                (message, time.time(), job_id),
+            )

@@ -1,0 +1,249 @@
+"""Tool group: submit, watch, read, diagnose, cancel and list jobs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp_types import CallToolResult
+from pydantic import Field
+
+from tao_mcp.models import FailureAnalysis, JobList, JobStatus, LogPage, SubmitResult, WaitResult
+from tao_mcp.service.jobs import SubmitParams
+from tao_mcp.tools._common import READ_ONLY_BACKEND, READ_ONLY_LOCAL, annotations, app, coded_errors, respond
+
+JobId = Annotated[str, Field(description="the job_id submit_job returned", min_length=1, max_length=64)]
+MAX_WAIT_S = 50
+
+
+def render_status(s: JobStatus) -> str:
+    lines = [f"Job {s.job_id} on {s.platform}: {s.status} (raw {s.raw_state or '-'})"]
+    if s.message:
+        lines.append(f"  {s.message}")
+    if s.pending_reason:
+        lines.append(f"  pending reason: {s.pending_reason}")
+    if s.exit_code is not None:
+        lines.append(f"  exit code: {s.exit_code}")
+    if s.results_location:
+        lines.append(f"  results: {s.results_location}")
+    lines.append(f"  backend: {s.backend_name} id={s.backend_id or '-'}; created {s.created_at}")
+    lines.append(f"Next: {s.next}")
+    return "\n".join(lines)
+
+
+def render_submit(r: SubmitResult) -> str:
+    head = "DRY RUN (nothing launched)" if r.dry_run else ("Reused earlier submission" if r.reused else "Submitted")
+    lines = [f"{head}: job {r.job_id} on {r.platform} — {r.status}", f"  {r.message}"]
+    if r.results_location:
+        lines.append(f"  results: {r.results_location}")
+    for path, text in (r.preview or {}).items():
+        lines += [f"--- {path}", text.rstrip()]
+    lines.append(f"Next: {r.next}")
+    return "\n".join(lines)
+
+
+def render_analysis(a: FailureAnalysis) -> str:
+    lines = [
+        f"Job {a.job_id} ({a.status}): {a.category} [{a.err_class}], retriable={a.retriable}, "
+        f"confidence={a.confidence}",
+        f"  {a.summary}",
+        f"  Fix: {a.suggestion}",
+    ]
+    lines += [f"  [{e.source}{'' if e.line is None else ' line ' + str(e.line + 1)}] {e.text}" for e in a.evidence]
+    lines += [f"  node event: {n}" for n in a.node_events]
+    lines.append(f"Next: {a.next}")
+    return "\n".join(lines)
+
+
+def register(server: MCPServer) -> None:
+    @server.tool(annotations=annotations(read_only=False, destructive=False, idempotent=True, open_world=True))
+    @coded_errors
+    async def submit_job(
+        ctx: Context,
+        platform: Annotated[str, Field(description="slurm | kubernetes | docker | lepton | brev (or an alias)")],
+        command: Annotated[str, Field(description="shell command run inside the container with bash -c")],
+        image: Annotated[str | None, Field(description="container image; SLURM may run without one")] = None,
+        gpu_count: Annotated[
+            int, Field(description="GPUs per node (0 = CPU only)", json_schema_extra={"minimum": 0})
+        ] = 1,
+        num_nodes: Annotated[
+            int,
+            Field(
+                description="nodes (multi-node sets MASTER_ADDR, NODE_RANK, WORLD_SIZE)",
+                json_schema_extra={"minimum": 1},
+            ),
+        ] = 1,
+        env: Annotated[dict[str, str] | None, Field(description="NON-secret environment variables")] = None,
+        secret_env: Annotated[
+            list[str] | None,
+            Field(
+                description="NAMES of server environment variables to forward as secrets (e.g. NGC_KEY, HF_TOKEN); "
+                "values never pass through the agent"
+            ),
+        ] = None,
+        time_limit: Annotated[str | int | None, Field(description="minutes, or HH:MM[:SS] / D-HH:MM[:SS]")] = None,
+        name: Annotated[str | None, Field(description="a short label for list_jobs ([A-Za-z0-9_.-])")] = None,
+        idempotency_key: Annotated[
+            str | None,
+            Field(description="a retry with the same key returns the same job and launches nothing", max_length=128),
+        ] = None,
+        dry_run: Annotated[bool, Field(description="render the plan (secrets redacted) without launching")] = False,
+        inputs: Annotated[
+            dict[str, Any] | None,
+            Field(description="data to download before the command: spec path/arg name/container path -> s3:// URI"),
+        ] = None,
+        outputs: Annotated[
+            dict[str, Any] | list[str] | None,
+            Field(description="results to upload after the command (even when it fails)"),
+        ] = None,
+        specs: Annotated[
+            dict[str, Any] | None, Field(description="nested spec dict written to {config_path} (config mode)")
+        ] = None,
+        args: Annotated[
+            dict[str, Any] | None, Field(description="flat dict appended as --key value (args mode)")
+        ] = None,
+        config_format: Annotated[Literal["yaml", "json", "toml"], Field(description="spec file format")] = "yaml",
+        upload_excludes: Annotated[
+            list[str] | None, Field(description="glob patterns not uploaded; a trailing / excludes a subtree")
+        ] = None,
+        results_uri: Annotated[str | None, Field(description="s3:// prefix for results (default: platform)")] = None,
+        partition: Annotated[str | None, Field(description="SLURM partition")] = None,
+        account: Annotated[str | None, Field(description="SLURM account")] = None,
+        mounts: Annotated[list[str] | None, Field(description="SLURM container mounts src:dst[:ro]")] = None,
+        cpus: Annotated[int | None, Field(description="SLURM cpus per task")] = None,
+        memory: Annotated[str | None, Field(description="SLURM memory per node, e.g. 64G")] = None,
+        launcher: Annotated[
+            str | None,
+            Field(
+                description="SLURM container launcher: pyxis | apptainer | singularity | enroot | charliecloud | none"
+            ),
+        ] = None,
+        hold: Annotated[bool | None, Field(description="SLURM: submit held (sbatch --hold)")] = None,
+    ) -> Annotated[CallToolResult, SubmitResult]:
+        """Launch one GPU job and return at once with its job_id (use dry_run=True first to show the plan).
+        Credentials are forwarded by name with secret_env. Next: wait_for_job(job_id), then job_logs or
+        failure_analysis."""
+        options = {
+            k: v
+            for k, v in {
+                "partition": partition,
+                "account": account,
+                "mounts": mounts,
+                "cpus": cpus,
+                "memory": memory,
+                "launcher": launcher,
+                "hold": hold,
+            }.items()
+            if v is not None
+        }
+        params = SubmitParams(
+            platform=platform,
+            command=command,
+            image=image,
+            gpu_count=gpu_count,
+            num_nodes=num_nodes,
+            env=env or {},
+            secret_env=secret_env or [],
+            time_limit=time_limit,
+            name=name,
+            idempotency_key=idempotency_key,
+            dry_run=dry_run,
+            options=options,
+            specs=specs,
+            args=args,
+            inputs=inputs,
+            outputs=outputs,
+            config_format=config_format,
+            upload_excludes=upload_excludes,
+            results_uri=results_uri,
+        )
+        result = await app(ctx).jobs.submit(params)
+        return respond(ctx, result, render_submit(result))
+
+    @server.tool(annotations=READ_ONLY_BACKEND)
+    @coded_errors
+    async def job_status(ctx: Context, job_id: JobId) -> Annotated[CallToolResult, JobStatus]:
+        """Current status of a job (Pending/Running/Paused/Complete/Error/Canceled, plus Canceling/Unknown) with
+        the raw backend state, pending reason, exit code and results location. Next: wait_for_job while it is
+        open, failure_analysis after Error, job_logs any time."""
+        result = await app(ctx).jobs.status(job_id)
+        return respond(ctx, result, render_status(result))
+
+    @server.tool(annotations=READ_ONLY_BACKEND)
+    @coded_errors
+    async def wait_for_job(
+        ctx: Context,
+        job_id: JobId,
+        timeout_s: Annotated[int, Field(ge=1, le=MAX_WAIT_S, description="seconds to wait in this call (max 50)")] = 45,
+        until: Annotated[
+            Literal["terminal", "running"], Field(description="return when the job ends (terminal) or once it runs")
+        ] = "terminal",
+    ) -> Annotated[CallToolResult, WaitResult]:
+        """Wait up to timeout_s (≤50 s) for a job to finish (or start running), sending progress notifications;
+        returns the status with done=true/false. When done is false call wait_for_job again; canceling this call
+        never cancels the job. Next: job_logs or failure_analysis."""
+        last = 0.0
+
+        async def progress(elapsed: float, message: str) -> None:
+            nonlocal last
+            last = max(elapsed, last + 0.001)  # progress must strictly increase
+            await ctx.report_progress(round(last, 3), None, message)
+
+        result = await app(ctx).jobs.wait(job_id, timeout_s, until, progress)
+        return respond(ctx, result, f"done={result.done} after {result.waited_s}s\n" + render_status(result))
+
+    @server.tool(annotations=READ_ONLY_BACKEND, meta={"anthropic/maxResultSizeChars": 60000})
+    @coded_errors
+    async def job_logs(
+        ctx: Context,
+        job_id: JobId,
+        tail: Annotated[int, Field(ge=1, le=2000, description="lines to return")] = 200,
+        cursor: Annotated[
+            str | None, Field(description="next_cursor from an earlier call: read the lines after it")
+        ] = None,
+        grep: Annotated[str | None, Field(description="only lines containing this text", max_length=200)] = None,
+    ) -> Annotated[CallToolResult, LogPage]:
+        """Read a job's log (stdout+stderr), redacted: the last `tail` lines, or the lines after `cursor`, or only
+        lines containing `grep`. Results say `truncated` and give next_cursor. Next: failure_analysis after an
+        Error."""
+        page = await app(ctx).jobs.logs(job_id, tail, cursor, grep)
+        head = f"Job {page.job_id} ({page.status}) — {len(page.lines)} lines" + (
+            " (truncated)" if page.truncated else ""
+        )
+        text = "\n".join([head, *page.lines, f"Next: {page.next}"])
+        return respond(ctx, page, text)
+
+    @server.tool(annotations=READ_ONLY_BACKEND)
+    @coded_errors
+    async def failure_analysis(ctx: Context, job_id: JobId) -> Annotated[CallToolResult, FailureAnalysis]:
+        """Explain why a job failed (or why it is still pending): category, error class, whether a resubmit may
+        help, evidence lines from the platform and the log, and the fix. Next: submit_job with the fix."""
+        result = await app(ctx).jobs.analyze(job_id)
+        return respond(ctx, result, render_analysis(result))
+
+    @server.tool(annotations=annotations(read_only=False, destructive=True, idempotent=True, open_world=True))
+    @coded_errors
+    async def cancel_job(ctx: Context, job_id: JobId) -> Annotated[CallToolResult, JobStatus]:
+        """Cancel a job. Reports Canceled only once the backend confirms (else Canceling; call job_status later);
+        repeating it is harmless. Next: job_logs for what ran before the cancel."""
+        result = await app(ctx).jobs.cancel(job_id)
+        return respond(ctx, result, render_status(result))
+
+    @server.tool(annotations=READ_ONLY_LOCAL)
+    @coded_errors
+    async def list_jobs(
+        ctx: Context,
+        status: Annotated[
+            Literal["Pending", "Running", "Paused", "Complete", "Error", "Canceled", "Canceling", "Unknown"] | None,
+            Field(description="only jobs in this status"),
+        ] = None,
+        platform: Annotated[str | None, Field(description="only jobs on this platform")] = None,
+        limit: Annotated[int, Field(ge=1, le=200, description="jobs per page")] = 50,
+        cursor: Annotated[str | None, Field(description="next_cursor from an earlier call")] = None,
+    ) -> Annotated[CallToolResult, JobList]:
+        """List the jobs this server launched, newest first, from its durable store (they survive restarts).
+        Next: job_status(job_id) for one of them."""
+        result = app(ctx).jobs.list(status, platform, limit, cursor)
+        rows = [f"- {j.job_id} {j.platform:<10} {j.status:<9} {j.created_at} {j.command[:60]}" for j in result.jobs]
+        text = "\n".join([f"{len(result.jobs)} jobs", *rows, f"Next: {result.next}"])
+        return respond(ctx, result, text)

@@ -1,0 +1,84 @@
+"""Job store rules: record before launch, monotonic status, Canceling, idempotency, late facts."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tao_mcp.drivers.base import Observation
+from tao_mcp.service.store import JobRecord, JobStore
+
+
+def record(job_id: str = "abc123", key: str | None = None) -> JobRecord:
+    now = time.time()
+    return JobRecord(
+        job_id=job_id, platform="slurm", backend_name=f"tao-{job_id}", backend_id=None, launch_state="launching",
+        status="Pending", raw_state="SUBMITTING", message="", pending_reason=None, exit_code=None, created_at=now,
+        updated_at=now, started_at=None, ended_at=None, cancel_requested=False, idempotency_key=key,
+        request_digest="d", command="echo", image=None,
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> JobStore:
+    return JobStore(tmp_path / "jobs.sqlite3")
+
+
+def test_database_is_private_and_wal(store: JobStore) -> None:
+    assert store.path.stat().st_mode & 0o077 == 0
+    assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_terminal_status_is_final_but_late_facts_fill_in(store: JobStore) -> None:
+    store.insert(record())
+    store.apply("abc123", Observation("Running", "RUNNING", started_at=10.0))
+    done = store.apply("abc123", Observation("Complete", "COMPLETED"))
+    assert done is not None and done.status == "Complete" and done.exit_code is None
+    later = store.apply("abc123", Observation("Running", "RUNNING", exit_code=0, ended_at=20.0))
+    assert later is not None and later.status == "Complete" and later.raw_state == "COMPLETED"
+    assert later.exit_code == 0 and later.ended_at is not None
+
+
+def test_canceling_only_becomes_terminal(store: JobStore) -> None:
+    store.insert(record())
+    store.request_cancel("abc123")
+    still = store.apply("abc123", Observation("Running", "RUNNING"))
+    assert still is not None and still.status == "Canceling" and "cancel requested" in still.message
+    done = store.apply("abc123", Observation("Canceled", "CANCELLED by 1000"))
+    assert done is not None and done.status == "Canceled"
+
+
+def test_cancel_after_terminal_keeps_terminal(store: JobStore) -> None:
+    store.insert(record())
+    store.apply("abc123", Observation("Error", "FAILED", exit_code=2))
+    store.request_cancel("abc123")
+    got = store.get("abc123")
+    assert got is not None and got.status == "Error" and got.exit_code == 2
+
+
+def test_idempotency_key_returns_first_record(store: JobStore) -> None:
+    first = store.insert(record("one", key="k"))
+    second = store.insert(record("two", key="k"))
+    assert second.job_id == first.job_id == "one"
+    assert store.get("two") is None
+
+
+def test_open_jobs_and_paging(store: JobStore) -> None:
+    for i in range(5):
+        store.insert(record(f"job{i}"))
+    store.apply("job0", Observation("Complete", "COMPLETED"))
+    assert {r.job_id for r in store.open_jobs("slurm")} == {"job1", "job2", "job3", "job4"}
+    page = store.list(status=None, platform=None, limit=2, before=None)
+    rest = store.list(status=None, platform=None, limit=10, before=(page[-1].created_at, page[-1].job_id))
+    assert len(page) == 2 and len(rest) == 3
+    assert not {r.job_id for r in page} & {r.job_id for r in rest}
+
+
+def test_failed_launch_is_terminal_error(store: JobStore) -> None:
+    store.insert(record())
+    store.mark_failed_launch("abc123", "E_BACKEND_REJECTED: no such partition")
+    got = store.get("abc123")
+    assert got is not None and got.status == "Error" and got.launch_state == "failed"
+    assert store.open_jobs() == []
