@@ -1,0 +1,1067 @@
+"""tao-runner: the program that runs inside the job container, around the user's command.
+
+Standard library only; boto3, PyYAML, huggingface_hub and the ngc CLI are used when the image has them. It reads
+the job description written by tao_mcp.entrypoint.builder (zlib + base64 JSON, argv[1]), downloads the declared
+inputs, writes the spec, runs the command, uploads the declared outputs even when the command failed, and exits
+with the command's exit code. Every line it prints starts with "[tao-runner]"; secret values are never printed.
+Runs on Python >= 3.8, so no 3.9+ syntax or library calls here.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+import zlib
+from fnmatch import fnmatch
+from typing import TYPE_CHECKING, Any
+from urllib import error as urlerror
+from urllib import parse as urlparse
+from urllib import request as urlrequest
+from xml.etree import ElementTree
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+
+TAG = "[tao-runner]"
+PLACEHOLDERS = ("config_path", "results_dir", "job_id")
+REMOTE = ("s3://", "ngc://", "hf_model://", "hf_dataset://")
+LOCAL = ("lustre://", "file://")
+ARCHIVES = (".tar.gz", ".tgz", ".tar")
+SECRET_NAMES = (
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SESSION_TOKEN",
+    "NGC_KEY",
+    "NGC_CLI_API_KEY",
+    "NGC_API_KEY",
+    "HF_TOKEN",
+)
+MIB = 1 << 20
+PART_SUFFIX = ".tao-part"
+EXIT_INPUT, EXIT_SOFTWARE, EXIT_IO, EXIT_CONFIG = 66, 70, 74, 78
+SHELL_SAFE = re.compile(r"[\w@%+=:,./-]+")
+
+
+class RunnerError(Exception):
+    """An anticipated failure, printed as `error E_CODE: cause. Fix: ...` and turned into the exit code."""
+
+    def __init__(self, code: str, cause: str, fix: str = "", exit_code: int = EXIT_INPUT) -> None:
+        super().__init__(cause)
+        self.code, self.cause, self.fix, self.exit_code = code, cause, fix, exit_code
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.cause}" + (f". Fix: {self.fix}" if self.fix else "")
+
+
+class S3Error(Exception):
+    def __init__(self, status: int, code: str, message: str = "") -> None:
+        super().__init__(f"{code} (HTTP {status}) {message}".strip())
+        self.status, self.code = status, code
+
+
+def redact(text: str) -> str:
+    for name in SECRET_NAMES:
+        value = os.environ.get(name)
+        if value and len(value) >= 4:
+            text = text.replace(value, "***")
+    return text
+
+
+def say(message: str) -> None:
+    try:
+        sys.stdout.write(f"{TAG} {redact(message)}\n")
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+# ---------------------------------------------------------------- spec paths and templates
+
+
+def parse_path(path: str) -> list:
+    """'dataset.sources[0].image_dir' -> ['dataset', 'sources', 0, 'image_dir']."""
+    tokens: list = []
+    for part in path.split("."):
+        m = re.fullmatch(r"([^\[\]]+)((?:\[\d+\])*)", part)
+        if not m:
+            raise RunnerError("E_BAD_INPUT", f"{path!r} is not a dotted spec path", "write it like a.b[0].c")
+        tokens.append(m.group(1))
+        tokens.extend(int(i) for i in re.findall(r"\[(\d+)\]", m.group(2)))
+    return tokens
+
+
+MISSING = object()
+
+
+def get_path(tree: object, tokens: list) -> object:
+    for t in tokens:
+        if isinstance(t, int):
+            if not isinstance(tree, list) or t >= len(tree):
+                return MISSING
+        elif not isinstance(tree, dict) or t not in tree:
+            return MISSING
+        tree = tree[t]  # type: ignore[index]
+    return tree
+
+
+def set_path(tree: dict, tokens: list, value: object, where: str) -> None:
+    node: object = tree
+    for i, t in enumerate(tokens):
+        if isinstance(t, int) and not (isinstance(node, list) and t < len(node)):
+            raise RunnerError("E_BAD_INPUT", f"cannot set {where}: index [{t}] does not exist in the spec")
+        if isinstance(t, str) and not isinstance(node, dict):
+            raise RunnerError("E_BAD_INPUT", f"cannot set {where}: the value above {t!r} is not a mapping")
+        if i == len(tokens) - 1:
+            node[t] = value  # type: ignore[index]
+        else:
+            if isinstance(t, str) and node.get(t) is None:  # type: ignore[union-attr]
+                node[t] = {}  # type: ignore[index]
+            node = node[t]  # type: ignore[index]
+
+
+def substitute(text: str, values: dict, quote: bool = False) -> str:
+    """Replace only {config_path}, {results_dir}, {job_id}; every other brace ({} or ${VAR}) is left alone."""
+    for name in PLACEHOLDERS:
+        if name in values:
+            value = values[name]
+            if quote and not SHELL_SAFE.fullmatch(value):
+                value = shlex.quote(value)
+            text = text.replace("{" + name + "}", value)
+    return text
+
+
+def substitute_tree(tree: object, values: dict) -> object:
+    if isinstance(tree, str):
+        return substitute(tree, values)
+    if isinstance(tree, dict):
+        return {k: substitute_tree(v, values) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [substitute_tree(v, values) for v in tree]
+    return tree
+
+
+def render_args(args: dict) -> list:
+    """{'epochs': 3, 'verbose': True, '-e': 'a b'} -> ['--epochs', '3', '--verbose', '-e', "'a b'"]."""
+    out = []
+    for key, value in args.items():
+        if value is None or value is False:
+            continue
+        flag = key if key.startswith("-") else "--" + key
+        out.append(shlex.quote(flag))
+        if value is True:
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            text = item if isinstance(item, str) else json.dumps(item)
+            out.append(shlex.quote(text))
+    return out
+
+
+def slot(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "input"
+
+
+def strip_archive(name: str) -> str:
+    for ext in ARCHIVES:
+        if name.endswith(ext) and len(name) > len(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def target_name(uri: str) -> str:
+    """The local name of a downloaded URI: deterministic from the URI, so the server can show it in a dry run."""
+    rest = uri.split("://", 1)[1].rstrip("/")
+    if uri.startswith("ngc://"):
+        model, _, version = rest.rsplit("/", 1)[-1].partition(":")
+        name = f"{model}_v{version}" if version else model
+    elif uri.startswith("hf_"):
+        name = rest.split("@", 1)[0].rsplit("/", 1)[-1]
+    else:
+        name = strip_archive(rest.rsplit("/", 1)[-1])
+    return slot(name)
+
+
+def local_path(uri: str) -> str:
+    """lustre:///abs and file:///abs are already local on the platform: drop the scheme."""
+    for scheme in LOCAL:
+        if uri.startswith(scheme):
+            return "/" + uri[len(scheme) :].lstrip("/")
+    return uri
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    rest = uri[len("s3://") :]
+    bucket, _, key = rest.partition("/")
+    key = re.sub(r"/{2,}", "/", key)
+    if not bucket:
+        raise RunnerError("E_BAD_URI", f"{uri!r} has no bucket", "write s3://<bucket>/<key>")
+    return bucket, key.lstrip("/")
+
+
+# ---------------------------------------------------------------- job preparation (pure: the builder uses it too)
+
+
+def prepare(job: dict, results_dir: str, inputs_dir: str) -> dict:
+    """Resolve every declared input and output to local paths and rewrite the spec/args. No I/O.
+
+    Returns {spec, args, values, fetches: [(uri, dest, at)], outputs: [(local, s3 uri or None, kind)],
+    keep_out: [local dirs the results upload skips], config_path}.
+    """
+    mode, job_id = job["mode"], job["job_id"]
+    ext = {"yaml": "yaml", "yml": "yaml", "json": "json", "toml": "toml"}[job.get("config_format") or "yaml"]
+    config_path = os.path.join(results_dir, f"spec.{ext}") if mode == "config" else ""
+    values = {"results_dir": results_dir, "job_id": job_id, "config_path": config_path}
+    spec = substitute_tree(job.get("spec") or {}, values)
+    args = substitute_tree(job.get("args") or {}, values)
+    fetches: list = []
+    outputs: list = []
+    keep_out = [inputs_dir]
+
+    def assign(at: str, local: str) -> None:
+        if mode == "config":
+            set_path(spec, parse_path(at), local, at)  # type: ignore[arg-type]
+        elif mode == "args":
+            args[at] = local  # type: ignore[index]
+
+    for item in job.get("inputs") or []:
+        uri, at = item["uri"], item.get("at")
+        dest = local_path(uri)
+        if uri.startswith(REMOTE):
+            base = os.path.join(inputs_dir, slot(at or "input"))
+            dest = substitute(item["to"], values) if item.get("to") else os.path.join(base, target_name(uri))
+            fetches.append((uri, dest, at))
+        if at:
+            assign(at, dest)
+    out_dir = os.path.join(results_dir, "outputs")
+    for item in job.get("outputs") or []:
+        at, uri, kind = item.get("at"), item.get("uri"), item.get("type") or "folder"
+        if mode == "passthrough":
+            local = substitute(item["from"], values)
+        elif uri and uri.startswith("s3://"):
+            local = os.path.join(out_dir, slot(at))
+            if kind != "folder":
+                local = os.path.join(local, uri.rstrip("/").rsplit("/", 1)[-1])
+            keep_out.append(out_dir)
+        elif uri:
+            local, uri = local_path(uri), None
+        else:
+            local = results_dir if at == "results_dir" else os.path.join(results_dir, slot(at))
+        outputs.append((local, uri, kind if mode != "passthrough" else "given"))
+        if at:
+            assign(at, local)
+    return {
+        "spec": spec if mode == "config" else None,
+        "args": args,
+        "values": values,
+        "fetches": fetches,
+        "outputs": outputs,
+        "keep_out": keep_out,
+        "config_path": config_path,
+    }
+
+
+def final_command(job: dict, plan: dict, quote: bool = True) -> str:
+    command = substitute(job["command"], plan["values"], quote=quote)
+    if job["mode"] == "args":
+        command = " ".join([command, *render_args(plan["args"])])
+    return command
+
+
+# ---------------------------------------------------------------- spec writers (yaml without PyYAML, toml)
+
+
+def yaml_flow(value: object) -> str:
+    """JSON text that YAML 1.1 parsers read back identically (floats always carry a '.', no raw C1 chars)."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(yaml_flow(str(k)) + ": " + yaml_flow(v) for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(yaml_flow(v) for v in value) + "]"
+    if isinstance(value, float):
+        text = repr(value)
+        return text.replace("e", ".0e") if "e" in text and "." not in text else text
+    text = json.dumps(value, ensure_ascii=False)
+    return re.sub("[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff]", lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else toml_value(key)
+
+
+def toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value if v is not None) + "]"
+    if isinstance(value, dict):
+        items = (f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items() if v is not None)
+        return "{" + ", ".join(items) + "}"
+    text = json.dumps(str(value), ensure_ascii=False)
+    return re.sub("[\x7f\ud800-\udfff]", lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def toml_doc(table: dict, prefix: tuple = ()) -> str:
+    lines = [f"{toml_key(k)} = {toml_value(v)}" for k, v in table.items() if v is not None and not isinstance(v, dict)]
+    for k, v in table.items():
+        if isinstance(v, dict):
+            name = (*prefix, toml_key(k))
+            lines.append(f"\n[{'.'.join(name)}]")
+            lines.append(toml_doc(v, name))
+    return "\n".join(line for line in lines if line)
+
+
+def render_spec(spec: dict, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(spec, indent=2, ensure_ascii=False) + "\n"
+    if fmt == "toml":
+        return toml_doc(spec).lstrip("\n") + "\n"
+    try:
+        import yaml  # type: ignore[import-untyped]
+
+        return yaml.safe_dump(spec, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    except ImportError:
+        return "# written as JSON, which YAML parsers accept (PyYAML is not in this image)\n" + yaml_flow(spec) + "\n"
+
+
+# ---------------------------------------------------------------- S3: boto3 when present, else SigV4 over urllib
+
+
+def s3_settings() -> tuple[str | None, str]:
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return endpoint, region
+
+
+class MiniS3:
+    """Just enough S3: HEAD, GET (ranged), PUT, ListObjectsV2 with pagination, multipart upload."""
+
+    name = "builtin (boto3 not importable)"
+
+    def __init__(self, part_size: int) -> None:
+        self.endpoint, self.region = s3_settings()
+        self.access = os.environ.get("AWS_ACCESS_KEY_ID", "")
+        self.secret = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
+        self.token = os.environ.get("AWS_SESSION_TOKEN", "")
+        self.part_size = part_size
+        if not (self.access and self.secret):
+            raise RunnerError(
+                "E_MISSING_CREDENTIALS",
+                "s3:// data needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the container",
+                "set ACCESS_KEY and SECRET_KEY in the tao-mcp server environment; they are forwarded as secrets",
+                EXIT_CONFIG,
+            )
+        self.context = None
+        if os.environ.get("AWS_CA_BUNDLE"):
+            import ssl
+
+            self.context = ssl.create_default_context(cafile=os.environ["AWS_CA_BUNDLE"])
+
+    def _url(self, bucket: str, key: str) -> tuple[str, str]:
+        path = "/" + urlparse.quote(key, safe="/~")
+        if self.endpoint:
+            base = urlparse.urlsplit(self.endpoint)
+            return f"{base.scheme}://{base.netloc}", base.path.rstrip("/") + "/" + bucket + path
+        if re.fullmatch(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]", bucket):
+            return f"https://{bucket}.s3.{self.region}.amazonaws.com", path
+        return f"https://s3.{self.region}.amazonaws.com", "/" + bucket + path
+
+    def request(
+        self,
+        method: str,
+        bucket: str,
+        key: str = "",
+        query: dict | None = None,
+        body: bytes = b"",
+        headers: dict | None = None,
+    ) -> Any:
+        origin, path = self._url(bucket, key)
+        query_text = "&".join(
+            f"{urlparse.quote(k, safe='~')}={urlparse.quote(str(v), safe='~')}"
+            for k, v in sorted((query or {}).items())
+        )
+        for attempt in range(5):
+            now = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            signed = {
+                "host": urlparse.urlsplit(origin).netloc,
+                "x-amz-content-sha256": hashlib.sha256(body).hexdigest(),
+                "x-amz-date": now,
+            }
+            if self.token:
+                signed["x-amz-security-token"] = self.token
+            names = ";".join(sorted(signed))
+            canonical = "\n".join(
+                [
+                    method,
+                    path,
+                    query_text,
+                    "".join(f"{k}:{signed[k]}\n" for k in sorted(signed)),
+                    names,
+                    signed["x-amz-content-sha256"],
+                ]
+            )
+            scope = f"{now[:8]}/{self.region}/s3/aws4_request"
+            to_sign = "\n".join(["AWS4-HMAC-SHA256", now, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+            key_bytes = ("AWS4" + self.secret).encode()
+            for part in (now[:8], self.region, "s3", "aws4_request"):
+                key_bytes = hmac.new(key_bytes, part.encode(), hashlib.sha256).digest()
+            signature = hmac.new(key_bytes, to_sign.encode(), hashlib.sha256).hexdigest()
+            all_headers = dict(signed, **(headers or {}))
+            all_headers["Authorization"] = (
+                f"AWS4-HMAC-SHA256 Credential={self.access}/{scope}, SignedHeaders={names}, Signature={signature}"
+            )
+            if method in ("PUT", "POST"):
+                all_headers.setdefault("Content-Type", "application/octet-stream")
+            url = origin + urlparse.quote(path, safe="/~%") + ("?" + query_text if query_text else "")
+            req = urlrequest.Request(url, data=body if method in ("PUT", "POST") else None, method=method)
+            for k, v in all_headers.items():
+                req.add_header(k.title() if k != "host" else "Host", v)
+            try:
+                return urlrequest.urlopen(req, timeout=60, context=self.context)
+            except urlerror.HTTPError as exc:
+                data = exc.read() if method != "HEAD" else b""
+                code = re.search(rb"<Code>([^<]+)</Code>", data)
+                err = S3Error(exc.code, code.group(1).decode() if code else exc.reason or "Error")
+                if exc.code < 500 and exc.code != 429:
+                    raise err from None
+            except (urlerror.URLError, OSError) as exc:
+                err = S3Error(0, "Unreachable", f"{self.endpoint or 'AWS S3'}: {getattr(exc, 'reason', exc)}")
+            if attempt == 4:
+                raise err
+            time.sleep(0.5 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def head(self, bucket: str, key: str) -> int | None:
+        try:
+            with self.request("HEAD", bucket, key) as resp:
+                return int(resp.headers.get("Content-Length", 0))
+        except S3Error as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def list(self, bucket: str, prefix: str) -> Iterator[tuple[str, int]]:
+        token = None
+        while True:
+            query = {"list-type": "2", "prefix": prefix}
+            if token:
+                query["continuation-token"] = token
+            with self.request("GET", bucket, "", query) as resp:
+                root = ElementTree.fromstring(resp.read())
+            fields = {}
+            for el in root:
+                tag = el.tag.rsplit("}", 1)[-1]
+                if tag == "Contents":
+                    item = {c.tag.rsplit("}", 1)[-1]: c.text or "" for c in el}
+                    yield item["Key"], int(item.get("Size", 0))
+                else:
+                    fields[tag] = el.text or ""
+            token = fields.get("NextContinuationToken")
+            if fields.get("IsTruncated") != "true" or not token:
+                return
+
+    def get(self, bucket: str, key: str, start: int) -> tuple[Any, bool]:
+        resp = self.request("GET", bucket, key, headers={"Range": f"bytes={start}-"} if start else None)
+        return resp, resp.status == 206
+
+    def put_file(self, bucket: str, key: str, path: str) -> None:
+        size = os.path.getsize(path)
+        with open(path, "rb") as fh:
+            if size <= self.part_size:
+                self.request("PUT", bucket, key, body=fh.read()).close()
+                return
+            with self.request("POST", bucket, key, {"uploads": ""}) as resp:
+                upload_id = re.search(rb"<UploadId>([^<]+)</UploadId>", resp.read()).group(1).decode()  # type: ignore[union-attr]
+            try:
+                parts = []
+                for number in range(1, 10001):
+                    chunk = fh.read(self.part_size)
+                    if not chunk:
+                        break
+                    query = {"partNumber": str(number), "uploadId": upload_id}
+                    with self.request("PUT", bucket, key, query, body=chunk) as resp:
+                        parts.append(
+                            f"<Part><PartNumber>{number}</PartNumber><ETag>{resp.headers['ETag']}</ETag></Part>"
+                        )
+                body = ("<CompleteMultipartUpload>" + "".join(parts) + "</CompleteMultipartUpload>").encode()
+                with self.request("POST", bucket, key, {"uploadId": upload_id}, body=body) as resp:
+                    answer = resp.read()
+                if b"<Error>" in answer:  # S3 may answer 200 and put the error in the body
+                    code = re.search(rb"<Code>([^<]+)</Code>", answer)
+                    raise S3Error(200, code.group(1).decode() if code else "CompleteMultipartUploadFailed")
+            except BaseException:
+                with contextlib.suppress(S3Error):
+                    self.request("DELETE", bucket, key, {"uploadId": upload_id}).close()
+                raise
+
+
+class BotoS3:
+    """The same four operations through boto3 (its own retries, multipart and credential chain)."""
+
+    def __init__(self, boto3: Any, part_size: int) -> None:
+        # boto3 >= 1.36 adds CRC checksums many S3-compatible servers refuse; older versions ignore these names.
+        os.environ.setdefault("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
+        os.environ.setdefault("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required")
+        from boto3.s3.transfer import TransferConfig
+        from botocore.config import Config
+
+        endpoint, region = s3_settings()
+        config = Config(s3={"addressing_style": "path"} if endpoint else {}, retries={"max_attempts": 5})
+        self.client = boto3.session.Session().client("s3", endpoint_url=endpoint, region_name=region, config=config)
+        self.transfer = TransferConfig(multipart_threshold=part_size, multipart_chunksize=part_size)
+        self.name = f"boto3 {boto3.__version__}"
+
+    def call(self, fn: Callable[..., Any], **kwargs: Any) -> Any:
+        try:
+            return fn(**kwargs)
+        except Exception as exc:
+            response = getattr(exc, "response", None)
+            if isinstance(response, dict):
+                status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+                raise S3Error(status, response.get("Error", {}).get("Code") or str(status)) from None
+            if type(exc).__name__ in ("NoCredentialsError", "PartialCredentialsError"):
+                raise RunnerError(
+                    "E_MISSING_CREDENTIALS",
+                    "s3:// data needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the container",
+                    "set ACCESS_KEY and SECRET_KEY in the tao-mcp server environment",
+                    EXIT_CONFIG,
+                ) from None
+            raise S3Error(0, "Unreachable", str(exc)) from None
+
+    def head(self, bucket: str, key: str) -> int | None:
+        try:
+            return self.call(self.client.head_object, Bucket=bucket, Key=key)["ContentLength"]
+        except S3Error as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def list(self, bucket: str, prefix: str) -> Iterator[tuple[str, int]]:
+        kwargs = {"Bucket": bucket, "Prefix": prefix}
+        while True:
+            page = self.call(self.client.list_objects_v2, **kwargs)
+            for obj in page.get("Contents", []):
+                yield obj["Key"], obj["Size"]
+            if not page.get("IsTruncated") or not page.get("NextContinuationToken"):
+                return
+            kwargs["ContinuationToken"] = page["NextContinuationToken"]
+
+    def get(self, bucket: str, key: str, start: int) -> tuple[Any, bool]:
+        kwargs = {"Bucket": bucket, "Key": key}
+        if start:
+            kwargs["Range"] = f"bytes={start}-"
+        resp = self.call(self.client.get_object, **kwargs)
+        return resp["Body"], "ContentRange" in resp
+
+    def put_file(self, bucket: str, key: str, path: str) -> None:
+        self.call(self.client.upload_file, Filename=path, Bucket=bucket, Key=key, Config=self.transfer)
+
+
+if TYPE_CHECKING:
+    S3 = MiniS3 | BotoS3
+    S3Factory = Callable[[], S3]
+
+
+def make_s3(part_size: int) -> S3:
+    try:
+        import boto3  # type: ignore[import-untyped]
+    except ImportError:
+        return MiniS3(part_size)
+    return BotoS3(boto3, part_size)
+
+
+def s3_failure(uri: str, exc: S3Error, verb: str) -> RunnerError:
+    if exc.code == "NoSuchBucket":
+        return RunnerError("E_NO_SUCH_BUCKET", f"{verb} {uri}: the bucket does not exist", "check the bucket name")
+    if exc.status == 403 or exc.code in ("AccessDenied", "SignatureDoesNotMatch", "InvalidAccessKeyId"):
+        return RunnerError(
+            "E_ACCESS_DENIED",
+            f"{verb} {uri}: access denied ({exc.code})",
+            "check ACCESS_KEY/SECRET_KEY and bucket policy",
+        )
+    if exc.status == 0 or exc.status >= 500:
+        return RunnerError(
+            "E_BACKEND_UNREACHABLE", f"{verb} {uri}: S3 unreachable ({exc})", "check S3_ENDPOINT_URL", EXIT_IO
+        )
+    return RunnerError("E_S3_ERROR", f"{verb} {uri}: {exc}", "check the URI")
+
+
+# ---------------------------------------------------------------- downloads
+
+
+class Progress:
+    def __init__(self, verb: str, files: int, size: int) -> None:
+        self.verb, self.files, self.size = verb, files, size
+        self.done, self.bytes, self.skipped, self.last = 0, 0, 0, 0.0
+
+    def step(self, size: int, what: str, skipped: bool = False) -> None:
+        self.done += 1
+        self.bytes += size
+        self.skipped += skipped
+        now = time.time()
+        if self.done == self.files or self.done == 1 or now - self.last >= 2:
+            self.last = now
+            extra = f", {self.skipped} already present" if self.skipped else ""
+            say(
+                f"{self.verb} {self.done}/{self.files} files ({human(self.bytes)} of {human(self.size)}{extra}): {what}"
+            )
+
+
+def safe_join(base: str, rel: str, what: str) -> str:
+    parts = rel.split("/")
+    if rel.startswith("/") or ".." in parts or not rel:
+        raise RunnerError("E_UNSAFE_PATH", f"{what}: {rel!r} would escape {base}", "rename the object")
+    return os.path.join(base, *[p for p in parts if p not in ("", ".")])
+
+
+def download(s3: S3, bucket: str, key: str, dest: str, size: int) -> bool:
+    """Fetch one object to dest; resume a partial download; skip when dest already has that size."""
+    if os.path.isfile(dest) and os.path.getsize(dest) == size:
+        return False
+    os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
+    part = dest + PART_SUFFIX
+    last: Exception = S3Error(0, "Unreachable", f"s3://{bucket}/{key} changed size while downloading")
+    for attempt in range(5):
+        have = os.path.getsize(part) if os.path.isfile(part) else 0
+        if have > size:
+            have = 0
+        try:
+            if have < size or size == 0:
+                body, partial = s3.get(bucket, key, have)
+                with open(part, "ab" if have and partial else "wb") as fh:
+                    shutil.copyfileobj(body, fh, MIB)
+                body.close()
+            if os.path.getsize(part) == size:
+                os.replace(part, dest)
+                return True
+        except S3Error as exc:
+            if exc.status and exc.status < 500:
+                raise
+            last = exc
+        except OSError as exc:  # a dropped connection mid-body, or the disk
+            last = exc
+        time.sleep(0.5 * 2**attempt)
+    if isinstance(last, S3Error):
+        raise last
+    raise RunnerError(
+        "E_DOWNLOAD_FAILED", f"s3://{bucket}/{key} -> {dest}: {last}", "check the free space in the container", EXIT_IO
+    )
+
+
+def check_archive(tf: tarfile.TarFile, archive: str) -> None:
+    for m in tf.getmembers():
+        parts = m.name.replace("\\", "/").split("/")
+        bad = m.name.startswith("/") or ".." in parts or re.match(r"^[A-Za-z]:", m.name)
+        if not bad and (m.issym() or m.islnk()):
+            link = m.linkname
+            if m.issym():
+                link = os.path.join(os.path.dirname(m.name), link)
+            norm = os.path.normpath(link)
+            bad = m.linkname.startswith("/") or norm == ".." or norm.startswith("../")
+        bad = bad or m.isdev()
+        if bad:
+            raise RunnerError(
+                "E_UNSAFE_ARCHIVE",
+                f"{os.path.basename(archive)} has member {m.name!r} "
+                f"{'linking to ' + repr(m.linkname) + ' ' if m.linkname else ''}outside the extraction folder",
+                "repack the archive with relative member paths only",
+            )
+
+
+def extract(archive: str, dest: str, fresh: bool) -> None:
+    if os.path.isdir(dest) and not fresh:
+        return
+    tmp = dest + ".tao-extract"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        with tarfile.open(archive) as tf:
+            check_archive(tf, archive)
+            if hasattr(tarfile, "data_filter"):
+                tf.extractall(tmp, filter="data")
+            else:
+                tf.extractall(tmp)
+    except tarfile.TarError as exc:
+        raise RunnerError("E_BAD_ARCHIVE", f"{os.path.basename(archive)}: {exc}", "check the archive") from None
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(tmp, dest)
+    say(f"extracted {os.path.basename(archive)} into {dest}")
+
+
+def plan_s3(s3: S3, uri: str, dest: str) -> list:
+    """(bucket, key, local file, size) for a file, a prefix, or an archive (archive saved next to dest)."""
+    bucket, key = split_s3(uri)
+    try:
+        if key and not key.endswith("/"):
+            size = s3.head(bucket, key)
+            if size is not None:
+                name = key.rsplit("/", 1)[-1]
+                is_archive = name.endswith(ARCHIVES) and not dest.endswith(ARCHIVES)
+                local = os.path.join(os.path.dirname(dest), name) if is_archive else dest
+                return [(bucket, key, local, size)]
+        prefix = key if key.endswith("/") or not key else key + "/"
+        found = [
+            (bucket, k, safe_join(dest, k[len(prefix) :], uri), n)
+            for k, n in s3.list(bucket, prefix)
+            if not k.endswith("/")
+        ]
+    except S3Error as exc:
+        raise s3_failure(uri, exc, "reading") from None
+    if not found:
+        raise RunnerError(
+            "E_INPUT_NOT_FOUND", f"{uri} is neither an object nor a non-empty prefix", "check the URI with list_path"
+        )
+    return found
+
+
+def fetch_tool(uri: str, dest: str) -> str:
+    """ngc:// with the ngc CLI, hf_model:// and hf_dataset:// with huggingface_hub. Returns the local path."""
+    if os.path.isdir(dest) and os.listdir(dest):
+        say(f"{uri}: already present in {dest}")
+    elif uri.startswith("ngc://"):
+        ngc = shutil.which("ngc")
+        if not ngc:
+            raise RunnerError(
+                "E_TOOL_MISSING",
+                f"{uri} needs the NGC CLI (ngc), which this image lacks",
+                "use an image with the ngc CLI, or stage the model in S3",
+                EXIT_CONFIG,
+            )
+        key = os.environ.get("NGC_CLI_API_KEY") or os.environ.get("NGC_KEY")
+        if not key:
+            raise RunnerError(
+                "E_MISSING_CREDENTIALS",
+                f"{uri} needs NGC_KEY in the container",
+                "set NGC_KEY in the tao-mcp server environment",
+                EXIT_CONFIG,
+            )
+        say(f"download {uri} with the ngc CLI")
+        env = dict(os.environ, NGC_CLI_API_KEY=key)
+        target = uri[len("ngc://") :]
+        cmd = [ngc, "registry", "model", "download-version", target, "--dest", os.path.dirname(dest)]
+        proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
+        if proc.returncode != 0 or not os.path.isdir(dest):
+            tail = proc.stdout.decode(errors="replace").strip().splitlines()[-3:]
+            raise RunnerError(
+                "E_INPUT_NOT_FOUND",
+                f"ngc could not download {uri}: {' | '.join(tail)}",
+                "check the model name, version and NGC_KEY",
+            )
+    else:
+        try:
+            from huggingface_hub import snapshot_download  # type: ignore[import-not-found]
+        except ImportError:
+            raise RunnerError(
+                "E_TOOL_MISSING",
+                f"{uri} needs the huggingface_hub package, which this image lacks",
+                "use an image with huggingface_hub, or stage the files in S3",
+                EXIT_CONFIG,
+            ) from None
+        repo, _, revision = uri.split("://", 1)[1].rstrip("/").partition("@")
+        say(f"download {uri} with huggingface_hub")
+        try:
+            snapshot_download(
+                repo_id=repo,
+                repo_type="dataset" if uri.startswith("hf_dataset://") else "model",
+                revision=revision or None,
+                local_dir=dest,
+                token=os.environ.get("HF_TOKEN") or None,
+            )
+        except Exception as exc:
+            gated = "401" in str(exc) or "403" in str(exc) or "gated" in str(exc).lower()
+            fix = "set HF_TOKEN in the tao-mcp server environment (gated repo)" if gated else "check the repo id"
+            raise RunnerError(
+                "E_INPUT_NOT_FOUND", f"huggingface_hub could not download {uri}: {type(exc).__name__}", fix
+            ) from None
+    files = [f for f in sorted(os.listdir(dest)) if not f.startswith(".")] if uri.startswith("ngc://") else []
+    if len(files) == 1 and os.path.isfile(os.path.join(dest, files[0])):
+        return os.path.join(dest, files[0])  # one model file: point the spec at the file
+    return dest
+
+
+def fetch_all(fetches: list, s3_factory: S3Factory) -> dict:
+    """Download every input; returns {declared destination: final local path} for paths that changed."""
+    changed: dict = {}
+    plans = []
+    for uri, dest, _at in fetches:
+        if uri.startswith("s3://"):
+            plans.append((uri, dest, plan_s3(s3_factory(), uri, dest)))
+    total = sum(len(p[2]) for p in plans)
+    progress = Progress("download", total, sum(n for p in plans for *_, n in p[2]))
+    for _uri, dest, files in plans:
+        fresh = False
+        for bucket, key, local, size in files:
+            try:
+                got = download(s3_factory(), bucket, key, local, size)
+            except S3Error as exc:
+                raise s3_failure(f"s3://{bucket}/{key}", exc, "downloading") from None
+            fresh = fresh or got
+            progress.step(size, f"s3://{bucket}/{key}", skipped=not got)
+        if len(files) == 1 and files[0][2] != dest:
+            extract(files[0][2], dest, fresh)
+    for uri, dest, _at in fetches:
+        if not uri.startswith("s3://"):
+            final = fetch_tool(uri, dest)
+            if final != dest:
+                changed[dest] = final
+    return changed
+
+
+# ---------------------------------------------------------------- uploads
+
+
+def excluded(rel: str, is_dir: bool, patterns: list) -> bool:
+    """gitignore-like: 'inputs/' excludes a directory subtree, '*.pth' any file, 'logs/*.txt' is anchored."""
+    name = rel.rsplit("/", 1)[-1]
+    for pattern in patterns:
+        dir_only = pattern.endswith("/")
+        anchored = pattern.startswith("/")
+        pattern = pattern.strip("/")
+        if dir_only and not is_dir:
+            continue
+        if fnmatch(rel, pattern) or (not anchored and "/" not in pattern and fnmatch(name, pattern)):
+            return True
+    return False
+
+
+def collect(src: str, dest: str, patterns: list, skip: list) -> list:
+    """(local file, destination) pairs for a file or a directory tree, minus excluded paths."""
+    if os.path.isfile(src):
+        return [(src, dest.rstrip("/") + "/" + os.path.basename(src) if dest.endswith("/") else dest)]
+    pairs = []
+    skip = [os.path.abspath(s) for s in skip]
+    for root, dirs, files in os.walk(src):
+        rel_root = os.path.relpath(root, src).replace(os.sep, "/")
+        rel_root = "" if rel_root == "." else rel_root + "/"
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if os.path.abspath(os.path.join(root, d)) not in skip and not excluded(rel_root + d, True, patterns)
+        )
+        for f in sorted(files):
+            path = os.path.join(root, f)
+            if f.endswith(PART_SUFFIX) or excluded(rel_root + f, False, patterns) or not os.path.isfile(path):
+                continue
+            pairs.append((path, dest.rstrip("/") + "/" + rel_root + f))
+    return pairs
+
+
+def deliver(pairs: list, s3_factory: S3Factory) -> list:
+    """Upload to s3:// or copy to a local path. Returns the error lines (one per failed file, at most 5 kept)."""
+    errors: list = []
+    progress = Progress("upload", len(pairs), sum(os.path.getsize(p) for p, _ in pairs))
+    for path, dest in pairs:
+        size = os.path.getsize(path)
+        try:
+            if dest.startswith("s3://"):
+                bucket, key = split_s3(dest)
+                s3_factory().put_file(bucket, key, path)
+            elif os.path.abspath(dest) != os.path.abspath(path):
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                shutil.copy2(path, dest)
+        except S3Error as exc:
+            errors.append(str(s3_failure(dest, exc, "uploading to")))
+        except (OSError, RunnerError) as exc:
+            errors.append(f"E_UPLOAD_FAILED: {dest}: {exc}")
+        progress.step(size, dest)
+    return errors
+
+
+# ---------------------------------------------------------------- results location and the main program
+
+
+def results_location(job_id: str) -> tuple[str, str | None]:
+    """(local results dir, remote URI or None): explicit URI, else TAO_RESULTS_ROOT, else the S3 bucket, else local."""
+    explicit = os.environ.get("TAO_RESULTS_URI", "")
+    root = os.environ.get("TAO_RESULTS_ROOT", "")
+    bucket_uri = os.environ.get("TAO_RESULTS_S3_URI", "")
+    staging = os.path.join(os.environ.get("TAO_RUNNER_LOCAL_ROOT") or "/results", job_id)
+    if explicit and not explicit.startswith("s3://"):
+        return local_path(explicit), None
+    if explicit:
+        return staging, explicit.rstrip("/")
+    if root:
+        return os.path.join(root, job_id), None
+    if bucket_uri:
+        return staging, bucket_uri.rstrip("/")
+    return staging, None
+
+
+class State:
+    child: subprocess.Popen | None = None
+    signals = 0
+    phase = "start"
+
+
+def on_signal(signum: int, _frame: object) -> None:
+    State.signals += 1
+    child = State.child
+    if child is not None and child.poll() is None:
+        with contextlib.suppress(OSError):
+            os.killpg(child.pid, signum)
+        return
+    if State.phase == "upload" and State.signals == 1:
+        return  # keep uploading partial results while the platform's grace period lasts
+    raise SystemExit(128 + signum)
+
+
+def run_command(command: str, env: dict) -> int:
+    shell = shutil.which("bash") or ("/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh")
+    State.child = subprocess.Popen([shell, "-c", command], env=env, start_new_session=True)
+    rc = State.child.wait()
+    State.child = None
+    return 128 - rc if rc < 0 else rc
+
+
+def decode_job(text: str) -> dict:
+    return json.loads(zlib.decompress(base64.b64decode(text)).decode())
+
+
+def main(argv: list) -> int:
+    blob = argv[1] if len(argv) > 1 else os.environ.get("TAO_RUNNER_JOB", "")
+    try:
+        job = decode_job(blob)
+    except Exception:
+        say("error E_BAD_JOB: the job description is missing or unreadable. Fix: rebuild the command with tao-mcp")
+        say(f"exit {EXIT_SOFTWARE}")
+        return EXIT_SOFTWARE
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    rc = EXIT_SOFTWARE
+    try:
+        rc = run_job(job)
+    except RunnerError as exc:
+        say(f"error {exc}")
+        rc = exc.exit_code
+    except SystemExit as exc:
+        rc = exc.code if isinstance(exc.code, int) else EXIT_SOFTWARE
+        say(f"stopped by a signal during {State.phase}")
+    except Exception as exc:  # a bug: say so in one line, keep the traceback on stderr
+        import traceback
+
+        say(f"error E_RUNNER_FAILED: {type(exc).__name__}: {exc}")
+        sys.stderr.write(redact(traceback.format_exc()))
+    finally:
+        say(f"exit {rc}")
+    return rc
+
+
+def run_job(job: dict) -> int:
+    job_id, mode = job["job_id"], job["mode"]
+    part_size = max(5, int(os.environ.get("TAO_RUNNER_PART_MB") or 8)) * MIB
+    clients: list = []
+
+    def s3_factory() -> S3:
+        if not clients:
+            clients.append(make_s3(part_size))
+            say(f"s3 client: {clients[0].name}")
+        return clients[0]
+
+    say(f"start job {job_id} mode {mode} python {sys.version.split()[0]}")
+    results_dir, remote = results_location(job_id)
+    if not (os.environ.get("TAO_RESULTS_URI") or os.environ.get("TAO_RESULTS_ROOT") or remote):
+        say(
+            f"WARNING: no TAO_RESULTS_ROOT and no S3 results location: results stay in the container at {results_dir} "
+            "and are lost when it is removed"
+        )
+    try:
+        os.makedirs(results_dir, exist_ok=True)
+    except OSError:
+        if not remote:
+            raise RunnerError(
+                "E_RESULTS_DIR", f"cannot create {results_dir}", "check the results mount", EXIT_IO
+            ) from None
+        import tempfile
+
+        results_dir = os.path.join(tempfile.gettempdir(), "tao-results", job_id)
+        os.makedirs(results_dir, exist_ok=True)
+    say(f"results {remote or results_dir}" + (f" (staged in {results_dir})" if remote else ""))
+    inputs_dir = os.environ.get("TAO_INPUTS_DIR") or os.path.join(results_dir, "inputs")
+    plan = prepare(job, results_dir, inputs_dir)
+
+    State.phase = "download"
+    if plan["fetches"]:
+        say("phase downloading inputs")
+        changed = fetch_all(plan["fetches"], s3_factory)
+        for _uri, dest, at in plan["fetches"]:
+            if dest in changed and at:
+                if mode == "config":
+                    set_path(plan["spec"], parse_path(at), changed[dest], at)
+                else:
+                    plan["args"][at] = changed[dest]
+    for local, _uri, kind in plan["outputs"]:
+        if kind == "folder":
+            os.makedirs(local, exist_ok=True)  # tools expect their output folders to exist
+        elif kind != "given":
+            os.makedirs(os.path.dirname(local), exist_ok=True)
+    if mode == "config":
+        with open(plan["config_path"], "w", encoding="utf-8") as fh:
+            fh.write(render_spec(plan["spec"], plan["config_path"].rsplit(".", 1)[-1]))
+        say(f"spec written to {plan['config_path']}")
+
+    State.phase = "run"
+    say("phase running command")
+    env = dict(os.environ, TAO_JOB_ID=job_id, TAO_RESULTS_DIR=results_dir)
+    if plan["config_path"]:
+        env["TAO_CONFIG_PATH"] = plan["config_path"]
+    started = time.time()
+    rc = run_command(final_command(job, plan), env)
+    say(f"command exited with {rc} after {time.time() - started:.1f}s")
+
+    State.phase = "upload"
+    try:
+        rc = upload(job, plan, results_dir, remote, rc, s3_factory)
+    except Exception as exc:  # never let a surprise here hide the command's exit code
+        say(f"error E_UPLOAD_FAILED: {type(exc).__name__}: {exc}")
+        rc = rc or EXIT_IO
+    State.phase = "done"
+    return rc
+
+
+def upload(job: dict, plan: dict, results_dir: str, remote: str | None, rc: int, s3_factory: S3Factory) -> int:
+    excludes = list(job.get("excludes") or [])
+    pairs: list = []
+    if remote:
+        pairs += collect(results_dir, remote, excludes, plan["keep_out"])
+    for local, uri, _kind in plan["outputs"]:
+        if not os.path.exists(local):
+            say(f"WARNING: output {local} does not exist: nothing to upload from it")
+            continue
+        inside = (os.path.abspath(local) + os.sep).startswith(os.path.abspath(results_dir) + os.sep)
+        if uri:
+            pairs += collect(local, uri, excludes, [])
+        elif not inside:
+            dest = (remote or results_dir).rstrip("/") + "/" + os.path.basename(local.rstrip("/"))
+            pairs += collect(local, dest, excludes, [])
+    if pairs:
+        say("phase uploading outputs" + (" (the command failed: uploading what it left)" if rc else ""))
+        errors = deliver(pairs, s3_factory)
+        for line in errors[:5]:
+            say(f"error {line}")
+        if errors:
+            say(f"upload failed for {len(errors)} of {len(pairs)} files")
+            rc = rc or EXIT_IO
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

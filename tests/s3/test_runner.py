@@ -1,0 +1,624 @@
+"""The in-container runner, run for real: `bash -c <plan.command>` as a subprocess against the dev RGW.
+
+Every S3 behaviour runs twice: with a Python that has boto3 and PyYAML, and with one where neither is importable
+(`-I -S`: no site-packages), which exercises the runner's own SigV4 client and its YAML fallback.
+Every run also asserts that no secret value (S3 keys, planted NGC/HF canaries) appears in the output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+import tomllib
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tao_mcp.entrypoint.builder import EntrypointPlan, build_entrypoint
+from tests.s3.conftest import delete_prefix, keys_under
+
+MODES = ["boto3", "stdlib"]
+
+
+@dataclass
+class Result:
+    rc: int
+    out: str
+    err: str
+
+    @property
+    def lines(self) -> list[str]:
+        return [line for line in self.out.splitlines() if line.startswith("[tao-runner]")]
+
+    def has(self, text: str) -> bool:
+        return any(text in line for line in self.lines)
+
+
+class Harness:
+    """Builds plans with the server's builder and runs them the way every platform does: bash -c <command>."""
+
+    def __init__(self, root: Path, s3_env: dict[str, str], mode: str) -> None:
+        self.root, self.s3_env, self.mode = root, s3_env, mode
+        self.bin = root / "bin"
+        self.bin.mkdir()
+        self.home = root / "home"
+        self.home.mkdir()
+        self.local = root / "local"
+        self.write_python("python3")
+        tag = uuid.uuid4().hex[:10]
+        self.canaries = {"NGC_KEY": f"canary-ngc-{tag}-value", "HF_TOKEN": f"canary-hf-{tag}-value"}
+        self.settings = {**s3_env, **self.canaries}
+        self.bucket = s3_env["S3_BUCKET_NAME"]
+        self.jobs: list[str] = []
+        self.secrets = [s3_env["SECRET_KEY"], s3_env["ACCESS_KEY"], *self.canaries.values()]
+
+    def write_python(self, name: str, directory: Path | None = None) -> None:
+        flags = " -I -S" if self.mode == "stdlib" else ""
+        path = (directory or self.bin) / name
+        path.write_text(f'#!/bin/sh\nexec {sys.executable}{flags} "$@"\n')
+        path.chmod(0o755)
+
+    def plan(self, **kwargs: Any) -> EntrypointPlan:
+        job_id = kwargs.pop("job_id", None) or uuid.uuid4().hex[:12]
+        self.jobs.append(job_id)
+        return build_entrypoint(job_id=job_id, settings=kwargs.pop("settings", self.settings), **kwargs)
+
+    def env(self, plan: EntrypointPlan, extra: dict[str, str] | None = None, path: str | None = None) -> dict[str, str]:
+        env = {
+            "PATH": path if path is not None else f"{self.bin}:/usr/bin:/bin",
+            "HOME": str(self.home),
+            "TAO_RUNNER_LOCAL_ROOT": str(self.local),
+            **plan.env,
+            **{name: self.settings[server] for name, server in plan.secret_env.items() if server in self.settings},
+            **self.canaries,  # containers carry secrets the runner must never print
+        }
+        env.update(extra or {})
+        return env
+
+    def run(
+        self,
+        plan: EntrypointPlan,
+        extra: dict[str, str] | None = None,
+        path: str | None = None,
+        shell: str = "/bin/bash",
+        timeout: float = 120,
+    ) -> Result:
+        proc = subprocess.run(
+            [shell, "-c", plan.command],
+            env=self.env(plan, extra, path),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        self.check_secrets(proc.stdout + proc.stderr, extra)
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    def check_secrets(self, text: str, extra: dict[str, str] | None = None) -> None:
+        planted = [v for k, v in (extra or {}).items() if v and ("SECRET" in k or "KEY" in k or "TOKEN" in k)]
+        for value in [*self.secrets, *planted]:
+            assert value not in text, "a secret value appeared in the runner's output"
+
+    def staging(self, job_id: str) -> Path:
+        return self.local / job_id
+
+
+@pytest.fixture(params=MODES)
+def h(request: pytest.FixtureRequest, tmp_path: Path, s3_env: dict[str, str], s3: Any) -> Iterator[Harness]:
+    harness = Harness(tmp_path, s3_env, request.param)
+    yield harness
+    for job_id in harness.jobs:
+        delete_prefix(s3, harness.bucket, f"results/{job_id}/")
+
+
+@pytest.fixture
+def hs(tmp_path: Path, s3_env: dict[str, str], s3: Any) -> Iterator[Harness]:
+    """The standard-library-only Python (no boto3, no PyYAML)."""
+    harness = Harness(tmp_path, s3_env, "stdlib")
+    yield harness
+    for job_id in harness.jobs:
+        delete_prefix(s3, harness.bucket, f"results/{job_id}/")
+
+
+def put(s3: Any, bucket: str, key: str, body: bytes) -> None:
+    s3.put_object(Bucket=bucket, Key=key, Body=body)
+
+
+def tar_bytes(members: list[tuple[tarfile.TarInfo, bytes | None]], mode: str = "w:gz") -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=mode) as tf:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+            tf.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
+def file_member(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
+    return tarfile.TarInfo(name), data
+
+
+def link_member(name: str, target: str, hard: bool = False) -> tuple[tarfile.TarInfo, None]:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.LNKTYPE if hard else tarfile.SYMTYPE
+    info.linkname = target
+    return info, None
+
+
+# ---------------------------------------------------------------- the two Pythons are what they claim
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_python_modes_really_have_or_lack_boto3(mode: str, tmp_path: Path, s3_env: dict[str, str]) -> None:
+    harness = Harness(tmp_path, s3_env, mode)
+    env = {"PATH": f"{harness.bin}:/usr/bin:/bin"}
+    for module in ("boto3", "yaml"):
+        rc = subprocess.run(["python3", "-c", f"import {module}"], env=env, capture_output=True).returncode
+        assert (rc == 0) == (mode == "boto3"), f"{module} importable={rc == 0} in mode {mode}"
+
+
+# ---------------------------------------------------------------- config mode
+
+
+def test_config_mode_nested_spec(h: Harness, s3: Any, prefix: str) -> None:
+    b, base = h.bucket, f"s3://{h.bucket}/{prefix}/data"
+    put(s3, b, f"{prefix}/data/images/a.jpg", b"AAA")
+    put(s3, b, f"{prefix}/data/images/sub/b.jpg", b"BBBB")
+    put(s3, b, f"{prefix}/data/labels.json", b'{"labels": 1}')
+    put(s3, b, f"{prefix}/data/ann.tar.gz", tar_bytes([file_member("ann/x.txt", b"inside")]))
+    specs = {
+        "dataset": {
+            "train_data_sources": [{"image_dir": f"{base}/images", "json_file": f"{base}/labels.json"}],
+            "annotations": f"{base}/ann.tar.gz",
+        },
+        "train": {"num_epochs": 2, "lr": 1e-05, "name": "a b", "pretrained_model_path": None},
+        "export": {"checkpoint_dir": None},
+        "results_dir": None,
+    }
+    command = (
+        'echo "home=${HOME} braces={} job={job_id}"; '
+        'echo metrics > {results_dir}/metrics.txt && echo weights > "{results_dir}/export.checkpoint_dir/model.pth"'
+    )
+    plan = h.plan(
+        command=command,
+        specs=specs,
+        inputs={
+            "dataset.train_data_sources[0].image_dir": {"type": "folder"},
+            "dataset.train_data_sources[0].json_file": {"type": "file"},
+            "dataset.annotations": {"type": "file"},
+            "train.pretrained_model_path": {"type": "file", "optional": True},
+        },
+        outputs={"results_dir": {"type": "folder"}, "export.checkpoint_dir": {"type": "folder"}},
+    )
+    job_id = h.jobs[-1]
+    assert plan.mode == "config" and plan.results_location == f"s3://{b}/results/{job_id}"
+    r = h.run(plan)
+    assert r.rc == 0, r.out + r.err
+    assert f"home={h.home} braces={{}} job={job_id}" in r.out
+    expected_client = "boto3" if h.mode == "boto3" else "builtin"
+    assert r.has(f"s3 client: {expected_client}")
+    assert r.has("download 4/4 files") and r.lines[-1] == "[tao-runner] exit 0"
+
+    stage = h.staging(job_id)
+    written = yaml.safe_load((stage / "spec.yaml").read_text())
+    inputs = stage / "inputs"
+    source = written["dataset"]["train_data_sources"][0]
+    assert source["image_dir"] == str(inputs / "dataset.train_data_sources_0_.image_dir" / "images")
+    assert (Path(source["image_dir"]) / "sub" / "b.jpg").read_bytes() == b"BBBB"
+    assert Path(source["json_file"]).read_bytes() == b'{"labels": 1}'
+    assert (Path(written["dataset"]["annotations"]) / "ann" / "x.txt").read_bytes() == b"inside"
+    assert written["train"] == {"num_epochs": 2, "lr": 1e-05, "name": "a b", "pretrained_model_path": None}
+    assert written["results_dir"] == str(stage)
+    assert written["export"]["checkpoint_dir"] == str(stage / "export.checkpoint_dir")
+
+    uploaded = keys_under(s3, b, f"results/{job_id}/")
+    assert {"spec.yaml", "metrics.txt", "export.checkpoint_dir/model.pth"} <= set(uploaded)
+    assert not [k for k in uploaded if k.startswith("inputs/")], "downloaded inputs must not be uploaded again"
+
+
+def test_config_mode_explicit_s3_output_goes_where_the_spec_says(h: Harness, s3: Any, prefix: str) -> None:
+    target = f"s3://{h.bucket}/{prefix}/exported/"
+    plan = h.plan(
+        command="echo onnx > {results_dir}/outputs/export.onnx_dir/model.onnx",
+        specs={"export": {"onnx_dir": target}},
+        outputs={"export.onnx_dir": {"type": "folder"}},
+    )
+    r = h.run(plan)
+    assert r.rc == 0, r.out + r.err
+    assert keys_under(s3, h.bucket, f"{prefix}/exported/") == {"model.onnx": 5}
+    assert "outputs/export.onnx_dir/model.onnx" not in keys_under(s3, h.bucket, f"results/{h.jobs[-1]}/")
+
+
+# ---------------------------------------------------------------- args mode
+
+
+def test_args_mode_quotes_every_value(h: Harness, s3: Any, prefix: str) -> None:
+    put(s3, h.bucket, f"{prefix}/in/file.txt", b"payload")
+    program = (
+        "import json,os,sys; a=sys.argv[1:]; print('ARGV='+json.dumps(a)); "
+        "open(os.path.join(a[a.index('--out_dir')+1],'r.txt'),'w').write(open(a[a.index('--data')+1]).read())"
+    )
+    args = {
+        "name": "a b",
+        "quote": 'it\'s "quoted"',
+        "dollar": "$HOME and `id` and $(id) and ${HOME}",
+        "verbose": True,
+        "quiet": False,
+        "skip": None,
+        "lr": 0.001,
+        "sizes": [1, 2],
+        "--already": "x",
+        "-e": "short",
+        "data": f"s3://{h.bucket}/{prefix}/in/file.txt",
+        "out_dir": None,
+    }
+    plan = h.plan(command=f"python3 -c {json.dumps(program)}", args=args, inputs=["data"], outputs=["out_dir"])
+    job_id = h.jobs[-1]
+    r = h.run(plan)
+    assert r.rc == 0, r.out + r.err
+    argv = json.loads(next(line for line in r.out.splitlines() if line.startswith("ARGV="))[5:])
+    stage = h.staging(job_id)
+    data = str(stage / "inputs" / "data" / "file.txt")
+    assert argv == [
+        "--name", "a b",
+        "--quote", "it's \"quoted\"",
+        "--dollar", "$HOME and `id` and $(id) and ${HOME}",
+        "--verbose",
+        "--lr", "0.001",
+        "--sizes", "1", "2",
+        "--already", "x",
+        "-e", "short",
+        "--data", data,
+        "--out_dir", str(stage / "out_dir"),
+    ]  # fmt: skip
+    assert keys_under(s3, h.bucket, f"results/{job_id}/out_dir/") == {"r.txt": 7}
+
+
+# ---------------------------------------------------------------- passthrough mode
+
+
+def test_passthrough_mode(h: Harness, s3: Any, prefix: str, tmp_path: Path) -> None:
+    put(s3, h.bucket, f"{prefix}/in/file.txt", b"hello")
+    put(s3, h.bucket, f"{prefix}/tree/a.txt", b"a")
+    put(s3, h.bucket, f"{prefix}/tree/deep/b c+ü=&.txt", b"bb")  # SigV4 encoding of awkward keys
+    work = tmp_path / "work"
+    command = (
+        f"mkdir -p {work}/out {work}/out2 && "
+        f"cat {work}/in/file.txt '{work}/in/tree/deep/b c+ü=&.txt' > {work}/out/copy.txt"
+        f" && echo log > {work}/single.log && echo two > {work}/out2/two.txt"
+    )
+    plan = h.plan(
+        command=command,
+        inputs={
+            f"{work}/in/file.txt": f"s3://{h.bucket}/{prefix}/in/file.txt",
+            f"{work}/in/tree": f"s3://{h.bucket}/{prefix}/tree/",
+        },
+        outputs={
+            f"{work}/out": None,
+            f"{work}/single.log": None,
+            f"{work}/out2": f"s3://{h.bucket}/{prefix}/explicit/",
+        },
+    )
+    r = h.run(plan)
+    assert r.rc == 0, r.out + r.err
+    assert plan.mode == "passthrough"
+    assert (work / "out" / "copy.txt").read_bytes() == b"hellobb"
+    uploaded = keys_under(s3, h.bucket, f"results/{h.jobs[-1]}/")
+    assert uploaded == {"out/copy.txt": 7, "single.log": 4}
+    assert keys_under(s3, h.bucket, f"{prefix}/explicit/") == {"two.txt": 4}
+
+
+# ---------------------------------------------------------------- archives
+
+
+@pytest.mark.parametrize(("name", "mode"), [("good.tar", "w"), ("good.tgz", "w:gz"), ("good.tar.gz", "w:gz")])
+def test_archives_are_extracted_next_to_the_download(
+    hs: Harness, s3: Any, prefix: str, tmp_path: Path, name: str, mode: str
+) -> None:
+    members = [file_member("top/a.txt", b"a"), link_member("top/alias.txt", "a.txt"), file_member("b.txt", b"b")]
+    put(s3, hs.bucket, f"{prefix}/{name}", tar_bytes(members, mode))
+    dest = tmp_path / "data" / "unpacked"
+    plan = hs.plan(
+        command=f"cat {dest}/top/alias.txt {dest}/b.txt", inputs={str(dest): f"s3://{hs.bucket}/{prefix}/{name}"}
+    )
+    r = hs.run(plan)
+    assert r.rc == 0, r.out + r.err
+    assert "ab" in r.out
+    assert (tmp_path / "data" / name).is_file(), "the archive itself is kept next to the extraction folder"
+
+
+MALICIOUS = {
+    "dotdot": [file_member("ok.txt", b"x"), file_member("../evil.txt", b"evil")],
+    "absolute": [file_member("/tmp/tao-evil-abs.txt", b"evil")],
+    "symlink-out": [link_member("escape", "../../../etc"), file_member("escape/evil.txt", b"evil")],
+    "symlink-abs": [link_member("passwd", "/etc/passwd")],
+    "hardlink-out": [link_member("hard", "../outside.txt", hard=True)],
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALICIOUS))
+def test_malicious_archive_is_refused(hs: Harness, s3: Any, prefix: str, tmp_path: Path, case: str) -> None:
+    put(s3, hs.bucket, f"{prefix}/bad.tar.gz", tar_bytes(MALICIOUS[case]))
+    dest = tmp_path / "deep" / "er" / "data"
+    marker = tmp_path / "command-ran"
+    plan = hs.plan(command=f"touch {marker}", inputs={str(dest): f"s3://{hs.bucket}/{prefix}/bad.tar.gz"})
+    r = hs.run(plan)
+    assert r.rc == 66, r.out + r.err
+    assert r.has("error E_UNSAFE_ARCHIVE")
+    assert not marker.exists(), "the command must not run after a refused input"
+    assert not dest.exists()
+    assert not (tmp_path / "deep" / "er" / "evil.txt").exists() and not Path("/tmp/tao-evil-abs.txt").exists()
+
+
+# ---------------------------------------------------------------- failure, excludes, resume, multipart
+
+
+def test_outputs_uploaded_when_the_command_fails(h: Harness, s3: Any, tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    command = f"mkdir -p {logs} && echo trace > {logs}/err.log && echo half > {{results_dir}}/partial.ckpt; exit 7"
+    plan = h.plan(command=command, outputs=[str(logs)])
+    r = h.run(plan)
+    assert r.rc == 7
+    assert r.has("command exited with 7") and r.has("the command failed") and r.lines[-1] == "[tao-runner] exit 7"
+    assert keys_under(s3, h.bucket, f"results/{h.jobs[-1]}/") == {"partial.ckpt": 5, "logs/err.log": 6}
+
+
+def test_upload_excludes(hs: Harness, s3: Any) -> None:
+    files = [
+        "model.pth", "a.tmp", "sub/b.tmp", "logs/a.txt", "logs/deep/b.txt", "keep/logs/c.txt",
+        "cache/x", "sub/cache/y", "inputs/copy.bin",
+    ]  # fmt: skip
+    command = " && ".join(f"mkdir -p $(dirname {{results_dir}}/{f}) && echo 1 > {{results_dir}}/{f}" for f in files)
+    plan = hs.plan(command=command, outputs=[], upload_excludes=["logs/", "*.tmp", "/cache/", "inputs/"])
+    r = hs.run(plan)
+    assert r.rc == 0, r.out + r.err
+    assert set(keys_under(s3, hs.bucket, f"results/{hs.jobs[-1]}/")) == {"model.pth", "sub/cache/y"}
+
+
+def test_downloads_resume_and_skip_present_files(h: Harness, s3: Any, prefix: str, tmp_path: Path) -> None:
+    big = os.urandom(2 * 1024 * 1024 + 17)
+    put(s3, h.bucket, f"{prefix}/data/big.bin", big)
+    put(s3, h.bucket, f"{prefix}/data/small.txt", b"0123456789")
+    dest = tmp_path / "data"
+    dest.mkdir()
+    (dest / "small.txt").write_bytes(b"ABCDEFGHIJ")  # same size: must be skipped, so it keeps this content
+    (dest / "big.bin.tao-part").write_bytes(b"X" * 1000)  # a partial download: must be continued with a Range GET
+    plan = h.plan(command="true", inputs={str(dest): f"s3://{h.bucket}/{prefix}/data/"})
+    r = h.run(plan)
+    assert r.rc == 0, r.out + r.err
+    assert (dest / "small.txt").read_bytes() == b"ABCDEFGHIJ"
+    assert (dest / "big.bin").read_bytes() == b"X" * 1000 + big[1000:], "the partial file was not resumed"
+    assert not (dest / "big.bin.tao-part").exists()
+    assert r.has("1 already present")
+    again = h.run(h.plan(command="true", inputs={str(dest): f"s3://{h.bucket}/{prefix}/data/"}))
+    assert again.rc == 0 and again.has("2/2 files") and again.has("2 already present")
+
+
+def test_multi_megabyte_output_goes_through_multipart(h: Harness, s3: Any) -> None:
+    plan = h.plan(command="head -c 12582912 /dev/urandom > {results_dir}/big.bin", outputs=[])
+    r = h.run(plan, extra={"TAO_RUNNER_PART_MB": "5"})
+    assert r.rc == 0, r.out + r.err
+    key = f"results/{h.jobs[-1]}/big.bin"
+    head = s3.head_object(Bucket=h.bucket, Key=key)
+    assert head["ContentLength"] == 12582912
+    assert head["ETag"].strip('"').endswith("-3"), f"not a 3-part multipart upload: {head['ETag']}"
+    local = (h.staging(h.jobs[-1]) / "big.bin").read_bytes()
+    remote = s3.get_object(Bucket=h.bucket, Key=key)["Body"].read()
+    assert hashlib.sha256(remote).digest() == hashlib.sha256(local).digest()
+
+
+# ---------------------------------------------------------------- results location, interpreters, errors
+
+
+def test_results_location_rules(hs: Harness, s3: Any, prefix: str, tmp_path: Path) -> None:
+    root = tmp_path / "mount"
+    explicit = f"s3://{hs.bucket}/{prefix}/explicit-results"
+    # explicit results_uri wins over TAO_RESULTS_ROOT
+    r = hs.run(
+        hs.plan(command="echo x > {results_dir}/r.txt", outputs=[], results_uri=explicit),
+        {"TAO_RESULTS_ROOT": str(root)},
+    )
+    assert r.rc == 0 and keys_under(s3, hs.bucket, f"{prefix}/explicit-results/") == {"r.txt": 2}
+    # TAO_RESULTS_ROOT (a persistent mount) wins over the bucket: nothing is uploaded
+    plan = hs.plan(command="echo x > {results_dir}/r.txt", outputs=[])
+    r = hs.run(plan, {"TAO_RESULTS_ROOT": str(root)})
+    assert r.rc == 0 and (root / hs.jobs[-1] / "r.txt").is_file() and r.has(f"results {root / hs.jobs[-1]}")
+    assert not keys_under(s3, hs.bucket, f"results/{hs.jobs[-1]}/") and not r.has("upload")
+    # ... and an output outside the results folder is copied onto the mount
+    logs = tmp_path / "logs"
+    plan = hs.plan(command=f"mkdir -p {logs} && echo l > {logs}/a.log", outputs=[str(logs)])
+    r = hs.run(plan, {"TAO_RESULTS_ROOT": str(root)})
+    assert r.rc == 0 and (root / hs.jobs[-1] / "logs" / "a.log").read_text() == "l\n"
+    assert not keys_under(s3, hs.bucket, f"results/{hs.jobs[-1]}/")
+    # the bucket
+    r = hs.run(hs.plan(command="echo x > {results_dir}/r.txt", outputs=[]))
+    assert r.rc == 0 and keys_under(s3, hs.bucket, f"results/{hs.jobs[-1]}/") == {"r.txt": 2}
+    # nothing configured: container-local, with a loud warning
+    no_s3 = {k: v for k, v in hs.settings.items() if not k.startswith("S3_")}
+    r = hs.run(hs.plan(command="echo x > {results_dir}/r.txt", outputs=[], settings=no_s3))
+    assert r.rc == 0 and r.has("WARNING: no TAO_RESULTS_ROOT and no S3 results location")
+    assert (hs.staging(hs.jobs[-1]) / "r.txt").is_file()
+
+
+def test_python_fallback_and_no_python(hs: Harness, tmp_path: Path) -> None:
+    only_python = tmp_path / "only-python"
+    only_python.mkdir()
+    hs.write_python("python", only_python)
+    no_s3 = {k: v for k, v in hs.settings.items() if not k.startswith("S3_")}
+    plan = hs.plan(command="echo hi-from-{job_id}", outputs=[], settings=no_s3)
+    r = hs.run(plan, path=str(only_python))
+    assert r.rc == 0, r.out + r.err
+    assert f"hi-from-{hs.jobs[-1]}" in r.out
+    r = hs.run(plan, shell="/bin/sh")  # dash: the wrapper is plain POSIX shell
+    assert r.rc == 0 and f"hi-from-{hs.jobs[-1]}" in r.out, r.out + r.err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = hs.run(plan, path=str(empty))
+    assert r.rc == 127
+    assert r.has("error E_NO_PYTHON: neither python3 nor python") and r.lines[-1] == "[tao-runner] exit 127"
+
+
+def test_storage_errors_are_coded_and_the_command_never_runs(h: Harness, s3: Any, prefix: str, tmp_path: Path) -> None:
+    put(s3, h.bucket, f"{prefix}/in/file.txt", b"x")
+    marker = tmp_path / "ran"
+    good = f"s3://{h.bucket}/{prefix}/in/file.txt"
+    wrong = f"canary-wrong-secret-{uuid.uuid4().hex[:8]}"
+    r = h.run(h.plan(command=f"touch {marker}", inputs={str(tmp_path / "f"): good}), {"AWS_SECRET_ACCESS_KEY": wrong})
+    assert r.rc == 66 and r.has("error E_ACCESS_DENIED"), r.out
+    missing = f"s3://{h.bucket}/{prefix}/in/nope.txt"
+    r = h.run(h.plan(command=f"touch {marker}", inputs={str(tmp_path / "f"): missing}))
+    assert r.rc == 66 and r.has("error E_INPUT_NOT_FOUND"), r.out
+    r = h.run(h.plan(command=f"touch {marker}", inputs={str(tmp_path / "f"): "s3://no-such-bucket-tao/x"}))
+    assert r.rc == 66 and r.has("error E_NO_SUCH_BUCKET"), r.out
+    plan = h.plan(command=f"touch {marker}", inputs={str(tmp_path / "f"): good})
+    r = h.run(plan, {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""})
+    if h.mode == "stdlib":  # boto3 falls back to its credential chain and then gets refused
+        assert r.rc == 78 and r.has("error E_MISSING_CREDENTIALS") and r.has("AWS_SECRET_ACCESS_KEY"), r.out
+    else:
+        assert r.rc in (66, 78) and (r.has("E_MISSING_CREDENTIALS") or r.has("E_ACCESS_DENIED")), r.out
+    assert not marker.exists()
+
+
+# ---------------------------------------------------------------- ngc:// and hf:// through the image's tools
+
+
+def test_ngc_and_hf_need_their_tools(hs: Harness, tmp_path: Path) -> None:
+    no_s3 = {k: v for k, v in hs.settings.items() if not k.startswith("S3_")}
+    plan = hs.plan(
+        command="true", inputs={str(tmp_path / "m"): "ngc://nvidia/tao/pretrained_dino:resnet50"}, settings=no_s3
+    )
+    assert plan.secret_env == {"NGC_KEY": "NGC_KEY"}
+    r = hs.run(plan)
+    assert r.rc == 78 and r.has("error E_TOOL_MISSING") and r.has("NGC CLI"), r.out
+    plan = hs.plan(command="true", inputs={str(tmp_path / "h"): "hf_model://org/model"}, settings=no_s3)
+    r = hs.run(plan)
+    assert r.rc == 78 and r.has("error E_TOOL_MISSING") and r.has("huggingface_hub"), r.out
+
+
+def test_ngc_input_with_the_cli_rewrites_the_spec_to_the_model_file(hs: Harness, tmp_path: Path) -> None:
+    fake = tmp_path / "bin" / "ngc"
+    fake.write_text(
+        "#!/bin/sh\n"
+        "# ngc registry model download-version ORG/TEAM/MODEL:VER --dest DIR\n"
+        'test "$NGC_CLI_API_KEY" = "$EXPECTED_KEY" || { echo "bad key" >&2; exit 9; }\n'
+        'name=$(basename "${4%%:*}")_v"${4##*:}"; mkdir -p "$6/$name" && echo weights > "$6/$name/model.pth"\n'
+    )
+    fake.chmod(0o755)
+    no_s3 = {k: v for k, v in hs.settings.items() if not k.startswith("S3_")}
+    specs = {"train": {"pretrained_model_path": "ngc://nvidia/tao/pretrained_dino:resnet50"}}
+    plan_args: dict[str, Any] = {
+        "command": "cat {config_path}",
+        "specs": specs,
+        "inputs": ["train.pretrained_model_path"],
+        "config_format": "json",
+        "settings": no_s3,
+    }
+    plan = hs.plan(**plan_args)
+    r = hs.run(plan, {"EXPECTED_KEY": hs.canaries["NGC_KEY"]})
+    assert r.rc == 0, r.out + r.err
+    stage = hs.staging(hs.jobs[-1])
+    written = json.loads((stage / "spec.json").read_text())
+    model = Path(written["train"]["pretrained_model_path"])
+    assert model == stage / "inputs" / "train.pretrained_model_path" / "pretrained_dino_vresnet50" / "model.pth"
+    assert model.read_text() == "weights\n"
+    r = hs.run(hs.plan(**plan_args), {"NGC_KEY": ""})  # a new job: nothing downloaded yet
+    assert r.rc == 78 and r.has("error E_MISSING_CREDENTIALS") and r.has("NGC_KEY"), r.out
+
+
+def test_hf_input_through_huggingface_hub(tmp_path: Path, s3_env: dict[str, str]) -> None:
+    harness = Harness(tmp_path, s3_env, "boto3")  # needs PYTHONPATH, which -I ignores
+    fake = tmp_path / "fakehf" / "huggingface_hub"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(
+        "import os\n"
+        "def snapshot_download(repo_id, repo_type, revision, local_dir, token):\n"
+        "    assert token == os.environ['EXPECTED_TOKEN'] and repo_type == 'dataset' and revision == 'v2'\n"
+        "    os.makedirs(local_dir, exist_ok=True)\n"
+        "    open(os.path.join(local_dir, 'README.md'), 'w').write(repo_id)\n"
+    )
+    no_s3 = {k: v for k, v in harness.settings.items() if not k.startswith("S3_")}
+    plan = harness.plan(
+        command="cat {config_path}", specs={"data": "hf_dataset://org/set@v2"}, inputs=["data"], settings=no_s3
+    )
+    assert plan.secret_env == {"HF_TOKEN": "HF_TOKEN"}
+    r = harness.run(plan, {"PYTHONPATH": str(tmp_path / "fakehf"), "EXPECTED_TOKEN": harness.canaries["HF_TOKEN"]})
+    assert r.rc == 0, r.out + r.err
+    written = yaml.safe_load((harness.staging(harness.jobs[-1]) / "spec.yaml").read_text())
+    assert (Path(written["data"]) / "README.md").read_text() == "org/set"
+
+
+# ---------------------------------------------------------------- spec formats without PyYAML
+
+
+TRICKY = {
+    "floats": [1e-05, 1e20, 0.1, -2.5e-300, 3.0],
+    "ints": [0, -7, 2**62],
+    "strings": [
+        "yes",
+        "no",
+        "on",
+        "null",
+        "~",
+        "1e5",
+        "a: b",
+        "#x",
+        "tab\tand\nnewline",
+        "ünï €",
+        "😀",
+        "\x85\x9f\x7f",
+        "\u2028\u2029",
+    ],
+    "nested": {"deep": {"list": [{"a": None}, [], {}]}, "bool": [True, False]},
+    "empty": "",
+}
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "json", "toml"])
+def test_spec_formats_round_trip_without_pyyaml(hs: Harness, fmt: str) -> None:
+    spec = json.loads(json.dumps(TRICKY))
+    if fmt == "toml":  # TOML has no null
+        spec["nested"]["deep"]["list"] = [{"a": 1}, [], {}]
+    no_s3 = {k: v for k, v in hs.settings.items() if not k.startswith("S3_")}
+    r = hs.run(hs.plan(command="test -s {config_path}", specs=spec, config_format=fmt, settings=no_s3))
+    assert r.rc == 0, r.out + r.err
+    text = (hs.staging(hs.jobs[-1]) / f"spec.{fmt}").read_text(encoding="utf-8")
+    parsed = {"yaml": yaml.safe_load, "json": json.loads, "toml": tomllib.loads}[fmt](text)
+    assert parsed == spec
+
+
+# ---------------------------------------------------------------- a platform's stop signal
+
+
+def test_sigterm_reaches_the_command_and_outputs_still_upload(hs: Harness, s3: Any) -> None:
+    command = (
+        "trap 'echo stopped > {results_dir}/term.txt; exit 143' TERM; echo started; while true; do sleep 0.1; done"
+    )
+    plan = hs.plan(command=command, outputs=[])
+    proc = subprocess.Popen(
+        ["/bin/bash", "-c", plan.command], env=hs.env(plan), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    seen: list[str] = []
+    deadline = time.monotonic() + 30
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        seen.append(line)
+        if line.strip() == "started" or not line:
+            break
+    assert "started\n" in seen, "".join(seen)
+    proc.send_signal(signal.SIGTERM)  # bash exec'd the runner: this is the runner's pid, as PID 1 in a container
+    out, _ = proc.communicate(timeout=60)
+    hs.check_secrets("".join(seen) + out)
+    assert proc.returncode == 143, out
+    assert keys_under(s3, hs.bucket, f"results/{hs.jobs[-1]}/") == {"term.txt": 8}
