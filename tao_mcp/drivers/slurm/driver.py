@@ -1,0 +1,439 @@
+"""SlurmDriver: SSH to a login node; stage files over SFTP; sbatch / squeue / sacct / scancel.
+
+Every status sweep is one SSH round trip (squeue for live jobs, sacct for finished ones and exit codes).
+A command that cannot be run or answered raises BackendUnreachable — never a job state.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shlex
+import time
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from tao_mcp.drivers.base import Evidence, JobRef, LaunchRequest, LogChunk, Observation, Preview
+from tao_mcp.drivers.slurm import parse, script
+from tao_mcp.drivers.slurm.ssh import SSHConfig, SSHPool
+from tao_mcp.errors import BackendRejected, BackendUnreachable, TaoError
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "slurm"
+OPTIONS = ("partition", "account", "mounts", "cpus", "memory", "launcher", "hold")
+OPTIONS_HELP = (
+    "accepted SLURM options: partition (name), account (name), mounts (list of src:dst[:ro]), cpus (int >= 1, "
+    "cpus per task), memory (e.g. 16G, 512M), launcher (pyxis|apptainer|singularity|enroot|charliecloud|none), "
+    "hold (bool: submit held)"
+)
+LOG_LINE_CHARS = 4000
+MAX_LOG_LINES = 5000
+QUERY_TIMEOUT = 60.0
+SUBMIT_TIMEOUT = 90.0
+HOME_PLACEHOLDER = "$HOME/tao-mcp"
+_BACKEND_ID = re.compile(r"^[0-9]+(?:_[0-9]+)?$")
+_TRANSPORTISH = (
+    "Unable to contact slurm controller",
+    "Socket timed out",
+    "Connection refused",
+    "Zero Bytes were transmitted or received",
+    "Slurm backup controller in standby mode",
+)
+
+
+def _setting_error(name: str, cause: str, fix: str) -> TaoError:
+    return TaoError("E_BAD_SETTING", f"{name} {cause}", fix)
+
+
+def _since(refs: Iterable[JobRef]) -> str:
+    """sacct -S: the day before the earliest job was created (a day of slack covers any cluster time zone)."""
+    earliest = min((ref.created_at for ref in refs), default=time.time())
+    return datetime.fromtimestamp(max(earliest - 86400, 0), tz=UTC).strftime("%Y-%m-%d")
+
+
+def round_script(commands: Mapping[str, str]) -> str:
+    """Several commands in one SSH exec, each output section delimited and followed by its exit status."""
+    lines = ["export SLURM_TIME_FORMAT=%s"]
+    for name, cmd in commands.items():
+        lines.append(f"echo '{parse.MARK}{name}'; {cmd} 2>&1; echo \"{parse.MARK}rc=$?\"")
+    return "\n".join(lines)
+
+
+class SlurmDriver:
+    platform = "slurm"
+    storage_scheme = "lustre"
+
+    def __init__(self, settings: Mapping[str, str]) -> None:
+        get = lambda name: (settings.get(name) or "").strip()  # noqa: E731
+        hosts = [h.strip() for h in get("SLURM_HOSTNAME").split(",") if h.strip()]
+        if not hosts:
+            raise TaoError("E_MISSING_CREDENTIALS", "SLURM_HOSTNAME is not set", "set SLURM_HOSTNAME to the login node")
+        self.user = get("SLURM_USER")
+        if not self.user:
+            raise TaoError("E_MISSING_CREDENTIALS", "SLURM_USER is not set", "set SLURM_USER to your cluster login")
+        if not script.SAFE_WORD.match(self.user):
+            raise _setting_error("SLURM_USER", "has unexpected characters", "set SLURM_USER to a plain login name")
+        try:
+            port = int(get("SLURM_SSH_PORT") or 22)
+        except ValueError:
+            raise _setting_error(
+                "SLURM_SSH_PORT", "is not a number", "set SLURM_SSH_PORT to a port such as 22"
+            ) from None
+        strict = get("SLURM_SSH_STRICT_HOST_KEY_CHECKING").lower() or "accept-new"
+        if strict not in ("yes", "accept-new", "no"):
+            raise _setting_error(
+                "SLURM_SSH_STRICT_HOST_KEY_CHECKING", f"is {strict!r}", "set it to yes or accept-new (the default)"
+            )
+        self.base_setting = get("SLURM_BASE_RESULTS_DIR") or None
+        if self.base_setting:
+            script.check_path(self.base_setting, "SLURM_BASE_RESULTS_DIR")
+            self.base_setting = self.base_setting.rstrip("/")
+        self.default_partition = get("SLURM_PARTITION") or None
+        self.default_account = get("SLURM_ACCOUNT") or None
+        for name, value in (("SLURM_PARTITION", self.default_partition), ("SLURM_ACCOUNT", self.default_account)):
+            if value and not script.SAFE_WORD.match(value):
+                raise _setting_error(name, "has characters SLURM names never use", f"set {name} to a plain name")
+        self.default_launcher = get("SLURM_CONTAINER_LAUNCHER").lower() or "pyxis"
+        if self.default_launcher not in script.LAUNCHERS:
+            raise _setting_error(
+                "SLURM_CONTAINER_LAUNCHER",
+                f"is {self.default_launcher!r}",
+                f"set it to one of {', '.join(script.LAUNCHERS)}",
+            )
+        self.default_mounts = script.mounts_from_setting(get("SLURM_CONTAINER_MOUNTS"))
+        self.ssh = SSHPool(
+            SSHConfig(
+                hosts=hosts,
+                user=self.user,
+                port=port,
+                key_path=get("SSH_KEY_PATH") or None,
+                agent_sock=get("SSH_AUTH_SOCK") or None,
+                known_hosts=get("SLURM_SSH_KNOWN_HOSTS") or None,
+                strict_host_keys=strict == "yes",
+            )
+        )
+        self._base: str | None = self.base_setting
+
+    # --- options ----------------------------------------------------------------------------------------------
+
+    def parse_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(options) - set(OPTIONS))
+        if unknown:
+            raise TaoError("E_BAD_INPUT", f"unknown SLURM option(s): {', '.join(unknown)}", OPTIONS_HELP)
+
+        def name(key: str, default: str | None) -> str | None:
+            value = options.get(key)
+            if value is None or value == "":
+                return default
+            if not isinstance(value, str) or not script.SAFE_WORD.match(value):
+                raise TaoError("E_BAD_INPUT", f"{key} {value!r} is not a plain SLURM name", f"{key}: [A-Za-z0-9_.-]+")
+            return value
+
+        mounts = options.get("mounts") or []
+        if isinstance(mounts, str):
+            mounts = [m for m in mounts.split(",") if m.strip()]
+        if not isinstance(mounts, list | tuple):
+            raise TaoError("E_BAD_INPUT", "mounts must be a list of src:dst[:ro]", OPTIONS_HELP)
+        merged = list(dict.fromkeys([*self.default_mounts, *script.normalize_mounts(mounts)]))
+
+        cpus = options.get("cpus")
+        if cpus is not None:
+            if isinstance(cpus, str) and cpus.strip().isdigit():
+                cpus = int(cpus)
+            if isinstance(cpus, bool) or not isinstance(cpus, int) or cpus < 1:
+                raise TaoError("E_BAD_INPUT", f"cpus {cpus!r} is not an integer >= 1", "give cpus as e.g. 8")
+
+        memory = options.get("memory")
+        if memory is not None:
+            memory = str(memory).strip().upper()
+            if memory.endswith("B") and len(memory) > 1 and not memory[-2].isdigit():
+                memory = memory[:-1]  # 16GB -> 16G
+            if not script.MEMORY.match(memory):
+                raise TaoError(
+                    "E_BAD_INPUT",
+                    f"memory {options['memory']!r} is not digits with an optional K/M/G/T suffix",
+                    "give memory as e.g. 16G or 512M",
+                )
+
+        launcher = options.get("launcher") or self.default_launcher
+        if launcher not in script.LAUNCHERS:
+            raise TaoError("E_BAD_INPUT", f"launcher {launcher!r} is unknown", OPTIONS_HELP)
+
+        hold = options.get("hold", False)
+        if isinstance(hold, str) and hold.lower() in ("true", "false", "yes", "no", "1", "0"):
+            hold = hold.lower() in ("true", "yes", "1")
+        if not isinstance(hold, bool):
+            raise TaoError("E_BAD_INPUT", f"hold {hold!r} is not true or false", "give hold as true or false")
+
+        return {
+            "partition": name("partition", self.default_partition),
+            "account": name("account", self.default_account),
+            "mounts": merged,
+            "cpus": cpus,
+            "memory": memory,
+            "launcher": launcher,
+            "hold": hold,
+        }
+
+    # --- paths ------------------------------------------------------------------------------------------------
+
+    async def _base_dir(self) -> str:
+        """SLURM_BASE_RESULTS_DIR, else the remote home + /tao-mcp (one SSH call, then cached)."""
+        if self._base:
+            return self._base
+        rc, out, err = await self.ssh.run('printf "%s" "$HOME"', failover=True, timeout=QUERY_TIMEOUT)
+        home = out.strip()
+        if rc != 0 or not home.startswith("/"):
+            raise BackendUnreachable(PLATFORM, f"could not read $HOME on the login node ({err.strip()[:200]})")
+        try:
+            self._base = script.check_path(home.rstrip("/") + "/tao-mcp", "the default base directory")
+        except TaoError:
+            raise TaoError(
+                "E_BAD_SETTING",
+                "the remote home directory has characters the job files cannot use",
+                "set SLURM_BASE_RESULTS_DIR to a plain absolute path (letters, digits, _ . / -)",
+            ) from None
+        return self._base
+
+    async def results_root(self, options: Mapping[str, Any]) -> str | None:
+        return script.results_root(await self._base_dir())
+
+    # --- launch -----------------------------------------------------------------------------------------------
+
+    async def preview(self, req: LaunchRequest) -> Preview:
+        base = self._base
+        if base is None:
+            try:
+                base = await self._base_dir()
+            except TaoError as exc:
+                log.info("slurm preview: base dir not resolved (%s); showing %s", exc.code, HOME_PLACEHOLDER)
+                base = None
+        if base is None:
+            # Rendered with a marker path, then shown as $HOME/tao-mcp (sbatch would need the real path).
+            job = script.render(req, "/__HOME__/tao-mcp", req.options)
+            files = {
+                k.replace("/__HOME__", "$HOME"): v.replace("/__HOME__", "$HOME")
+                for k, v in script.preview_files(job, req.secret_env).items()
+            }
+            return Preview(files=files, submit=job.submit.replace("/__HOME__", "$HOME"))
+        job = script.render(req, base, req.options)
+        return Preview(files=script.preview_files(job, req.secret_env), submit=job.submit)
+
+    async def launch(self, req: LaunchRequest) -> str:
+        job = script.render(req, await self._base_dir(), req.options)
+        await self.ssh.mkdir(job.job_dir, 0o700)
+        await self.ssh.write_file(job.command_path, job.command, 0o700)
+        await self.ssh.write_file(job.env_path, job.env, 0o600)
+        if req.secret_env:
+            await self.ssh.write_file(job.secrets_path, script.render_secrets(req.secret_env), 0o600)
+        await self.ssh.write_file(job.sbatch_path, job.sbatch, 0o600)
+
+        rc, out, err = await self.ssh.run(job.submit, failover=False, timeout=SUBMIT_TIMEOUT)
+        backend_id = parse.parse_sbatch(out) if rc == 0 else None
+        if backend_id:
+            if err.strip():
+                log.info("slurm: sbatch for %s warned: %s", req.job_id, err.strip()[:500])
+            return backend_id
+        message = "; ".join(line.strip() for line in (err or out).splitlines() if line.strip())[:800]
+        message = message or f"exit status {rc}"
+        if any(marker in message for marker in _TRANSPORTISH):
+            raise BackendUnreachable(
+                PLATFORM,
+                f"sbatch could not reach slurmctld: {message}; whether the job was queued is unknown",
+                "do not resubmit: the job is reconciled by its name on the next status check",
+            )
+        if rc == 0:
+            raise BackendUnreachable(
+                PLATFORM,
+                f"sbatch exited 0 without printing a job id ({message}); the job is reconciled by its name",
+                "check job_status shortly; do not resubmit",
+            )
+        raise BackendRejected(PLATFORM, message, _submit_fix(message))
+
+    # --- status -----------------------------------------------------------------------------------------------
+
+    async def observe(self, refs: list[JobRef]) -> dict[str, Observation]:
+        # backend ids come from our own sbatch parse; anything else is never put on a command line
+        by_id = {ref.backend_id: ref for ref in refs if ref.backend_id and _BACKEND_ID.match(ref.backend_id)}
+        if not by_id:
+            return {}
+        ids = ",".join(by_id)
+        cmds = {
+            "squeue": f"squeue -h -t all -O {shlex.quote(parse.SQUEUE_FORMAT)} -j {ids}",
+            "sacct": f"sacct -n -P -X -j {ids} -S {_since(by_id.values())} -o {parse.SACCT_FIELDS}",
+        }
+        sq, sa = await self._round(cmds)
+        live = parse.parse_squeue(sq.text) if parse.squeue_ok(sq) else {}
+        accounted = parse.parse_sacct(sa.text) if sa is not None and sa.rc == 0 else {}
+        if not parse.squeue_ok(sq) and not (sa is not None and sa.rc == 0):
+            raise BackendUnreachable(
+                PLATFORM, f"squeue: {parse.error_text(sq)}; sacct: {parse.error_text(sa)}", _query_fix()
+            )
+        if sa is None or sa.rc != 0:
+            log.info("slurm: sacct failed (%s); finished jobs are read from squeue only", parse.error_text(sa))
+        result: dict[str, Observation] = {}
+        for backend_id, ref in by_id.items():
+            obs = parse.merge(live.get(backend_id), accounted.get(backend_id))
+            if obs is not None:
+                result[ref.job_id] = obs
+        return result
+
+    async def find(self, refs: list[JobRef]) -> dict[str, str]:
+        by_name = {ref.backend_name: ref for ref in refs if script.SAFE_WORD.match(ref.backend_name)}
+        if not by_name:
+            return {}
+        names = ",".join(by_name)
+        user = shlex.quote(self.user)
+        cmds = {
+            "squeue": f"squeue -h -t all -u {user} -n {names} -o '%i|%j'",
+            "sacct": f"sacct -n -P -X -u {user} --name {names} -S {_since(by_name.values())} -o JobID,JobName",
+        }
+        sq, sa = await self._round(cmds)
+        ok_sq = parse.squeue_ok(sq)
+        ok_sa = sa is not None and sa.rc == 0
+        if not ok_sq and not ok_sa:
+            raise BackendUnreachable(
+                PLATFORM, f"squeue: {parse.error_text(sq)}; sacct: {parse.error_text(sa)}", _query_fix()
+            )
+        found: dict[str, str] = {}
+        pairs = (parse.parse_names(sq.text) if ok_sq else []) + (parse.parse_names(sa.text) if ok_sa else [])
+        for backend_id, name in pairs:
+            ref = by_name.get(name)
+            if ref is None:
+                continue
+            previous = found.get(ref.job_id)
+            if previous and previous != backend_id:
+                log.warning("slurm: several jobs named %s (%s, %s); keeping the newest", name, previous, backend_id)
+            if previous is None or _id_order(backend_id) > _id_order(previous):
+                found[ref.job_id] = backend_id
+        return found
+
+    async def _round(self, cmds: Mapping[str, str]) -> tuple[parse.Section | None, ...]:
+        rc, out, err = await self.ssh.run(round_script(cmds), failover=True, timeout=QUERY_TIMEOUT)
+        found = parse.sections(out)
+        if not found:
+            raise BackendUnreachable(PLATFORM, f"the status commands printed nothing (exit {rc}: {err.strip()[:300]})")
+        return tuple(found.get(name) for name in cmds)
+
+    # --- logs -------------------------------------------------------------------------------------------------
+
+    async def read_log(self, ref: JobRef, *, start: int | None, limit: int, grep: str | None) -> LogChunk:
+        limit = max(0, min(int(limit), MAX_LOG_LINES))
+        path = shlex.quote(f"{script.job_dir(await self._base_dir(), ref.job_id)}/job.log")
+        cut = f"cut -c1-{LOG_LINE_CHARS + 12}"
+        first = max(int(start or 0), 0)
+        count = (
+            f'n=$(wc -l < {path}); [ -s {path} ] && [ "$(tail -c1 {path} | wc -l)" -eq 0 ] && n=$((n+1)); '
+            f'echo "{parse.MARK}total=$n"'
+        )
+        if grep is not None:
+            if "\n" in grep or "\r" in grep or not grep:
+                raise TaoError("E_BAD_INPUT", "grep must be one non-empty line of text", "give a fixed string")
+            source = f"tail -n +{first + 1} {path}" if first else f"cat {path}"
+            body = f"{source} | grep -n -F -e {shlex.quote(grep)} | tail -n {limit} | {cut}"
+        elif start is None:
+            body = f"tail -n {limit} {path} | {cut}"
+        else:
+            body = f"sed -n '{first + 1},{first + limit}p;{first + limit}q' {path} | {cut}" if limit else "true"
+        cmd = (
+            f"if [ ! -e {path} ]; then echo '{parse.MARK}missing'; exit 0; fi; "
+            f"{count}; echo '{parse.MARK}lines'; {body}"
+        )
+        rc, out, err = await self.ssh.run(cmd, failover=True, timeout=QUERY_TIMEOUT)
+        if out.startswith(f"{parse.MARK}missing"):
+            return LogChunk(lines=[], first_line=first, total_lines=0, line_numbers=[] if grep is not None else None)
+        head, sep, content = out.partition(f"{parse.MARK}lines\n")
+        total_text = head.strip().rpartition(f"{parse.MARK}total=")[2]
+        if not sep or not total_text.isdigit():
+            raise BackendUnreachable(PLATFORM, f"reading the job log failed (exit {rc}: {err.strip()[:300]})")
+        total = int(total_text)
+        raw = content.split("\n")
+        if raw and raw[-1] == "":
+            raw.pop()
+        if grep is not None:
+            lines, numbers = [], []
+            for item in raw:
+                num, _, text = item.partition(":")
+                if num.isdigit():
+                    numbers.append(first + int(num) - 1)
+                    lines.append(text[:LOG_LINE_CHARS])
+            return LogChunk(lines=lines, first_line=first, total_lines=max(total - first, 0), line_numbers=numbers)
+        lines = [line[:LOG_LINE_CHARS] for line in raw]
+        if start is None:
+            first = max(total - len(lines), 0)
+        return LogChunk(lines=lines, first_line=first, total_lines=max(total, first + len(lines)))
+
+    # --- cancel / evidence ------------------------------------------------------------------------------------
+
+    async def cancel(self, ref: JobRef) -> None:
+        if ref.backend_id:
+            cmd = f"scancel {shlex.quote(ref.backend_id)}"
+        elif script.SAFE_WORD.match(ref.backend_name):
+            cmd = f"scancel -u {shlex.quote(self.user)} -n {shlex.quote(ref.backend_name)}"
+        else:
+            return
+        rc, out, err = await self.ssh.run(cmd, failover=True, timeout=QUERY_TIMEOUT)
+        message = (err.strip() or out.strip())[:500]
+        if rc == 0 or "Invalid job id specified" in message or "already completing or completed" in message:
+            return
+        if any(marker in message for marker in _TRANSPORTISH):
+            raise BackendUnreachable(PLATFORM, f"scancel: {message}", _query_fix())
+        raise BackendRejected(PLATFORM, f"scancel: {message}", "check that the job belongs to SLURM_USER")
+
+    async def failure_evidence(self, ref: JobRef) -> list[Evidence]:
+        if not ref.backend_id:
+            return []
+        cmd = f"sacct -n -P -j {shlex.quote(ref.backend_id)} -S {_since([ref])} -o {parse.EVIDENCE_FIELDS} --units=M"
+        (section,) = await self._round({"sacct": cmd})
+        if section is None or section.rc != 0:
+            raise BackendUnreachable(PLATFORM, f"sacct: {parse.error_text(section)}", _query_fix())
+        evidence: list[Evidence] = []
+        for row in parse.parse_evidence(section.text):
+            job_id, state = row["JobID"], row["State"]
+            where = f"job {job_id}" if job_id == ref.backend_id else f"step {job_id}"
+            facts = [(label, row[key]) for key, label in (("NodeList", "nodes"), ("MaxRSS", "max RSS"))]
+            extra = ", ".join(f"{label} {value}" for label, value in facts if value and value != "None assigned")
+            evidence.append(Evidence("state", f"{where}: {state}" + (f" ({extra})" if extra else "")))
+            raw = row["ExitCode"]
+            if raw and raw != "0:0":
+                code, _, signal = raw.partition(":")
+                note = f" (killed by signal {signal})" if signal not in ("", "0") else f" (exit status {code})"
+                evidence.append(Evidence("exit_code", f"{where}: ExitCode {raw}{note}"))
+            if row["Reason"] and row["Reason"] not in ("None", ""):
+                evidence.append(Evidence("reason", f"{where}: reason {row['Reason']}"))
+        return evidence
+
+    async def exec_readonly(self, cmd: str) -> tuple[int, str, str]:
+        """One read-only shell command on a login node (fails over across hosts): lustre:// browsing."""
+        return await self.ssh.run(cmd, failover=True, timeout=QUERY_TIMEOUT)
+
+    async def aclose(self) -> None:
+        await self.ssh.aclose()
+
+
+def _id_order(backend_id: str) -> tuple[int, str]:
+    head = backend_id.split("_", 1)[0]
+    return (int(head) if head.isdigit() else -1, backend_id)
+
+
+def _query_fix() -> str:
+    return "check that slurmctld/slurmdbd answer on the login node (squeue, sacct) and retry; the job is unaffected"
+
+
+def _submit_fix(message: str) -> str:
+    lowered = message.lower()
+    if "partition" in lowered:
+        return "pass an existing partition in submit_job(partition=...) (or SLURM_PARTITION); sinfo lists them"
+    if "account" in lowered or "association" in lowered:
+        return "pass an account you belong to in submit_job(account=...) (or SLURM_ACCOUNT); sacctmgr show assoc lists them"
+    if "memory" in lowered:
+        return "ask for less memory (submit_job memory=...) or a partition whose nodes have more"
+    if "time limit" in lowered:
+        return "lower time_limit to the partition's limit"
+    if "gres" in lowered or "gpu" in lowered:
+        return "ask for fewer GPUs per node, or a partition that has GPUs"
+    if "node count" in lowered or "nodes" in lowered:
+        return "ask for fewer nodes"
+    return "fix the option SLURM names above (partition, account, cpus, memory, GPUs, time limit) and submit again"

@@ -1,0 +1,344 @@
+"""Pure rendering of the files a SLURM job is staged with: job.sbatch, command.sh, job.env, secrets.env.
+
+Layout on the cluster (the job dir is mode 0700):
+
+    <base>/tao-mcp/<job id>/job.sbatch    the batch script: #SBATCH header, env loading, the launcher line
+    <base>/tao-mcp/<job id>/command.sh    the job's command with a small prelude; run once per node
+    <base>/tao-mcp/<job id>/job.env       non-secret environment, `NAME='value'` lines
+    <base>/tao-mcp/<job id>/secrets.env   secret environment (mode 0600); only when there are secrets
+    <base>/tao-mcp/<job id>/job.log       stdout + stderr of the whole job
+    <base>/results/<job id>/              results (TAO_RESULTS_ROOT=<base>/results)
+
+Secret values appear in exactly one place: secrets.env, rendered by `render_secrets` at staging time. The
+batch script only sources it; container launchers get the secret *names* (`--container-env`, `--env`).
+Every value interpolated into shell is shlex-quoted; values that go into #SBATCH lines (sbatch does not
+parse shell quoting there) are validated against a strict character set instead.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tao_mcp.drivers.base import LaunchRequest
+from tao_mcp.errors import TaoError
+
+LAUNCHERS = ("pyxis", "apptainer", "singularity", "enroot", "charliecloud", "none")
+SECRET_PLACEHOLDER = "<forwarded from the server environment>"
+MULTINODE_ENV = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "NUM_NODES")
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SAFE_WORD = re.compile(r"^[A-Za-z0-9_.-]+$")  # partition, account, job name, job id
+SAFE_PATH = re.compile(r"^/[A-Za-z0-9_./-]*$")
+MEMORY = re.compile(r"^[0-9]+[KMGT]?$")
+
+
+@dataclass(frozen=True)
+class Mount:
+    src: str
+    dst: str
+    read_only: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.src}:{self.dst}" + (":ro" if self.read_only else "")
+
+
+def check_path(path: str, what: str) -> str:
+    """An absolute path made of [A-Za-z0-9_./-] with no `..` component (safe in #SBATCH lines and shell)."""
+    if not SAFE_PATH.match(path) or ".." in path.split("/"):
+        raise TaoError(
+            "E_BAD_INPUT",
+            f"{what} {path!r} is not an absolute path made of letters, digits and _ . / - without '..'",
+            f"give {what} as a plain absolute path such as /lustre/project/data",
+        )
+    return path.rstrip("/") or "/"
+
+
+def parse_mount(text: str, what: str = "mount") -> Mount:
+    """`src:dst[:ro]` with absolute, plain paths."""
+    parts = str(text).strip().split(":")
+    read_only = len(parts) == 3 and parts[2] == "ro"
+    if len(parts) not in (2, 3) or (len(parts) == 3 and not read_only):
+        raise TaoError(
+            "E_BAD_INPUT",
+            f"{what} {text!r} is not of the form src:dst or src:dst:ro",
+            "write each mount as /host/path:/container/path, with :ro appended for a read-only mount",
+        )
+    return Mount(check_path(parts[0], f"{what} source"), check_path(parts[1], f"{what} destination"), read_only)
+
+
+def job_dir(base: str, job_id: str) -> str:
+    if not SAFE_WORD.match(job_id):
+        raise TaoError("E_BAD_INPUT", f"job id {job_id!r} is not usable in a path", "use the job id tao-mcp minted")
+    return f"{base.rstrip('/')}/tao-mcp/{job_id}"
+
+
+def results_root(base: str) -> str:
+    return f"{base.rstrip('/')}/results"
+
+
+def master_port(job_id: str) -> int:
+    """A per-job rendezvous port in 29500-30499, so two jobs sharing a node do not collide."""
+    return 29500 + zlib.crc32(job_id.encode()) % 1000
+
+
+def check_env_names(env: Mapping[str, str], what: str) -> list[str]:
+    bad = [name for name in env if not ENV_NAME.match(name)]
+    if bad:
+        raise TaoError(
+            "E_BAD_INPUT",
+            f"{what} name(s) {', '.join(repr(b) for b in bad)} are not valid shell variable names",
+            "use names matching ^[A-Za-z_][A-Za-z0-9_]*$",
+        )
+    return list(env)
+
+
+def env_lines(env: Mapping[str, str]) -> str:
+    """`NAME='value'` lines for `set -a; . file` (values shell-quoted, so newlines and $ survive)."""
+    return "".join(f"{name}={shlex.quote(str(value))}\n" for name, value in env.items())
+
+
+def render_secrets(secret_env: Mapping[str, str]) -> str:
+    """The real content of secrets.env. Only the staging code calls this; nothing else sees the values."""
+    check_env_names(secret_env, "secret environment variable")
+    return "# tao-mcp secrets: mode 0600, sourced by job.sbatch. Never copy this file.\n" + env_lines(secret_env)
+
+
+def preview_secrets(secret_env: Mapping[str, str]) -> str:
+    return "# tao-mcp secrets: mode 0600, sourced by job.sbatch (values are never shown)\n" + "".join(
+        f"{name}={SECRET_PLACEHOLDER}\n" for name in secret_env
+    )
+
+
+# --- images ---------------------------------------------------------------------------------------------------
+
+
+def _is_path(image: str) -> bool:
+    return image.startswith(("/", "./", "../")) or image.endswith((".sqsh", ".sif", ".sqfs", ".img", ".squashfs"))
+
+
+def _has_registry(image: str) -> bool:
+    first, sep, _ = image.partition("/")
+    return bool(sep) and ("." in first or ":" in first or first == "localhost")
+
+
+def pyxis_image(image: str) -> str:
+    """`nvcr.io/nvidia/tao/tao-toolkit:tag` -> `nvcr.io#nvidia/tao/tao-toolkit:tag` (enroot's URI form)."""
+    if "://" in image:
+        image = image.split("://", 1)[1]
+    if _is_path(image) or "#" in image or not _has_registry(image):
+        return image
+    return image.replace("/", "#", 1)
+
+
+def apptainer_image(image: str) -> str:
+    if "://" in image or _is_path(image):
+        return image
+    return f"docker://{image}"
+
+
+# --- the files ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RenderedJob:
+    """Everything staged for one job except the secret values (see render_secrets)."""
+
+    job_dir: str
+    sbatch: str
+    command: str
+    env: str
+    secret_names: tuple[str, ...]
+    hold: bool
+
+    @property
+    def sbatch_path(self) -> str:
+        return f"{self.job_dir}/job.sbatch"
+
+    @property
+    def command_path(self) -> str:
+        return f"{self.job_dir}/command.sh"
+
+    @property
+    def env_path(self) -> str:
+        return f"{self.job_dir}/job.env"
+
+    @property
+    def secrets_path(self) -> str:
+        return f"{self.job_dir}/secrets.env"
+
+    @property
+    def log_path(self) -> str:
+        return f"{self.job_dir}/job.log"
+
+    @property
+    def submit(self) -> str:
+        return shlex.join(["sbatch", "--parsable", *(["--hold"] if self.hold else []), self.sbatch_path])
+
+
+def render_command(req: LaunchRequest) -> str:
+    return (
+        "#!/bin/bash\n"
+        f"# tao-mcp job {req.job_id}: the job's command, run once per node (bash command.sh).\n"
+        'export NODE_RANK="${SLURM_NODEID:-0}"\n'
+        'export NNODES="${SLURM_NNODES:-1}"\n'
+        f"{req.command.rstrip()}\n"
+    )
+
+
+def render_env(req: LaunchRequest) -> str:
+    check_env_names(req.env, "environment variable")
+    return f"# tao-mcp job {req.job_id}: non-secret environment, sourced by job.sbatch\n" + env_lines(req.env)
+
+
+def _launcher_line(req: LaunchRequest, jdir: str, options: Mapping[str, Any]) -> list[str]:
+    """The lines that run command.sh: directly, through srun, or inside the configured container runtime."""
+    q = shlex.quote
+    command_sh = f"{jdir}/command.sh"
+    mounts = [parse_mount(m) for m in options.get("mounts") or ()]
+    launcher = options.get("launcher") or "pyxis"
+    image = req.image
+    env_names = list(dict.fromkeys([*req.env, *req.secret_env, *MULTINODE_ENV]))
+
+    if not image or launcher == "none":
+        run = ["bash", command_sh]
+        return [shlex.join(run if req.num_nodes <= 1 else ["srun", *run])]
+
+    if launcher == "pyxis":
+        container_mounts = ",".join([f"{jdir}:{jdir}", *(str(m) for m in mounts)])
+        argv = [
+            "srun",
+            f"--container-image={pyxis_image(image)}",
+            f"--container-mounts={container_mounts}",
+            f"--container-env={','.join(env_names)}",
+            f"--container-workdir={jdir}",
+            "bash",
+            command_sh,
+        ]
+        return [shlex.join(argv)]
+
+    if launcher in ("apptainer", "singularity"):
+        binds = ",".join([jdir, *(str(m) for m in mounts)])
+        argv = ["srun", launcher, "exec", "--nv", "--bind", binds, apptainer_image(image), "bash", command_sh]
+        return [shlex.join(argv)]
+
+    if launcher == "enroot":
+        lines = []
+        if not _is_path(image):
+            # enroot starts squashfs images: import the registry image once, into the (shared) job dir.
+            sqsh = f"{jdir}/image.sqsh"
+            lines.append(shlex.join(["enroot", "import", "--output", sqsh, f"docker://{pyxis_image(image)}"]))
+            image = sqsh
+        argv = ["srun", "enroot", "start", "--mount", f"{jdir}:{jdir}"]
+        for m in mounts:
+            # enroot takes fstab lines; the short src:dst form has no read-only flag.
+            argv += ["--mount", f"{m.src} {m.dst} none x-create=auto,rbind,ro" if m.read_only else f"{m.src}:{m.dst}"]
+        for name in env_names:
+            argv += ["--env", name]  # a bare name: enroot copies the value from the job's environment
+        argv += [image, "bash", command_sh]
+        return [*lines, shlex.join(argv)]
+
+    if launcher == "charliecloud":
+        # ch-run can only bind onto directories that already exist in the (read-only) image, so the job dir is
+        # not mounted: the batch shell reads command.sh and hands its text to bash inside the container.
+        # ch-run passes the whole environment through; user mounts must name existing image directories.
+        argv = ["srun", "ch-run"]
+        for m in mounts:
+            argv += ["-b", f"{m.src}:{m.dst}"]
+        argv += [image, "--", "bash", "-c"]
+        return [f'{shlex.join(argv)} "$(cat {q(command_sh)})"']
+
+    raise TaoError(
+        "E_BAD_INPUT",
+        f"unknown container launcher {launcher!r}",
+        f"set launcher (or SLURM_CONTAINER_LAUNCHER) to one of {', '.join(LAUNCHERS)}",
+    )
+
+
+def render_sbatch(req: LaunchRequest, jdir: str, options: Mapping[str, Any]) -> str:
+    q = shlex.quote
+    if not SAFE_WORD.match(req.backend_name):
+        raise TaoError(
+            "E_BAD_INPUT", f"job name {req.backend_name!r} is not usable by SLURM", "use the name tao-mcp derived"
+        )
+    header = [
+        f"--job-name={req.backend_name}",
+        f"--nodes={max(int(req.num_nodes), 1)}",
+        "--ntasks-per-node=1",
+    ]
+    if req.gpu_count > 0:
+        header.append(f"--gres=gpu:{int(req.gpu_count)}")
+    if req.time_limit_minutes:
+        header.append(f"--time={int(req.time_limit_minutes)}")
+    for key in ("partition", "account"):
+        value = options.get(key)
+        if value:
+            if not SAFE_WORD.match(str(value)):
+                raise TaoError("E_BAD_INPUT", f"{key} {value!r} has unsafe characters", f"use a plain {key} name")
+            header.append(f"--{key}={value}")
+    if options.get("cpus"):
+        header.append(f"--cpus-per-task={int(options['cpus'])}")
+    if options.get("memory"):
+        if not MEMORY.match(str(options["memory"])):
+            raise TaoError("E_BAD_INPUT", f"memory {options['memory']!r} is not like 16G", "give memory as 16G")
+        header.append(f"--mem={options['memory']}")
+    header += [
+        f"--chdir={jdir}",
+        f"--output={jdir}/job.log",
+        f"--error={jdir}/job.log",
+        "--open-mode=append",
+    ]
+    body = [
+        "#!/bin/bash",
+        *(f"#SBATCH {h}" for h in header),
+        f"# Rendered by tao-mcp for job {req.job_id}. Secret values live only in secrets.env (mode 0600).",
+        "",
+        "set -a",
+        f". {q(jdir + '/job.env')}",
+        f"[ -f {q(jdir + '/secrets.env')} ] && . {q(jdir + '/secrets.env')}",
+        "set +a",
+        "",
+        'export MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1)"',
+        f"export MASTER_PORT={master_port(req.job_id)}",
+        'export WORLD_SIZE="$SLURM_NNODES"',
+        'export NUM_NODES="$SLURM_NNODES"',
+    ]
+    if options.get("cpus"):
+        # Slurm >= 22.05 no longer hands --cpus-per-task from sbatch to srun steps by itself.
+        body.append('export SRUN_CPUS_PER_TASK="$SLURM_CPUS_PER_TASK"')
+    body += ["", *_launcher_line(req, jdir, options), ""]
+    return "\n".join(body)
+
+
+def render(req: LaunchRequest, base: str, options: Mapping[str, Any]) -> RenderedJob:
+    """All non-secret files of one job. Pure: the same request renders the same bytes."""
+    check_env_names(req.secret_env, "secret environment variable")
+    jdir = job_dir(check_path(base, "SLURM_BASE_RESULTS_DIR"), req.job_id)
+    return RenderedJob(
+        job_dir=jdir,
+        sbatch=render_sbatch(req, jdir, options),
+        command=render_command(req),
+        env=render_env(req),
+        secret_names=tuple(req.secret_env),
+        hold=bool(options.get("hold")),
+    )
+
+
+def preview_files(job: RenderedJob, secret_env: Mapping[str, str]) -> dict[str, str]:
+    files = {job.sbatch_path: job.sbatch, job.command_path: job.command, job.env_path: job.env}
+    if secret_env:
+        files[job.secrets_path] = preview_secrets(secret_env)
+    return files
+
+
+def mounts_from_setting(value: str | None) -> list[str]:
+    """SLURM_CONTAINER_MOUNTS: a comma list of src:dst[:ro]."""
+    return [str(parse_mount(m.strip(), "SLURM_CONTAINER_MOUNTS entry")) for m in (value or "").split(",") if m.strip()]
+
+
+def normalize_mounts(values: Sequence[str]) -> list[str]:
+    return [str(parse_mount(v)) for v in values]
