@@ -12,7 +12,6 @@ from mcp.server.mcpserver import MCPServer
 
 from tao_mcp import __version__
 from tao_mcp.config import load_settings, state_dir
-from tao_mcp.service.catalog import credential_names
 from tao_mcp.service.jobs import JobService
 from tao_mcp.service.redaction import RedactingFilter, Redactor
 from tao_mcp.service.store import JobStore
@@ -39,7 +38,7 @@ def build_server(environ: Mapping[str, str] | None = None) -> MCPServer[AppState
     @contextlib.asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         settings = load_settings(environ)
-        redactor = Redactor.from_settings(settings, credential_names())
+        redactor = Redactor.from_settings(settings)
         log_filter = RedactingFilter(redactor)
         handlers = logging.getLogger().handlers
         for handler in handlers:
@@ -60,10 +59,11 @@ def build_server(environ: Mapping[str, str] | None = None) -> MCPServer[AppState
     server: MCPServer[AppState] = MCPServer(
         "tao-mcp", instructions=INSTRUCTIONS, version=__version__, lifespan=lifespan
     )
-    from tao_mcp.tools import jobs, platforms
+    from tao_mcp.tools import jobs, platforms, storage
 
     platforms.register(server)
     jobs.register(server)
+    storage.register(server)
     forbid_unknown_arguments(server)
     return server
 
@@ -74,7 +74,7 @@ def forbid_unknown_arguments(server: MCPServer[AppState]) -> None:
     A job launcher must not drop `partiton="gpu"` and run somewhere else. The SDK has no switch for this,
     so each tool's argument model is replaced by a subclass that forbids extra keys.
     """
-    for tool in server._tool_manager.list_tools():  # noqa: SLF001 - no public hook in mcp 2.3
+    for tool in server._tool_manager.list_tools():  # no public hook in mcp 2.3
         model = tool.fn_metadata.arg_model
         strict = type(model.__name__, (model,), {"model_config": {**model.model_config, "extra": "forbid"}})
         tool.fn_metadata.arg_model = strict

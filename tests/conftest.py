@@ -33,10 +33,7 @@ def dev_settings(name: str, start: str) -> dict[str, str]:
 
 
 def clean_environ() -> dict[str, str]:
-    return {
-        k: v for k, v in os.environ.items()
-        if not k.startswith(ISOLATED_PREFIXES) and k not in ISOLATED_NAMES
-    }
+    return {k: v for k, v in os.environ.items() if not k.startswith(ISOLATED_PREFIXES) and k not in ISOLATED_NAMES}
 
 
 @pytest.fixture

@@ -114,15 +114,6 @@ def s3_required() -> list[str]:
     return list(_builtin()[1]["required"])
 
 
-def credential_names() -> set[str]:
-    """Every variable any platform record names: their values are never shown."""
-    names = set(s3_required())
-    for p in platforms():
-        names |= {c["name"] for c in p.required + p.optional}
-        names |= {n for g in p.groups for n in g["require_one_of"]}
-    return names
-
-
 def find_platform(name: str) -> PlatformRecord:
     wanted = name.strip().lower()
     for record in platforms():

@@ -23,6 +23,7 @@ import anyio
 
 from tao_mcp.drivers import load_driver
 from tao_mcp.drivers.base import TERMINAL, Driver, Evidence, LaunchRequest
+from tao_mcp.entrypoint.builder import EntrypointPlan, build_entrypoint
 from tao_mcp.errors import BackendUnreachable, TaoError
 from tao_mcp.models import FailureAnalysis, JobList, JobStatus, JobSummary, LogPage, SubmitResult, WaitResult
 from tao_mcp.service import catalog
@@ -126,6 +127,11 @@ class JobService:
             self._drivers[platform] = load_driver(platform, self.settings)
         return self._drivers[platform]
 
+    async def lustre_exec(self) -> Callable[[str], Awaitable[tuple[int, str, str]]]:
+        """Runs read-only shell commands on the SLURM login node (lustre:// paths live there)."""
+        driver = await self.driver("slurm")
+        return driver.exec_readonly  # type: ignore[attr-defined]
+
     def poller(self, platform: str) -> PlatformPoller:
         if platform not in self._pollers:
             poller = PlatformPoller(platform, self.store, lambda: self.driver(platform))
@@ -160,9 +166,7 @@ class JobService:
             raise TaoError("E_BAD_INPUT", f"gpu_count is {p.gpu_count}", "give gpu_count >= 0 (0 = CPU only)")
         if p.num_nodes < 1:
             raise TaoError("E_BAD_INPUT", f"num_nodes is {p.num_nodes}", "give num_nodes >= 1")
-        secret_values = {
-            v for n, v in self.settings.items() if v and (is_secret_name(n) or n in catalog.credential_names())
-        }
+        secret_values = {v for n, v in self.settings.items() if v and is_secret_name(n)}
         for name, value in p.env.items():
             if not ENV_NAME.match(name):
                 raise TaoError(
@@ -219,21 +223,23 @@ class JobService:
         job_id = uuid.uuid4().hex[:12]
         backend_name = f"tao-{job_id}"
         plan = self._entrypoint(job_id, p)
-        env = {**p.env, **plan_env(plan), "TAO_JOB_ID": job_id}
-        results_location = plan.results_location if plan else None
-        if results_location is None:
-            root = await driver.results_root(options)
-            if root:
-                env["TAO_RESULTS_ROOT"] = root
-                results_location = f"{driver.storage_scheme}://{root}/{job_id}"
+        env = {**p.env, **plan.env, "TAO_JOB_ID": job_id}
+        # Where results go (entrypoint.md): an explicit results_uri, else the platform's persistent mount,
+        # else the S3 bucket, else container-local (the runner warns).
+        results_location = plan.results_location if plan.results_source == "explicit" else None
+        root = None if results_location else await driver.results_root(options)
+        if root:
+            env["TAO_RESULTS_ROOT"] = root
+            results_location = f"{driver.storage_scheme}://{root}/{job_id}"
+        results_location = results_location or plan.results_location
         secret_env = {name: self.settings[name] for name in p.secret_env}
-        for container_name, server_name in plan.secret_env.items() if plan else ():
+        for container_name, server_name in plan.secret_env.items():
             if self.settings.get(server_name):
                 secret_env[container_name] = self.settings[server_name]
         request = LaunchRequest(
             job_id=job_id,
             backend_name=backend_name,
-            command=plan.command if plan else p.command,
+            command=plan.command,
             image=p.image,
             gpu_count=p.gpu_count,
             num_nodes=p.num_nodes,
@@ -244,8 +250,13 @@ class JobService:
         )
         if p.dry_run:
             preview = await driver.preview(request)
-            files = {path: self.redactor.text(text) for path, text in preview.files.items()}
-            files["launch"] = self.redactor.text(preview.submit)
+            files = dict(preview.files)
+            files["launch"] = preview.submit
+            if plan.mode != "plain":
+                files["entrypoint"] = json.dumps(
+                    {"mode": plan.mode, "spec": plan.spec, **plan.details}, indent=2, sort_keys=True, default=str
+                )
+            files = {path: self.redactor.text(text) for path, text in files.items()}
             return SubmitResult(
                 job_id=job_id,
                 platform=platform,
@@ -254,7 +265,7 @@ class JobService:
                 results_location=results_location,
                 dry_run=True,
                 preview=files,
-                message="dry run: nothing was launched; secrets appear as names only",
+                message="; ".join(["dry run: nothing was launched; secrets appear as names only", *plan.warnings]),
                 next="submit_job(...) again without dry_run to launch it",
             )
         now = time.time()
@@ -287,7 +298,7 @@ class JobService:
                 "name": p.name,
                 "env_names": sorted(p.env),
                 "secret_env": sorted(secret_env),
-                "mode": plan.mode if plan else "plain",
+                "mode": plan.mode,
                 "inputs": p.inputs,
                 "outputs": p.outputs,
             },
@@ -344,11 +355,7 @@ class JobService:
             next=f"wait_for_job(job_id='{existing.job_id}')",
         )
 
-    def _entrypoint(self, job_id: str, p: SubmitParams) -> Any:
-        if not (p.specs or p.args or p.inputs or p.outputs or p.results_uri):
-            return None
-        from tao_mcp.entrypoint.builder import build_entrypoint
-
+    def _entrypoint(self, job_id: str, p: SubmitParams) -> EntrypointPlan:
         return build_entrypoint(
             job_id=job_id,
             command=p.command,
@@ -598,10 +605,6 @@ class JobService:
             next_cursor=next_cursor,
             next=f"list_jobs(cursor='{next_cursor}')" if more else "job_status(job_id=...) for details",
         )
-
-
-def plan_env(plan: Any) -> dict[str, str]:
-    return dict(plan.env) if plan else {}
 
 
 def encode_cursor(line: int) -> str:

@@ -27,7 +27,7 @@ Traceback (most recent call last):
     return torch.layer_norm(input, normalized_shape, weight, bias, eps, torch.backends.cudnn.enabled)
 torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 15.77 GiB total capacity; 13.20 GiB already allocated; 1.02 GiB free; 13.50 GiB reserved in total by PyTorch) If reserved memory is >> allocated memory try setting max_split_size_mb to avoid fragmentation.
 srun: error: node1: task 0: Exited with exit code 1
-""".splitlines()  # noqa: E501
+""".splitlines()
 CUDA_OOM_LINE = 10  # index of the exception line above
 
 NCCL_WATCHDOG_LOG = """\
@@ -43,7 +43,7 @@ Traceback (most recent call last):
   File "/usr/local/bin/torchrun", line 8, in <module>
     sys.exit(main())
 torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
-""".splitlines()  # noqa: E501
+""".splitlines()
 
 XID_LINE = "NVRM: Xid (PCI:0000:3b:00): 79, pid=1234, name=python, GPU has fallen off the bus."
 
@@ -107,7 +107,7 @@ Traceback (most recent call last):
   File "/usr/local/lib/python3.10/dist-packages/torch/utils/data/dataloader.py", line 1133, in _try_get_data
     data = self._data_queue.get(timeout=timeout)
 RuntimeError: DataLoader worker (pid 4312) is killed by signal: Bus error. It is possible that dataloader's workers are out of shared memory. Please try to raise your shared memory limit.
-""".splitlines()  # noqa: E501
+""".splitlines()
 
 
 def run(**kw: Any) -> FailureAnalysis:

@@ -6,7 +6,15 @@ from tao_mcp.service.redaction import MASK, RedactingFilter, Redactor, is_secret
 
 
 def test_secret_names() -> None:
-    for name in ("NGC_KEY", "HF_TOKEN", "SECRET_KEY", "ACCESS_KEY", "LEPTON_AUTH_TOKEN", "BREV_API_TOKEN", "DB_PASSWORD"):
+    for name in (
+        "NGC_KEY",
+        "HF_TOKEN",
+        "SECRET_KEY",
+        "ACCESS_KEY",
+        "LEPTON_AUTH_TOKEN",
+        "BREV_API_TOKEN",
+        "DB_PASSWORD",
+    ):
         assert is_secret_name(name), name
     for name in ("SSH_KEY_PATH", "SLURM_USER", "S3_ENDPOINT_URL", "LEPTON_WORKSPACE_ID", "SSH_AUTH_SOCK", "PATH"):
         assert not is_secret_name(name), name

@@ -14,10 +14,25 @@ from tao_mcp.service.store import JobRecord, JobStore
 def record(job_id: str = "abc123", key: str | None = None) -> JobRecord:
     now = time.time()
     return JobRecord(
-        job_id=job_id, platform="slurm", backend_name=f"tao-{job_id}", backend_id=None, launch_state="launching",
-        status="Pending", raw_state="SUBMITTING", message="", pending_reason=None, exit_code=None, created_at=now,
-        updated_at=now, started_at=None, ended_at=None, cancel_requested=False, idempotency_key=key,
-        request_digest="d", command="echo", image=None,
+        job_id=job_id,
+        platform="slurm",
+        backend_name=f"tao-{job_id}",
+        backend_id=None,
+        launch_state="launching",
+        status="Pending",
+        raw_state="SUBMITTING",
+        message="",
+        pending_reason=None,
+        exit_code=None,
+        created_at=now,
+        updated_at=now,
+        started_at=None,
+        ended_at=None,
+        cancel_requested=False,
+        idempotency_key=key,
+        request_digest="d",
+        command="echo",
+        image=None,
     )
 
 

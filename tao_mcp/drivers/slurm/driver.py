@@ -427,7 +427,7 @@ def _submit_fix(message: str) -> str:
     if "partition" in lowered:
         return "pass an existing partition in submit_job(partition=...) (or SLURM_PARTITION); sinfo lists them"
     if "account" in lowered or "association" in lowered:
-        return "pass an account you belong to in submit_job(account=...) (or SLURM_ACCOUNT); sacctmgr show assoc lists them"
+        return "pass an account you belong to: submit_job(account=...) or SLURM_ACCOUNT; sacctmgr show assoc lists them"
     if "memory" in lowered:
         return "ask for less memory (submit_job memory=...) or a partition whose nodes have more"
     if "time limit" in lowered:

@@ -1,0 +1,201 @@
+"""Restarts, interrupted launches, canary secrets and bad input against the real SLURM dev cluster."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp.client import Client
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+from tao_mcp.config import load_settings
+from tao_mcp.drivers.base import LaunchRequest
+from tao_mcp.drivers.slurm import SlurmDriver
+from tao_mcp.server import build_server
+from tao_mcp.service.store import JobRecord, JobStore
+from tests.conftest import REPO, assert_no_canary, structured
+from tests.slurm.test_slurm_mcp import call, sacct_names, wait_done
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slurm]
+
+
+def stdio_client_for(env: dict[str, str], errlog: Any) -> Client:
+    params = StdioServerParameters(command=sys.executable, args=["-m", "tao_mcp"], env=env, cwd=str(REPO))
+    return Client(stdio_client(params, errlog=errlog), mode="legacy")
+
+
+async def test_restart_finds_job_and_keeps_updating(slurm_env: dict[str, str], tmp_path: Path) -> None:
+    with open(tmp_path / "stderr1.log", "w") as err:
+        async with stdio_client_for(slurm_env, err) as c:
+            sub = await call(c, "submit_job", platform="slurm", gpu_count=0, command="sleep 6; echo survived-restart")
+    # A new server process with the same state directory.
+    with open(tmp_path / "stderr2.log", "w") as err:
+        async with stdio_client_for(slurm_env, err) as c:
+            listed = await call(c, "list_jobs")
+            assert sub["job_id"] in [j["job_id"] for j in listed["jobs"]]
+            done = await wait_done(c, sub["job_id"])
+            assert done["status"] == "Complete"
+            logs = await call(c, "job_logs", job_id=sub["job_id"])
+            assert "survived-restart" in logs["lines"]
+
+
+async def test_interrupted_launch_is_reconciled_by_name_not_relaunched(slurm_env: dict[str, str]) -> None:
+    settings = load_settings(slurm_env)
+    store = JobStore(Path(settings["TAO_MCP_STATE_DIR"]) / "jobs.sqlite3")
+    driver = SlurmDriver(settings)
+    job_id = uuid.uuid4().hex[:12]
+    options = driver.parse_options({})
+    now = time.time()
+    store.insert(
+        JobRecord(
+            job_id=job_id,
+            platform="slurm",
+            backend_name=f"tao-{job_id}",
+            backend_id=None,
+            launch_state="launching",
+            status="Pending",
+            raw_state="SUBMITTING",
+            message="submitting",
+            pending_reason=None,
+            exit_code=None,
+            created_at=now,
+            updated_at=now,
+            started_at=None,
+            ended_at=None,
+            cancel_requested=False,
+            idempotency_key=None,
+            request_digest="x",
+            command="echo reconciled",
+            image=None,
+            options=options,
+        )
+    )
+    # The process "crashes" right after sbatch: the backend id is never stored.
+    backend_id = await driver.launch(
+        LaunchRequest(
+            job_id=job_id,
+            backend_name=f"tao-{job_id}",
+            command="echo reconciled",
+            image=None,
+            gpu_count=0,
+            num_nodes=1,
+            env={"TAO_JOB_ID": job_id},
+            secret_env={},
+            time_limit_minutes=5,
+            options=options,
+        )
+    )
+    await driver.aclose()
+    store.close()
+    async with Client(build_server(slurm_env), mode="legacy") as c:
+        done = await wait_done(c, job_id)
+        assert done["backend_id"] == backend_id
+        assert done["status"] == "Complete"
+    assert len(sacct_names(f"tao-{job_id}")) == 1
+
+
+async def test_canary_secrets_never_leave_the_server(
+    slurm_env: dict[str, str], canaries: dict[str, str], tmp_path: Path
+) -> None:
+    texts: list[str] = []
+
+    def keep(result: Any) -> dict[str, Any]:
+        texts.extend(c.text for c in result.content if hasattr(c, "text"))
+        texts.append(json.dumps(result.structured_content))
+        return result.structured_content
+
+    err_path = tmp_path / "stderr.log"
+    with open(err_path, "w") as err:
+        async with stdio_client_for(slurm_env, err) as c:
+            args = {
+                "platform": "slurm",
+                "gpu_count": 0,
+                "command": "env | sort; echo NGC=$NGC_KEY",
+                "secret_env": ["NGC_KEY", "HF_TOKEN", "SECRET_KEY"],
+            }
+            preview = keep(await c.call_tool("submit_job", {**args, "dry_run": True}))
+            assert "NGC_KEY" in json.dumps(preview["preview"])
+            sub = keep(await c.call_tool("submit_job", args))
+            done = await wait_done(c, sub["job_id"])
+            assert done["status"] == "Complete"
+            logs = keep(await c.call_tool("job_logs", {"job_id": sub["job_id"], "tail": 500}))
+            # The job really received the secrets; the server masked them on the way out.
+            assert "NGC=[REDACTED]" in logs["lines"]
+            assert any(line.startswith("HF_TOKEN=") for line in logs["lines"])
+            keep(await c.call_tool("job_status", {"job_id": sub["job_id"]}))
+            keep(await c.call_tool("failure_analysis", {"job_id": sub["job_id"]}))
+            keep(await c.call_tool("list_jobs", {}))
+            keep(await c.call_tool("list_platforms", {"platform": "slurm"}))
+            # An error that echoes input: a credential value put into env is refused without being repeated.
+            refused = await c.call_tool("submit_job", {**args, "env": {"MY_VAR": canaries["NGC_KEY"]}})
+            assert refused.is_error and "E_SECRET_IN_ENV" in refused.content[0].text
+            texts.append(refused.content[0].text)
+            grep = keep(await c.call_tool("job_logs", {"job_id": sub["job_id"], "grep": canaries["HF_TOKEN"]}))
+            assert grep["lines"] == [] or all(canaries["HF_TOKEN"] not in x for x in grep["lines"])
+    for text in texts:
+        assert_no_canary(text, canaries)
+    assert_no_canary(err_path.read_text(), canaries)
+    db = sqlite3.connect(Path(slurm_env["TAO_MCP_STATE_DIR"]) / "jobs.sqlite3")
+    assert_no_canary(json.dumps(db.execute("SELECT * FROM jobs").fetchall()), canaries)
+    job_dir = Path(slurm_env["SLURM_BASE_RESULTS_DIR"]) / "tao-mcp" / sub["job_id"]
+    for name in ("job.sbatch", "command.sh", "job.env"):
+        assert_no_canary((job_dir / name).read_text(), canaries)
+    secrets_file = job_dir / "secrets.env"
+    assert secrets_file.stat().st_mode & 0o077 == 0, "the secrets file must be private (0600)"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "mentions"),
+    [
+        ({"platform": "nowhere"}, "E_UNKNOWN_PLATFORM", "slurm"),
+        ({"command": "   "}, "E_BAD_INPUT", "command"),
+        ({"gpu_count": -1}, "E_BAD_INPUT", "gpu_count"),
+        ({"name": "x;rm -rf /"}, "E_BAD_INPUT", "name"),
+        ({"env": {"BAD-NAME$(id)": "1"}}, "E_BAD_INPUT", "env name"),
+        ({"partition": "debug;touch /tmp/pwned"}, "E_BAD_INPUT", "partition"),
+        ({"account": "a`id`"}, "E_BAD_INPUT", "account"),
+        ({"secret_env": ["NOT_SET_ANYWHERE_123"]}, "E_MISSING_CREDENTIALS", "NOT_SET_ANYWHERE_123"),
+        ({"time_limit": "soon"}, "E_BAD_INPUT", "time_limit"),
+        ({"bogus_option": 1}, None, "bogus_option"),
+    ],
+)
+async def test_bad_input_is_coded_and_launches_nothing(
+    slurm_env: dict[str, str], args: dict[str, Any], code: str | None, mentions: str
+) -> None:
+    async with Client(build_server(slurm_env), mode="legacy") as c:
+        result = await c.call_tool("submit_job", {"platform": "slurm", "command": "echo x", "gpu_count": 0, **args})
+        assert result.is_error
+        text = result.content[0].text
+        if code:
+            assert f"{code}:" in text and "Fix:" in text, text
+        assert mentions in text
+        assert (await call(c, "list_jobs"))["jobs"] == []
+
+
+async def test_missing_credentials_name_the_variables(base_env: dict[str, str], canaries: dict[str, str]) -> None:
+    env = {**base_env, **canaries, "SLURM_USER": "someone"}
+    async with Client(build_server(env), mode="legacy") as c:
+        result = await c.call_tool("submit_job", {"platform": "slurm", "command": "echo x"})
+        text = result.content[0].text
+        assert result.is_error and "E_MISSING_CREDENTIALS" in text
+        assert "SLURM_HOSTNAME" in text and "SSH_KEY_PATH" in text and "someone" not in text
+        detail = structured(await c.call_tool("list_platforms", {"platform": "slurm"}))["platform"]
+        present = {cred["name"]: cred["present"] for cred in detail["credentials"]}
+        assert present["SLURM_USER"] is True and present["SLURM_HOSTNAME"] is False
+        assert present["NGC_KEY"] is True
+        assert_no_canary(json.dumps(detail), canaries)
+
+
+async def test_unknown_job_id_is_coded(base_env: dict[str, str]) -> None:
+    async with Client(build_server(base_env)) as c:
+        for tool in ("job_status", "wait_for_job", "job_logs", "failure_analysis", "cancel_job"):
+            result = await c.call_tool(tool, {"job_id": "doesnotexist"})
+            assert (
+                result.is_error and "E_UNKNOWN_JOB" in result.content[0].text and "list_jobs" in result.content[0].text
+            )

@@ -1,0 +1,255 @@
+"""An agent drives real SLURM jobs end to end through MCP (dev cluster: scripts/dev/slurm-cluster up)."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import time
+from typing import Any
+
+import anyio
+import pytest
+from mcp.client import Client
+
+from tao_mcp.server import build_server
+from tests.conftest import structured
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slurm]
+
+MODES = ["legacy", "modern"]
+CUDA_OOM = r"""cat <<'TRACE'
+Traceback (most recent call last):
+  File "/workspace/train.py", line 88, in <module>
+    loss = model(batch)
+  File "/usr/local/lib/python3.10/dist-packages/torch/nn/modules/module.py", line 1511, in _call_impl
+    return forward_call(*args, **kwargs)
+torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 15.77 GiB total capacity; 13.90 GiB already allocated; 1.02 GiB free; 14.10 GiB reserved in total by PyTorch)
+TRACE
+exit 1
+"""
+
+
+def client(env: dict[str, str], mode: str = "legacy") -> Client:
+    return Client(build_server(env), mode="legacy") if mode == "legacy" else Client(build_server(env))
+
+
+async def call(c: Client, tool: str, **args: Any) -> dict[str, Any]:
+    return structured(await c.call_tool(tool, args))
+
+
+async def wait_done(c: Client, job_id: str, budget_s: float = 120, until: str = "terminal") -> dict[str, Any]:
+    """Drive wait_for_job to the end the way an agent would: call again while done is false."""
+    with anyio.fail_after(budget_s):
+        while True:
+            result = await call(c, "wait_for_job", job_id=job_id, timeout_s=20, until=until)
+            if result["done"]:
+                return result
+
+
+def sacct_names(name: str, deadline_s: float = 20) -> list[str]:
+    """Accounting rows for a job name; accounting lags squeue, so poll until the job has reached it."""
+    end = time.monotonic() + deadline_s
+    while True:
+        out = subprocess.run(
+            ["sacct", "-n", "-P", "-X", "--allusers", "--name", name, "-S", "now-1days", "-o", "JobID,State"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        rows = [line for line in out.splitlines() if line.strip()]
+        if rows or time.monotonic() > end:
+            return rows
+        time.sleep(0.5)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_submit_wait_complete_logs_list(slurm_env: dict[str, str], mode: str) -> None:
+    async with client(slurm_env, mode) as c:
+        sub = await call(
+            c,
+            "submit_job",
+            platform="slurm",
+            gpu_count=0,
+            time_limit=5,
+            command="echo hello-from-slurm; sleep 3; echo done-$TAO_JOB_ID",
+        )
+        assert sub["status"] == "Pending" and sub["backend_id"].isdigit()
+        assert sub["next"].startswith("wait_for_job")
+        seen: list[tuple[float, str | None]] = []
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            seen.append((progress, message))
+
+        with anyio.fail_after(120):
+            while True:
+                r = await c.call_tool(
+                    "wait_for_job", {"job_id": sub["job_id"], "timeout_s": 30}, progress_callback=on_progress
+                )
+                done = structured(r)
+                if done["done"]:
+                    break
+        assert done["status"] == "Complete", done
+        assert done["exit_code"] == 0
+        assert seen, "no progress notification was sent"
+        values = [p for p, _ in seen]
+        assert all(b > a for a, b in itertools.pairwise(values)), values
+        assert any(m and (m.startswith("PENDING") or m.startswith("RUNNING")) for _, m in seen), seen
+
+        logs = await call(c, "job_logs", job_id=sub["job_id"])
+        assert "hello-from-slurm" in logs["lines"]
+        assert f"done-{sub['job_id']}" in logs["lines"]
+        assert logs["truncated"] is False
+
+        grep = await call(c, "job_logs", job_id=sub["job_id"], grep="hello")
+        assert len(grep["lines"]) == 1 and "hello-from-slurm" in grep["lines"][0]
+
+        listed = await call(c, "list_jobs", platform="slurm")
+        assert sub["job_id"] in [j["job_id"] for j in listed["jobs"]]
+        status = await call(c, "job_status", job_id=sub["job_id"])
+        assert status["status"] == "Complete" and status["raw_state"] == "COMPLETED"
+        assert status["results_location"].startswith("lustre:///")
+
+
+async def test_log_paging_with_cursor(slurm_env: dict[str, str]) -> None:
+    async with client(slurm_env) as c:
+        sub = await call(c, "submit_job", platform="slurm", command="seq 1 500", gpu_count=0)
+        await wait_done(c, sub["job_id"])
+        tail = await call(c, "job_logs", job_id=sub["job_id"], tail=50)
+        assert tail["lines"] == [str(i) for i in range(451, 501)]
+        assert tail["truncated"] is True
+        window = await call(c, "job_logs", job_id=sub["job_id"], cursor="L100", tail=10)
+        assert window["lines"] == [str(i) for i in range(101, 111)]
+        assert window["next_cursor"] == "L110"
+
+
+async def test_failing_command_program_error(slurm_env: dict[str, str]) -> None:
+    async with client(slurm_env) as c:
+        sub = await call(
+            c,
+            "submit_job",
+            platform="slurm",
+            gpu_count=0,
+            command="python3 -c 'import json; json.loads(\"{bad\")'; exit 3",
+        )
+        done = await wait_done(c, sub["job_id"])
+        assert done["status"] == "Error" and done["exit_code"] == 3
+        assert done["next"].startswith("failure_analysis")
+        fa = await call(c, "failure_analysis", job_id=sub["job_id"])
+        assert fa["category"] == "program_error" and fa["err_class"] == "ERR_PROGRAM"
+        assert any("JSONDecodeError" in e["text"] for e in fa["evidence"])
+
+
+async def test_cuda_oom_is_gpu_oom(slurm_env: dict[str, str]) -> None:
+    async with client(slurm_env) as c:
+        sub = await call(c, "submit_job", platform="slurm", gpu_count=0, command=CUDA_OOM)
+        done = await wait_done(c, sub["job_id"])
+        assert done["status"] == "Error" and done["exit_code"] == 1
+        fa = await call(c, "failure_analysis", job_id=sub["job_id"])
+        assert fa["category"] == "gpu_oom" and fa["retriable"] is False
+        assert fa["err_class"] == "ERR_RESOURCE"
+        assert any("CUDA out of memory" in e["text"] and e["source"] == "log" for e in fa["evidence"])
+
+
+async def test_oom_kill_line_is_host_oom(slurm_env: dict[str, str]) -> None:
+    command = (
+        "echo 'slurmstepd: error: Detected 1 oom-kill event(s) in StepId=1.batch. "
+        "Some of your processes may have been killed by the cgroup out-of-memory handler.'; exit 137"
+    )
+    async with client(slurm_env) as c:
+        sub = await call(c, "submit_job", platform="slurm", gpu_count=0, command=command)
+        done = await wait_done(c, sub["job_id"])
+        assert done["status"] == "Error" and done["exit_code"] == 137
+        fa = await call(c, "failure_analysis", job_id=sub["job_id"])
+        assert fa["category"] == "host_oom" and fa["err_class"] == "ERR_RESOURCE"
+
+
+@pytest.mark.slow
+async def test_real_time_limit_is_timeout(slurm_env: dict[str, str]) -> None:
+    async with client(slurm_env) as c:
+        sub = await call(c, "submit_job", platform="slurm", gpu_count=0, command="echo start; sleep 600", time_limit=1)
+        done = await wait_done(c, sub["job_id"], budget_s=240)
+        assert done["status"] == "Error" and done["raw_state"] == "TIMEOUT"
+        fa = await call(c, "failure_analysis", job_id=sub["job_id"])
+        assert fa["category"] == "timeout" and fa["confidence"] == "high"
+        assert "time_limit" in fa["suggestion"]
+
+
+async def test_held_job_pending_with_reason_and_cancel(slurm_env: dict[str, str]) -> None:
+    async with client(slurm_env) as c:
+        sub = await call(c, "submit_job", platform="slurm", gpu_count=0, command="echo never", hold=True)
+        with anyio.fail_after(60):
+            while True:
+                st = await call(c, "job_status", job_id=sub["job_id"])
+                if st["pending_reason"]:
+                    break
+                await anyio.sleep(0.5)
+        assert st["status"] == "Pending" and st["pending_reason"] == "JobHeldUser"
+        wait = await call(c, "wait_for_job", job_id=sub["job_id"], timeout_s=3)
+        assert wait["done"] is False and wait["next"].startswith("wait_for_job")
+        fa = await call(c, "failure_analysis", job_id=sub["job_id"])
+        assert fa["category"] == "held" and "JobHeldUser" in fa["summary"] + str(fa["evidence"])
+        canceled = await call(c, "cancel_job", job_id=sub["job_id"])
+        assert canceled["status"] == "Canceled"
+
+
+async def test_more_cpus_than_the_node_stays_pending(slurm_env: dict[str, str]) -> None:
+    async with client(slurm_env) as c:
+        r = await c.call_tool("submit_job", {"platform": "slurm", "gpu_count": 0, "command": "echo x", "cpus": 512})
+        if r.is_error:  # SLURM may refuse at submit time: then it must be a coded, actionable refusal
+            assert "E_BACKEND_REJECTED" in r.content[0].text and "Fix:" in r.content[0].text
+            return
+        sub = structured(r)
+        with anyio.fail_after(60):
+            while True:
+                st = await call(c, "job_status", job_id=sub["job_id"])
+                if st["pending_reason"] and st["pending_reason"] != "None":
+                    break
+                await anyio.sleep(0.5)
+        assert st["status"] == "Pending"
+        fa = await call(c, "failure_analysis", job_id=sub["job_id"])
+        assert fa["category"] in ("unschedulable", "no_capacity")
+        await call(c, "cancel_job", job_id=sub["job_id"])
+
+
+async def test_cancel_running_job_confirmed_and_repeatable(slurm_env: dict[str, str]) -> None:
+    async with client(slurm_env) as c:
+        sub = await call(c, "submit_job", platform="slurm", gpu_count=0, command="echo started; sleep 600")
+        running = await wait_done(c, sub["job_id"], until="running")
+        assert running["status"] == "Running"
+        first = await call(c, "cancel_job", job_id=sub["job_id"])
+        assert first["status"] == "Canceled"
+        assert first["raw_state"].startswith("CANCELLED")
+        states = sacct_names(sub["backend_name"])
+        assert len(states) == 1 and "CANCELLED" in states[0]
+        again = await call(c, "cancel_job", job_id=sub["job_id"])
+        assert again["status"] == "Canceled" and again["raw_state"] == first["raw_state"]
+
+
+async def test_idempotency_key_launches_once(slurm_env: dict[str, str]) -> None:
+    async with client(slurm_env) as c:
+        args = {"platform": "slurm", "gpu_count": 0, "command": "echo once", "idempotency_key": f"key-{time.time()}"}
+        first = await call(c, "submit_job", **args)
+        second = await call(c, "submit_job", **args)
+        assert second["job_id"] == first["job_id"] and second["reused"] is True
+        conflict = await c.call_tool("submit_job", {**args, "command": "echo other"})
+        assert conflict.is_error and "E_IDEMPOTENCY_CONFLICT" in conflict.content[0].text
+        await wait_done(c, first["job_id"])
+    assert len(sacct_names(first["backend_name"])) == 1
+
+
+async def test_charliecloud_container_job(slurm_env: dict[str, str]) -> None:
+    rootfs = slurm_env["TAO_MCP_DEV_CH_ROOTFS"]
+    async with client(slurm_env) as c:
+        sub = await call(
+            c,
+            "submit_job",
+            platform="slurm",
+            gpu_count=0,
+            image=rootfs,
+            launcher="charliecloud",
+            command="cat /etc/debian_version; python3 -c 'print(\"in-container\", 6*7)'",
+        )
+        done = await wait_done(c, sub["job_id"])
+        logs = await call(c, "job_logs", job_id=sub["job_id"])
+        assert done["status"] == "Complete", logs["lines"]
+        assert "in-container 42" in logs["lines"]

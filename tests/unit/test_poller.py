@@ -1,0 +1,136 @@
+"""The shared poller: one batched backend read per sweep for every open job, shared by concurrent callers."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from tao_mcp.drivers.base import Evidence, JobRef, LaunchRequest, LogChunk, Observation, Preview
+from tao_mcp.errors import BackendUnreachable
+from tao_mcp.service.jobs import JobService, SubmitParams
+from tao_mcp.service.redaction import Redactor
+from tao_mcp.service.store import JobStore
+
+pytestmark = pytest.mark.anyio
+
+
+class CountingDriver:
+    """A minimal in-memory driver: records how often the backend is asked."""
+
+    platform = "slurm"
+    storage_scheme = "lustre"
+
+    def __init__(self) -> None:
+        self.observe_calls: list[int] = []
+        self.launched: dict[str, str] = {}
+        self.state: dict[str, Observation] = {}
+        self.down = False
+
+    def parse_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(options)
+
+    async def results_root(self, options: Mapping[str, Any]) -> str | None:
+        return "/scratch/results"
+
+    async def preview(self, req: LaunchRequest) -> Preview:
+        return Preview(files={"script": req.command}, submit="run")
+
+    async def launch(self, req: LaunchRequest) -> str:
+        backend_id = str(100 + len(self.launched))
+        self.launched[req.job_id] = backend_id
+        self.state[req.job_id] = Observation("Pending", "PENDING", pending_reason="Priority")
+        return backend_id
+
+    async def find(self, refs: list[JobRef]) -> dict[str, str]:
+        return {r.job_id: self.launched[r.job_id] for r in refs if r.job_id in self.launched}
+
+    async def observe(self, refs: list[JobRef]) -> dict[str, Observation]:
+        self.observe_calls.append(len(refs))
+        await anyio.sleep(0.05)
+        if self.down:
+            raise BackendUnreachable("slurm", "ssh: connection refused")
+        return {r.job_id: self.state[r.job_id] for r in refs if r.job_id in self.state}
+
+    async def read_log(self, ref: JobRef, *, start: int | None, limit: int, grep: str | None) -> LogChunk:
+        return LogChunk(lines=["line"], first_line=0, total_lines=1)
+
+    async def cancel(self, ref: JobRef) -> None:
+        self.state[ref.job_id] = Observation("Canceled", "CANCELLED by 0")
+
+    async def failure_evidence(self, ref: JobRef) -> list[Evidence]:
+        return []
+
+    async def aclose(self) -> None:
+        pass
+
+
+@pytest.fixture
+async def service(tmp_path: Path):  # type: ignore[no-untyped-def]
+    settings = {"SLURM_USER": "u", "SLURM_HOSTNAME": "h", "SSH_KEY_PATH": "/k"}
+    svc = JobService(settings, JobStore(tmp_path / "jobs.sqlite3"), Redactor())
+    driver = CountingDriver()
+    svc._drivers["slurm"] = driver  # type: ignore[assignment]
+    async with anyio.create_task_group() as tg:
+        await svc.start(tg)
+        yield svc, driver
+        tg.cancel_scope.cancel()
+
+
+async def test_one_batched_read_serves_many_jobs_and_callers(service) -> None:  # type: ignore[no-untyped-def]
+    svc, driver = service
+    ids = [(await svc.submit(SubmitParams(platform="slurm", command=f"echo {i}"))).job_id for i in range(5)]
+    driver.observe_calls.clear()
+    svc.poller("slurm").last_sweep_at = 0.0  # the last reading is stale: the next caller needs a sweep
+    results: list[str] = []
+
+    async def status(job_id: str) -> None:
+        results.append((await svc.status(job_id)).status)
+
+    async with anyio.create_task_group() as tg:
+        for job_id in ids * 4:  # 20 concurrent status calls
+            tg.start_soon(status, job_id)
+    assert results == ["Pending"] * 20
+    assert driver.observe_calls and all(n == 5 for n in driver.observe_calls)
+    assert len(driver.observe_calls) <= 2, driver.observe_calls
+
+
+async def test_unreachable_backend_is_never_terminal(service) -> None:  # type: ignore[no-untyped-def]
+    svc, driver = service
+    job_id = (await svc.submit(SubmitParams(platform="slurm", command="echo"))).job_id
+    driver.down = True
+    status = await svc.status(job_id)
+    assert status.status == "Pending" and status.backend_reachable is False
+    assert "unreachable" in status.message
+    driver.down = False
+    driver.state[job_id] = Observation("Complete", "COMPLETED", exit_code=0)
+    with anyio.fail_after(10):
+        while (status := await svc.status(job_id)).status != "Complete":
+            await anyio.sleep(0.1)
+    assert status.backend_reachable is True and status.exit_code == 0
+
+
+async def test_idle_loop_backs_off(service) -> None:  # type: ignore[no-untyped-def]
+    svc, driver = service
+    await svc.submit(SubmitParams(platform="slurm", command="echo"))
+    await anyio.sleep(1.0)
+    # Kick -> immediate sweep, then 0 s, then 2 s: within one second at most three idle sweeps.
+    assert 1 <= len(driver.observe_calls) <= 3, driver.observe_calls
+
+
+async def test_wait_progress_is_strictly_increasing(service) -> None:  # type: ignore[no-untyped-def]
+    svc, _driver = service
+    job_id = (await svc.submit(SubmitParams(platform="slurm", command="echo"))).job_id
+    seen: list[tuple[float, str]] = []
+
+    async def progress(value: float, message: str) -> None:
+        seen.append((value, message))
+
+    result = await svc.wait(job_id, 3, "terminal", progress)
+    assert result.done is False and "wait_for_job" in result.next
+    assert len(seen) >= 1 and seen[0][1].startswith("PENDING (Priority)")
+    assert all(b[0] > a[0] for a, b in itertools.pairwise(seen))
