@@ -39,6 +39,7 @@ class PlatformDetail(PlatformSummary):
     credential_groups: list[CredentialGroup]
     storage: dict[str, str]
     resource_defaults: dict[str, str | int | float | bool | None]
+    options: dict[str, str] = Field(default_factory=dict, description="submit_job options this platform accepts")
 
 
 class PlatformList(BaseModel):

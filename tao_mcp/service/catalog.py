@@ -29,6 +29,7 @@ class PlatformRecord:
     optional: tuple[dict[str, Any], ...]
     resource_defaults: dict[str, Any] = field(default_factory=dict)
     storage: dict[str, str] = field(default_factory=dict)
+    options: dict[str, str] = field(default_factory=dict)
 
     def missing(self, env: Mapping[str, str]) -> list[str]:
         names = [c["name"] for c in self.required if not env.get(c["name"])]
@@ -83,6 +84,7 @@ class PlatformRecord:
             credential_groups=groups,
             storage=dict(self.storage),
             resource_defaults=dict(self.resource_defaults),
+            options=dict(self.options),
         )
 
 
@@ -100,6 +102,7 @@ def _builtin() -> tuple[tuple[PlatformRecord, ...], dict[str, Any]]:
             optional=tuple(p.get("optional_credentials", ())),
             resource_defaults=p.get("resource_defaults", {}),
             storage=p.get("storage", {}),
+            options=p.get("options", {}),
         )
         for p in data["platforms"]
     )

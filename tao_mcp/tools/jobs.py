@@ -8,6 +8,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult
 from pydantic import Field
 
+from tao_mcp.errors import TaoError
 from tao_mcp.models import FailureAnalysis, JobList, JobStatus, LogPage, SubmitResult, WaitResult
 from tao_mcp.service.jobs import SubmitParams
 from tao_mcp.tools._common import READ_ONLY_BACKEND, READ_ONLY_LOCAL, annotations, app, coded_errors, respond
@@ -119,11 +120,18 @@ def register(server: MCPServer) -> None:
             ),
         ] = None,
         hold: Annotated[bool | None, Field(description="SLURM: submit held (sbatch --hold)")] = None,
+        options: Annotated[
+            dict[str, Any] | None,
+            Field(
+                description="other platform options (Docker, Kubernetes, Lepton, Brev); "
+                "list_platforms(platform=...) names the accepted keys"
+            ),
+        ] = None,
     ) -> Annotated[CallToolResult, SubmitResult]:
         """Launch one GPU job and return at once with its job_id (use dry_run=True first to show the plan).
         Credentials are forwarded by name with secret_env. Next: wait_for_job(job_id), then job_logs or
         failure_analysis."""
-        options = {
+        named = {
             k: v
             for k, v in {
                 "partition": partition,
@@ -136,6 +144,14 @@ def register(server: MCPServer) -> None:
             }.items()
             if v is not None
         }
+        clash = sorted(set(named) & set(options or {}))
+        if clash:
+            raise TaoError(
+                "E_BAD_INPUT",
+                f"{', '.join(clash)} given both as an argument and inside options",
+                "give each option once",
+            )
+        options = {**(options or {}), **named}
         params = SubmitParams(
             platform=platform,
             command=command,

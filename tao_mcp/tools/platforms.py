@@ -35,6 +35,8 @@ def render(result: PlatformList) -> str:
         for g in d.credential_groups
     ]
     lines.append(f"Storage: {d.storage.get('protocol', '?')} ({d.storage.get('uri_format', '')})")
+    if d.options:
+        lines += ["submit_job options:", *(f"  {name}: {text}" for name, text in d.options.items())]
     lines.append(f"Next: {result.next}")
     return "\n".join(lines)
 
