@@ -6,6 +6,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 from mcp.server.mcpserver import MCPServer
@@ -57,7 +58,7 @@ def build_server(environ: Mapping[str, str] | None = None) -> MCPServer[AppState
                 handler.removeFilter(log_filter)
 
     server: MCPServer[AppState] = MCPServer(
-        "tao-mcp", instructions=INSTRUCTIONS, version=__version__, lifespan=lifespan
+        "tao-mcp", instructions=INSTRUCTIONS, version=__version__, lifespan=lifespan, middleware=[redact_results]
     )
     from tao_mcp.tools import jobs, platforms, storage
 
@@ -66,6 +67,17 @@ def build_server(environ: Mapping[str, str] | None = None) -> MCPServer[AppState
     storage.register(server)
     forbid_unknown_arguments(server)
     return server
+
+
+async def redact_results(ctx: Any, call_next: Any) -> Any:
+    """Backstop for what the tools do not build themselves: the SDK's own error results (argument validation
+    echoes the offending input) pass through the same redactor as every tool result."""
+    result = await call_next(ctx)
+    state = getattr(ctx, "lifespan_context", None)
+    if result is None or not isinstance(state, AppState) or ctx.method != "tools/call":
+        return result
+    data = result.model_dump(by_alias=True, exclude_none=True) if hasattr(result, "model_dump") else result
+    return state.redactor.data(data)
 
 
 def forbid_unknown_arguments(server: MCPServer[AppState]) -> None:

@@ -199,3 +199,14 @@ async def test_unknown_job_id_is_coded(base_env: dict[str, str]) -> None:
             assert (
                 result.is_error and "E_UNKNOWN_JOB" in result.content[0].text and "list_jobs" in result.content[0].text
             )
+
+
+async def test_argument_validation_errors_are_redacted(base_env: dict[str, str], canaries: dict[str, str]) -> None:
+    env = {**base_env, **canaries}
+    for mode in ("legacy", "modern"):
+        kwargs = {"mode": "legacy"} if mode == "legacy" else {}
+        async with Client(build_server(env), **kwargs) as c:
+            result = await c.call_tool("wait_for_job", {"job_id": "x", "timeout_s": canaries["HF_TOKEN"]})
+        assert result.is_error
+        assert_no_canary(result.content[0].text, canaries)
+        assert "timeout_s" in result.content[0].text
