@@ -40,6 +40,9 @@ class PlatformDetail(PlatformSummary):
     storage: dict[str, str]
     resource_defaults: dict[str, str | int | float | bool | None]
     options: dict[str, str] = Field(default_factory=dict, description="submit_job options this platform accepts")
+    diagnostics: dict[str, str | int | float | bool | None] | None = Field(
+        None, description="live preflight facts from the backend (reachability, versions, GPUs), when available"
+    )
 
 
 class PlatformList(BaseModel):
@@ -128,4 +131,98 @@ class JobSummary(BaseModel):
 class JobList(BaseModel):
     jobs: list[JobSummary]
     next_cursor: str | None
+    next: str
+
+
+class ReadinessIssue(BaseModel):
+    reason: str
+    message: str = ""
+
+
+class Replica(BaseModel):
+    id: str
+    node: str | None = None
+    phase: str | None = None
+    readiness_issue: ReadinessIssue | None = None
+
+
+class ReplicaList(BaseModel):
+    job_id: str
+    platform: str
+    status: StatusName
+    replicas: list[Replica]
+    next: str
+
+
+class Instance(BaseModel):
+    name: str
+    id: str | None = None
+    status: str | None = None
+    instance_type: str | None = None
+    gpu: str | None = None
+    health: str | None = None
+
+
+class InstanceList(BaseModel):
+    platform: str
+    instances: list[Instance]
+    next: str
+
+
+class InstanceDeletion(BaseModel):
+    platform: str
+    name: str
+    status: str
+    message: str
+    next: str
+
+
+# ---- model catalog (list_models, resolve_image) ----
+class ActionInfo(BaseModel):
+    name: str
+    mode: str | None = Field(None, description="config | args | passthrough (how the action takes its settings)")
+    spec_template: bool = Field(False, description="a spec_template_<action>.yaml is packaged (the base of specs)")
+    schema_packaged: bool = Field(False, description="schemas/<action>.schema.json exists")
+    schema_valid: bool = Field(False, description="the schema file is valid JSON")
+    schema_failure: str | None = Field(None, description="why the schema could not be generated, per the manifest")
+    automl_capable: bool = Field(False, description="AutoML enabled, not blocked, and a valid schema is packaged")
+
+
+class ModelInfo(BaseModel):
+    model: str = Field(description="the skill directory name: pass it as model= to resolve_image and submit_job")
+    name: str | None = None
+    network_arch: str
+    aliases: list[str] = Field(default_factory=list)
+    automl_enabled: bool
+    automl_blocked_reason: str | None = None
+    actions: list[ActionInfo]
+    backends: list[str] = Field(default_factory=list, description="implementation backends (multi-backend models)")
+    default_backends: dict[str, str] = Field(default_factory=dict, description="action -> backend chosen by auto")
+    source: str = Field(description="'built-in' or the skill bank file the record came from")
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+    scope: Literal["all", "automl"]
+    action: str | None = None
+    source: Literal["skill bank", "built-in"]
+    skill_bank: str | None = Field(None, description="the skill bank directory read, when one was found")
+    notes: list[str] = Field(default_factory=list)
+    next: str
+
+
+class ImageResolution(BaseModel):
+    image: str | None = Field(description="the image to run; null when nothing (or an unknown versions key) declared")
+    declared_image: str | None = Field(description="the value as declared (an image URI or a versions.yaml key)")
+    resolved_from: Literal["absolute", "versions.yaml", "unresolved_key", "none"]
+    source: str | None = Field(description="the metadata field the value came from, e.g. actions.train.container_image")
+    model: str = Field(description="skill directory")
+    network_arch: str
+    action: str
+    backend: str | None = None
+    backend_reason: str | None = None
+    backends: list[str] = Field(default_factory=list)
+    confirmation_required: bool = True
+    override_key: str = Field("image", description="pass image=<uri> to submit_job to use another image")
+    skill_bank: str | None = None
     next: str

@@ -20,10 +20,13 @@ from tao_mcp.service.store import JobStore
 INSTRUCTIONS = """\
 tao-mcp launches NVIDIA TAO (or any container) GPU jobs on SLURM, Kubernetes, Docker, Lepton and Brev,
 watches them, reads their logs, explains failures and cancels them.
-Typical flow: list_platforms -> list_platforms(platform=...) to see which credentials are missing (names only;
-ask the user to set them in the server environment, never to paste values) -> submit_job(..., dry_run=True) to
-show the plan -> submit_job -> wait_for_job (repeat while done is false) -> job_logs / failure_analysis.
-Credentials are forwarded by name with secret_env; never put a credential value in env."""
+Launch intake (also the launch_workflow prompt), one question at a time:
+1. confirm the goal; 2. choose the platform from list_platforms; 3. ask whether long-running monitoring stays on
+(default on) and the status interval (default 5 minutes); 4. for a TAO model action, resolve_image(model, action)
+and have the user confirm the image (never invent one); 5. list_platforms(platform=...) and ask only for that
+platform's missing variables, by name (the user sets them in the server environment; never ask for values in
+chat; forward secrets with secret_env); 6. submit_job(..., dry_run=True) and show the plan; 7. submit_job with an
+idempotency_key; 8. wait_for_job while done is false, then job_logs / failure_analysis / list_path."""
 
 
 @dataclass
@@ -60,11 +63,14 @@ def build_server(environ: Mapping[str, str] | None = None) -> MCPServer[AppState
     server: MCPServer[AppState] = MCPServer(
         "tao-mcp", instructions=INSTRUCTIONS, version=__version__, lifespan=lifespan, middleware=[redact_results]
     )
-    from tao_mcp.tools import jobs, platforms, storage
+    from tao_mcp.tools import catalog, extras, jobs, platforms, prompts, storage
 
     platforms.register(server)
+    catalog.register(server)
     jobs.register(server)
     storage.register(server)
+    extras.register(server)
+    prompts.register(server)
     forbid_unknown_arguments(server)
     return server
 

@@ -30,6 +30,8 @@ class PlatformRecord:
     resource_defaults: dict[str, Any] = field(default_factory=dict)
     storage: dict[str, str] = field(default_factory=dict)
     options: dict[str, str] = field(default_factory=dict)
+    features: tuple[str, ...] = ()
+    source: str = "built-in"  # "built-in", or the skill bank file the record came from
 
     def missing(self, env: Mapping[str, str]) -> list[str]:
         names = [c["name"] for c in self.required if not env.get(c["name"])]
@@ -109,20 +111,34 @@ def _builtin() -> tuple[tuple[PlatformRecord, ...], dict[str, Any]]:
     return records, data["s3_credentials"]
 
 
-def platforms() -> tuple[PlatformRecord, ...]:
+def builtin_platforms() -> tuple[PlatformRecord, ...]:
     return _builtin()[0]
+
+
+def platforms(settings: Mapping[str, str] | None = None) -> tuple[PlatformRecord, ...]:
+    """The platform records: the built-in ones, overridden by a skill bank found through `settings`.
+
+    With no settings (or no skill bank at $TAO_SKILL_BANK_PATH, default ~/tao-skills-external) the built-in
+    records are returned unchanged.
+    """
+    if settings is None:
+        return builtin_platforms()
+    from tao_mcp.service import skillbank
+
+    return skillbank.platform_records(settings)
 
 
 def s3_required() -> list[str]:
     return list(_builtin()[1]["required"])
 
 
-def find_platform(name: str) -> PlatformRecord:
+def find_platform(name: str, settings: Mapping[str, str] | None = None) -> PlatformRecord:
     wanted = name.strip().lower()
-    for record in platforms():
+    records = platforms(settings)
+    for record in records:
         if wanted == record.name or wanted in record.aliases:
             return record
-    known = ", ".join(p.name for p in platforms())
+    known = ", ".join(p.name for p in records)
     raise TaoError("E_UNKNOWN_PLATFORM", f"no platform named '{name}'", f"use one of: {known} (see list_platforms)")
 
 

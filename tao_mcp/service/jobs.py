@@ -25,10 +25,24 @@ from tao_mcp.drivers import load_driver
 from tao_mcp.drivers.base import TERMINAL, Driver, Evidence, LaunchRequest
 from tao_mcp.entrypoint.builder import EntrypointPlan, build_entrypoint
 from tao_mcp.errors import BackendUnreachable, TaoError
-from tao_mcp.models import FailureAnalysis, JobList, JobStatus, JobSummary, LogPage, SubmitResult, WaitResult
-from tao_mcp.service import catalog
+from tao_mcp.models import (
+    FailureAnalysis,
+    Instance,
+    InstanceDeletion,
+    InstanceList,
+    JobList,
+    JobStatus,
+    JobSummary,
+    LogPage,
+    Replica,
+    ReplicaList,
+    SubmitResult,
+    WaitResult,
+)
+from tao_mcp.service import catalog, skillbank
 from tao_mcp.service.poller import PlatformPoller
 from tao_mcp.service.redaction import Redactor, is_secret_name
+from tao_mcp.service.skillbank import ActionPlan
 from tao_mcp.service.store import JobRecord, JobStore
 
 log = logging.getLogger(__name__)
@@ -64,6 +78,10 @@ class SubmitParams:
     config_format: str = "yaml"
     upload_excludes: list[str] | None = None
     results_uri: str | None = None
+    model: str | None = None  # a TAO model action from the catalog supplies command, data and image
+    action: str | None = None
+    backend: str = "auto"
+    spec_overrides: dict[str, Any] | None = None
 
 
 def iso(ts: float | None) -> str | None:
@@ -123,7 +141,7 @@ class JobService:
 
     async def driver(self, platform: str) -> Driver:
         if platform not in self._drivers:
-            catalog.require_credentials(catalog.find_platform(platform), self.settings)
+            catalog.require_credentials(catalog.find_platform(platform, self.settings), self.settings)
             self._drivers[platform] = load_driver(platform, self.settings)
         return self._drivers[platform]
 
@@ -153,7 +171,7 @@ class JobService:
 
     # ---- submit ----
     def _validate(self, p: SubmitParams) -> tuple[catalog.PlatformRecord, int | None]:
-        record = catalog.find_platform(p.platform)
+        record = catalog.find_platform(p.platform, self.settings)
         if p.name is not None and not JOB_LABEL.match(p.name):
             raise TaoError(
                 "E_BAD_INPUT",
@@ -209,7 +227,40 @@ class JobService:
         facts = {k: v for k, v in p.__dict__.items() if k not in ("idempotency_key", "dry_run")}
         return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()
 
+    def _model_action(self, p: SubmitParams) -> ActionPlan | None:
+        """submit_job(model=..., action=...): the action record supplies the command, mode, data and image."""
+        if not (p.model or p.action):
+            if p.spec_overrides:
+                raise TaoError("E_BAD_INPUT", "spec_overrides needs model and action", "add model= and action=")
+            return None
+        if not (p.model and p.action):
+            raise TaoError("E_BAD_INPUT", "model and action go together", "give both (list_models shows them)")
+        declared = [k for k in ("command", "args", "inputs", "outputs", "upload_excludes") if getattr(p, k)]
+        if declared:
+            raise TaoError(
+                "E_BAD_INPUT",
+                f"{', '.join(declared)} cannot be combined with model/action: the model's action record declares them",
+                "drop them (change the spec with specs / spec_overrides), or drop model/action to run a command",
+            )
+        plan = skillbank.action_plan(
+            self.settings,
+            p.model,
+            p.action,
+            specs=p.specs,
+            spec_overrides=p.spec_overrides,
+            gpu_count=p.gpu_count,
+            image=p.image,
+            backend=p.backend,
+        )
+        if not plan.image:
+            raise TaoError(
+                "E_NO_IMAGE", f"no image is declared for {plan.model} {plan.action}", "pass image=<uri> to submit_job"
+            )
+        p.command, p.image, p.config_format = plan.command, plan.image, plan.config_format
+        return plan
+
     async def submit(self, p: SubmitParams) -> SubmitResult:
+        action_plan = self._model_action(p)
         platform_record, minutes = self._validate(p)
         platform = platform_record.name
         p.platform = platform
@@ -222,7 +273,7 @@ class JobService:
         options = driver.parse_options(p.options)
         job_id = uuid.uuid4().hex[:12]
         backend_name = f"tao-{job_id}"
-        plan = self._entrypoint(job_id, p)
+        plan = self._entrypoint(job_id, p, action_plan)
         env = {**p.env, **plan.env, "TAO_JOB_ID": job_id}
         # Where results go (entrypoint.md): an explicit results_uri, else the platform's persistent mount,
         # else the S3 bucket, else container-local (the runner warns).
@@ -255,6 +306,21 @@ class JobService:
             if plan.mode != "plain":
                 files["entrypoint"] = json.dumps(
                     {"mode": plan.mode, "spec": plan.spec, **plan.details}, indent=2, sort_keys=True, default=str
+                )
+            if action_plan is not None:
+                files["model_action"] = json.dumps(
+                    {
+                        "model": action_plan.model,
+                        "action": action_plan.action,
+                        "backend": action_plan.backend,
+                        "image": action_plan.image_resolution.model_dump(exclude={"next"}),
+                        "image_source": action_plan.image_source,
+                        "template": action_plan.template,
+                        "gpu_spec_key": action_plan.gpu_spec_key,
+                        "warnings": list(action_plan.warnings),
+                    },
+                    indent=2,
+                    sort_keys=True,
                 )
             files = {path: self.redactor.text(text) for path, text in files.items()}
             return SubmitResult(
@@ -296,6 +362,8 @@ class JobService:
                 "num_nodes": p.num_nodes,
                 "time_limit_minutes": minutes,
                 "name": p.name,
+                "model": p.model,
+                "action": p.action,
                 "env_names": sorted(p.env),
                 "secret_env": sorted(secret_env),
                 "mode": plan.mode,
@@ -355,7 +423,11 @@ class JobService:
             next=f"wait_for_job(job_id='{existing.job_id}')",
         )
 
-    def _entrypoint(self, job_id: str, p: SubmitParams) -> EntrypointPlan:
+    def _entrypoint(self, job_id: str, p: SubmitParams, action_plan: ActionPlan | None) -> EntrypointPlan:
+        if action_plan is not None:
+            return build_entrypoint(
+                job_id=job_id, results_uri=p.results_uri, settings=self.settings, **action_plan.entrypoint_kwargs()
+            )
         return build_entrypoint(
             job_id=job_id,
             command=p.command,
@@ -571,10 +643,73 @@ class JobService:
                     await anyio.sleep(1.0)
         return await self._status_model(record, unreachable)
 
+    # ---- platform extras (only some drivers have them) ----
+    async def _extra(self, platform: str, method: str, what: str) -> Callable[..., Awaitable[Any]]:
+        driver = await self.driver(platform)
+        fn = getattr(driver, method, None)
+        if fn is None:
+            raise TaoError(
+                "E_NOT_SUPPORTED", f"{platform} has no {what}", "use job_status, job_logs and failure_analysis"
+            )
+        return fn
+
+    async def replicas(self, job_id: str) -> ReplicaList:
+        record = self.record(job_id)
+        fetch = await self._extra(record.platform, "replicas", "replica view (Lepton and Kubernetes do)")
+        items = await fetch(record.ref()) if record.backend_id else []
+        replicas = [Replica.model_validate(self.redactor.data(item)) for item in items]
+        hint = f"failure_analysis(job_id='{job_id}')" if any(r.readiness_issue for r in replicas) else next_hint(record)
+        return ReplicaList(
+            job_id=job_id,
+            platform=record.platform,
+            status=record.status,  # type: ignore[arg-type]
+            replicas=replicas,
+            next=hint,
+        )
+
+    async def diagnostics(self, platform: str) -> dict[str, Any] | None:
+        """Live preflight facts for list_platforms; never fails the listing."""
+        try:
+            driver = await self.driver(platform)
+        except TaoError:
+            return None
+        probe = getattr(driver, "diagnostics", None)
+        if probe is None:
+            return None
+        try:
+            with anyio.fail_after(15):
+                return dict(await probe())
+        except TaoError as exc:
+            return {"reachable": False, "error": str(exc)}
+        except TimeoutError:
+            return {"reachable": False, "error": "no answer within 15 s"}
+
+    async def list_instances(self, platform: str) -> InstanceList:
+        platform = catalog.find_platform(platform, self.settings).name
+        fetch = await self._extra(platform, "list_instances", "instances (Brev does)")
+        instances = [Instance.model_validate(self.redactor.data(item)) for item in await fetch()]
+        return InstanceList(
+            platform=platform,
+            instances=instances,
+            next="delete_instance(name=...) for instances you no longer need: they bill until deleted",
+        )
+
+    async def delete_instance(self, platform: str, name: str) -> InstanceDeletion:
+        platform = catalog.find_platform(platform, self.settings).name
+        delete = await self._extra(platform, "delete_instance", "instances (Brev does)")
+        answer = self.redactor.data(await delete(name))
+        return InstanceDeletion(
+            platform=platform,
+            name=name,
+            status=str(answer.get("status", "deleting")),
+            message=str(answer.get("message", "")),
+            next=f"list_instances(platform='{platform}') to confirm",
+        )
+
     # ---- list ----
     def list(self, status: str | None, platform: str | None, limit: int, cursor: str | None) -> JobList:
         if platform:
-            platform = catalog.find_platform(platform).name
+            platform = catalog.find_platform(platform, self.settings).name
         before = None
         if cursor:
             try:

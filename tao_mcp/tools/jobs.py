@@ -62,7 +62,9 @@ def register(server: MCPServer) -> None:
     async def submit_job(
         ctx: Context,
         platform: Annotated[str, Field(description="slurm | kubernetes | docker | lepton | brev (or an alias)")],
-        command: Annotated[str, Field(description="shell command run inside the container with bash -c")],
+        command: Annotated[
+            str | None, Field(description="shell command run inside the container with bash -c (or give model+action)")
+        ] = None,
         image: Annotated[str | None, Field(description="container image; SLURM may run without one")] = None,
         gpu_count: Annotated[
             int, Field(description="GPUs per node (0 = CPU only)", json_schema_extra={"minimum": 0})
@@ -120,6 +122,15 @@ def register(server: MCPServer) -> None:
             ),
         ] = None,
         hold: Annotated[bool | None, Field(description="SLURM: submit held (sbatch --hold)")] = None,
+        model: Annotated[
+            str | None, Field(description="TAO model (list_models): its action record supplies command, data, image")
+        ] = None,
+        action: Annotated[str | None, Field(description="the model action, e.g. train (with model)")] = None,
+        backend: Annotated[str, Field(description="implementation backend for multi-backend models")] = "auto",
+        spec_overrides: Annotated[
+            dict[str, Any] | None,
+            Field(description="with model/action: overrides on the packaged spec template; dotted keys allowed"),
+        ] = None,
         options: Annotated[
             dict[str, Any] | None,
             Field(
@@ -154,7 +165,7 @@ def register(server: MCPServer) -> None:
         options = {**(options or {}), **named}
         params = SubmitParams(
             platform=platform,
-            command=command,
+            command=command or "",
             image=image,
             gpu_count=gpu_count,
             num_nodes=num_nodes,
@@ -172,6 +183,10 @@ def register(server: MCPServer) -> None:
             config_format=config_format,
             upload_excludes=upload_excludes,
             results_uri=results_uri,
+            model=model,
+            action=action,
+            backend=backend,
+            spec_overrides=spec_overrides,
         )
         result = await app(ctx).jobs.submit(params)
         return respond(ctx, result, render_submit(result))

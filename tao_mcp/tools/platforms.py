@@ -10,7 +10,7 @@ from pydantic import Field
 
 from tao_mcp.models import PlatformList, PlatformSummary
 from tao_mcp.service import catalog
-from tao_mcp.tools._common import READ_ONLY_LOCAL, app, coded_errors, respond
+from tao_mcp.tools._common import READ_ONLY_BACKEND, app, coded_errors, respond
 
 
 def state_text(p: PlatformSummary) -> str:
@@ -35,6 +35,8 @@ def render(result: PlatformList) -> str:
         for g in d.credential_groups
     ]
     lines.append(f"Storage: {d.storage.get('protocol', '?')} ({d.storage.get('uri_format', '')})")
+    if d.diagnostics:
+        lines += ["Diagnostics:", *(f"  {name}: {value}" for name, value in d.diagnostics.items())]
     if d.options:
         lines += ["submit_job options:", *(f"  {name}: {text}" for name, text in d.options.items())]
     lines.append(f"Next: {result.next}")
@@ -42,7 +44,7 @@ def render(result: PlatformList) -> str:
 
 
 def register(server: MCPServer) -> None:
-    @server.tool(annotations=READ_ONLY_LOCAL)
+    @server.tool(annotations=READ_ONLY_BACKEND)
     @coded_errors
     async def list_platforms(
         ctx: Context,
@@ -56,12 +58,14 @@ def register(server: MCPServer) -> None:
         settings = app(ctx).settings
         if platform is None:
             result = PlatformList(
-                platforms=[p.summary(settings) for p in catalog.platforms()],
+                platforms=[p.summary(settings) for p in catalog.platforms(settings)],
                 next="list_platforms(platform='<name>') for one platform's credentials",
             )
         else:
-            record = catalog.find_platform(platform)
+            record = catalog.find_platform(platform, settings)
             detail = record.detail(settings)
+            if detail.ready:
+                detail.diagnostics = await app(ctx).jobs.diagnostics(record.name)
             hint = (
                 f"submit_job(platform='{record.name}', command=..., dry_run=True)"
                 if detail.ready

@@ -1,0 +1,68 @@
+"""Tool group: the TAO model catalog — which models and actions exist, and which image runs them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp_types import CallToolResult
+from pydantic import Field
+
+from tao_mcp.models import ImageResolution, ModelList
+from tao_mcp.service import skillbank
+from tao_mcp.tools._common import READ_ONLY_LOCAL, app, coded_errors, respond
+
+
+def render_models(result: ModelList) -> str:
+    lines = [f"{len(result.models)} models ({result.scope}, from {result.source})"]
+    for m in result.models:
+        actions = ", ".join(a.name + ("*" if a.automl_capable else "") for a in m.actions)
+        lines.append(
+            f"- {m.model} [{m.network_arch}] actions: {actions}" + (" (AutoML off)" if not m.automl_enabled else "")
+        )
+    lines += [f"note: {n}" for n in result.notes]
+    lines.append("(* = AutoML-capable)")
+    lines.append(f"Next: {result.next}")
+    return "\n".join(lines)
+
+
+def render_image(r: ImageResolution) -> str:
+    lines = [
+        f"{r.model} {r.action}: {r.image or '(no image declared)'}",
+        f"  declared {r.declared_image!r} via {r.source or '-'} (resolved from {r.resolved_from})",
+    ]
+    if r.backend:
+        lines.append(f"  backend {r.backend}: {r.backend_reason}")
+    lines.append(f"  confirmation required: ask the user to confirm, or pass {r.override_key}=<uri> to submit_job")
+    lines.append(f"Next: {r.next}")
+    return "\n".join(lines)
+
+
+def register(server: MCPServer) -> None:
+    @server.tool(annotations=READ_ONLY_LOCAL)
+    @coded_errors
+    async def list_models(
+        ctx: Context,
+        scope: Annotated[
+            Literal["all", "automl"], Field(description="automl: only AutoML-capable model actions")
+        ] = "all",
+        action: Annotated[str | None, Field(description="only models that have this action, e.g. train")] = None,
+    ) -> Annotated[CallToolResult, ModelList]:
+        """List the TAO models the skill bank (or the built-in list) knows: network_arch, actions, whether AutoML
+        applies and each action's schema. Next: resolve_image(model, action) for the one to run."""
+        result = skillbank.list_models(app(ctx).settings, scope=scope, action=action)
+        return respond(ctx, result, render_models(result))
+
+    @server.tool(annotations=READ_ONLY_LOCAL)
+    @coded_errors
+    async def resolve_image(
+        ctx: Context,
+        model: Annotated[str, Field(description="skill directory, network_arch or alias (list_models shows them)")],
+        action: Annotated[str, Field(description="the model action, e.g. train, evaluate, export")] = "train",
+        backend: Annotated[str, Field(description="implementation backend for multi-backend models")] = "auto",
+    ) -> Annotated[CallToolResult, ImageResolution]:
+        """The default container image for a TAO model action from packaged metadata, where it came from, and
+        how to override it. Always ask the user to confirm it. Next: submit_job(model=..., action=...,
+        dry_run=True)."""
+        result = skillbank.resolve_image(app(ctx).settings, model, action, backend)
+        return respond(ctx, result, render_image(result))

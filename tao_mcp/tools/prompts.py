@@ -1,0 +1,45 @@
+"""The launch_workflow prompt: the intake the reference workflow walks before any job is launched."""
+
+from __future__ import annotations
+
+from mcp.server.mcpserver import MCPServer
+
+STEPS = (
+    "Confirm the goal: what to train/evaluate/export, on which data, and where results should go. Restate it and "
+    "wait for the user's yes.",
+    "Choose the platform: call list_platforms and offer only the platforms it lists; let the user pick one.",
+    "Monitoring: ask whether long-running monitoring should stay on (default: on — you stay attached and post "
+    "status until the job ends, including long PENDING waits) and the status interval in minutes (default: 5).",
+    "Resolve the image: for a TAO model action call list_models (scope='automl' for training, to see whether the "
+    "model is AutoML-capable) and resolve_image(model, action); show the image and where it came from and ask "
+    "the user to confirm it or give image=<override>. Never invent an image.",
+    "Credentials: call list_platforms(platform=<chosen>) and ask only for that platform's MISSING variables "
+    "(and S3 keys only when s3:// data is involved). Tell the user which variable to set in the server "
+    "environment or ~/.config/tao/.env; never ask for or repeat a value in chat. Forward secrets the container "
+    "needs by name with secret_env.",
+    "Dry run: call submit_job(..., dry_run=True) (model=/action= for a TAO action) and show the rendered plan; "
+    "check inputs with check_path first when they are s3:// or lustre:// paths.",
+    "Submit: call submit_job with the same arguments and an idempotency_key, and report the job_id.",
+    "Monitor: call wait_for_job(job_id) again while done is false (each call waits at most 50 s), posting a status "
+    "line every chosen interval; on Error call failure_analysis and job_logs; on Complete report the results "
+    "location (list_path shows it).",
+)
+
+
+def render(goal: str | None) -> str:
+    head = f"Help me launch this TAO workflow: {goal}" if goal else "Help me launch a TAO workflow."
+    steps = "\n".join(f"{i}. {step}" for i, step in enumerate(STEPS, 1))
+    return (
+        f"{head}\n\nFollow these steps in order, asking one question at a time and waiting for my answer:\n"
+        f"{steps}\n\nDo not launch anything before the dry run is confirmed."
+    )
+
+
+def register(server: MCPServer) -> None:
+    @server.prompt(
+        title="Launch a TAO workflow",
+        description="Walk the launch intake: goal, platform, monitoring, image, credentials, dry run, submit, wait.",
+    )
+    def launch_workflow(goal: str | None = None) -> str:
+        """Launch a TAO workflow step by step."""
+        return render(goal)
