@@ -1,21 +1,21 @@
 """How much the batched SLURM sweep saves: one squeue+sacct round for N jobs vs one round per job.
 
 Needs the dev cluster (scripts/dev/slurm-cluster up). Submits N held jobs, times both ways, cancels them,
-prints the ratio. Usage: python benchmarks/slurm_poll_batching.py [N]
+prints the ratio. Usage (from the repository root): python -m benchmarks.slurm_poll_batching [N]
 """
 
 from __future__ import annotations
 
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import anyio
 from dotenv import dotenv_values
 
-from tao_mcp.drivers.base import JobRef, LaunchRequest
+from tao_mcp.drivers.base import JobRef
 from tao_mcp.drivers.slurm import SlurmDriver
+from tests.conftest import launch_request
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,22 +26,9 @@ async def main(n: int) -> None:
     options = driver.parse_options({"hold": True})
     refs = []
     for _ in range(n):
-        job_id = uuid.uuid4().hex[:12]
-        backend_id = await driver.launch(
-            LaunchRequest(
-                job_id=job_id,
-                backend_name=f"tao-{job_id}",
-                command="true",
-                image=None,
-                gpu_count=0,
-                num_nodes=1,
-                env={"TAO_JOB_ID": job_id},
-                secret_env={},
-                time_limit_minutes=1,
-                options=options,
-            )
-        )
-        refs.append(JobRef(job_id, f"tao-{job_id}", backend_id, options, time.time()))
+        request = launch_request(command="true", options=options)
+        backend_id = await driver.launch(request)
+        refs.append(JobRef(request.job_id, request.backend_name, backend_id, options, time.time()))
     try:
         await driver.observe(refs)  # warm the SSH connection
         start = time.perf_counter()

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from dotenv import dotenv_values
 
+from tao_mcp.drivers.base import LaunchRequest
+
 REPO = Path(__file__).resolve().parents[1]
 DEV = REPO / ".dev"
 
@@ -65,6 +67,21 @@ def base_env(state_dir: Path, tmp_path: Path) -> dict[str, str]:
 @pytest.fixture
 def slurm_env(base_env: dict[str, str], canaries: dict[str, str]) -> dict[str, str]:
     return {**base_env, **dev_settings("slurm", "scripts/dev/slurm-cluster up"), **canaries}
+
+
+def launch_request(job_id: str | None = None, command: str = "echo", **fields: Any) -> LaunchRequest:
+    """A minimal CPU-only LaunchRequest for driver-level tests."""
+    job_id = job_id or uuid.uuid4().hex[:12]
+    defaults: dict[str, Any] = {
+        "image": None,
+        "gpu_count": 0,
+        "num_nodes": 1,
+        "env": {"TAO_JOB_ID": job_id},
+        "secret_env": {},
+        "time_limit_minutes": 5,
+        "options": {},
+    }
+    return LaunchRequest(job_id=job_id, backend_name=f"tao-{job_id}", command=command, **{**defaults, **fields})
 
 
 def structured(result: Any) -> dict[str, Any]:

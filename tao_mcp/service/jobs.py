@@ -84,6 +84,28 @@ class SubmitParams:
     spec_overrides: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True)
+class PreparedLaunch:
+    request: LaunchRequest
+    platform: str
+    driver: Driver
+    plan: EntrypointPlan
+    action_plan: ActionPlan | None
+    results_location: str | None
+
+    def result(self, status: str, message: str, hint: str, **extra: Any) -> SubmitResult:
+        return SubmitResult(
+            job_id=self.request.job_id,
+            platform=self.platform,
+            status=status,  # type: ignore[arg-type]
+            backend_name=self.request.backend_name,
+            results_location=self.results_location,
+            message=message,
+            next=hint,
+            **extra,
+        )
+
+
 def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds") if ts else None
 
@@ -262,17 +284,66 @@ class JobService:
     async def submit(self, p: SubmitParams) -> SubmitResult:
         action_plan = self._model_action(p)
         platform_record, minutes = self._validate(p)
-        platform = platform_record.name
-        p.platform = platform
+        p.platform = platform_record.name
         digest = self._digest(p)
         if p.idempotency_key and not p.dry_run:
             existing = self.store.by_idempotency_key(p.idempotency_key)
             if existing:
                 return self._reused(existing, digest)
-        driver = await self.driver(platform)
+        launch = await self._prepare(p, action_plan, minutes)
+        if p.dry_run:
+            return await self._dry_run(launch)
+        record = JobRecord.launching(
+            launch.request,
+            platform=p.platform,
+            digest=digest,
+            idempotency_key=p.idempotency_key,
+            command=self.redactor.text(p.command),
+            results_location=launch.results_location,
+            facts={
+                "gpu_count": p.gpu_count,
+                "num_nodes": p.num_nodes,
+                "time_limit_minutes": minutes,
+                "name": p.name,
+                "model": p.model,
+                "action": p.action,
+                "env_names": sorted(p.env),
+                "secret_env": sorted(launch.request.secret_env),
+                "mode": launch.plan.mode,
+                "inputs": p.inputs,
+                "outputs": p.outputs,
+            },
+        )
+        stored = self.store.insert(record)  # the record exists before the backend is touched
+        if stored.job_id != record.job_id:  # a concurrent submit with the same idempotency key won
+            return self._reused(stored, digest)
+        try:
+            backend_id = await launch.driver.launch(launch.request)
+        except BackendUnreachable as exc:
+            # The launch may or may not have happened: the poller reconciles by name; never launch twice.
+            self.poller(p.platform).kick()
+            return launch.result(
+                "Unknown",
+                f"{exc.cause}; the launch outcome is unknown and will be reconciled by the name {record.backend_name}",
+                f"job_status(job_id='{record.job_id}')",
+            )
+        except TaoError as exc:
+            self.store.mark_failed_launch(record.job_id, str(exc))
+            raise
+        self.store.set_launch_state(record.job_id, "launched", backend_id)
+        self.poller(p.platform).kick()
+        return launch.result(
+            "Pending",
+            f"submitted as {p.platform} job {backend_id}",
+            f"wait_for_job(job_id='{record.job_id}')",
+            backend_id=backend_id,
+        )
+
+    async def _prepare(self, p: SubmitParams, action_plan: ActionPlan | None, minutes: int | None) -> PreparedLaunch:
+        """Everything decided before the backend is touched: ids, entrypoint, results location, secrets."""
+        driver = await self.driver(p.platform)
         options = driver.parse_options(p.options)
         job_id = uuid.uuid4().hex[:12]
-        backend_name = f"tao-{job_id}"
         plan = self._entrypoint(job_id, p, action_plan)
         env = {**p.env, **plan.env, "TAO_JOB_ID": job_id}
         # Where results go (entrypoint.md): an explicit results_uri, else the platform's persistent mount,
@@ -282,14 +353,13 @@ class JobService:
         if root:
             env["TAO_RESULTS_ROOT"] = root
             results_location = f"{driver.storage_scheme}://{root}/{job_id}"
-        results_location = results_location or plan.results_location
         secret_env = {name: self.settings[name] for name in p.secret_env}
         for container_name, server_name in plan.secret_env.items():
             if self.settings.get(server_name):
                 secret_env[container_name] = self.settings[server_name]
         request = LaunchRequest(
             job_id=job_id,
-            backend_name=backend_name,
+            backend_name=f"tao-{job_id}",
             command=plan.command,
             image=p.image,
             gpu_count=p.gpu_count,
@@ -299,109 +369,37 @@ class JobService:
             time_limit_minutes=minutes,
             options=options,
         )
-        if p.dry_run:
-            preview = await driver.preview(request)
-            files = dict(preview.files)
-            files["launch"] = preview.submit
-            if plan.mode != "plain":
-                files["entrypoint"] = json.dumps(
-                    {"mode": plan.mode, "spec": plan.spec, **plan.details}, indent=2, sort_keys=True, default=str
-                )
-            if action_plan is not None:
-                files["model_action"] = json.dumps(
-                    {
-                        "model": action_plan.model,
-                        "action": action_plan.action,
-                        "backend": action_plan.backend,
-                        "image": action_plan.image_resolution.model_dump(exclude={"next"}),
-                        "image_source": action_plan.image_source,
-                        "template": action_plan.template,
-                        "gpu_spec_key": action_plan.gpu_spec_key,
-                        "warnings": list(action_plan.warnings),
-                    },
-                    indent=2,
-                    sort_keys=True,
-                )
-            files = {path: self.redactor.text(text) for path, text in files.items()}
-            return SubmitResult(
-                job_id=job_id,
-                platform=platform,
-                status="Pending",
-                backend_name=backend_name,
-                results_location=results_location,
-                dry_run=True,
-                preview=files,
-                message="; ".join(["dry run: nothing was launched; secrets appear as names only", *plan.warnings]),
-                next="submit_job(...) again without dry_run to launch it",
+        return PreparedLaunch(request, p.platform, driver, plan, action_plan, results_location or plan.results_location)
+
+    async def _dry_run(self, launch: PreparedLaunch) -> SubmitResult:
+        preview = await launch.driver.preview(launch.request)
+        files = {**preview.files, "launch": preview.submit}
+        plan, action_plan = launch.plan, launch.action_plan
+        if plan.mode != "plain":
+            files["entrypoint"] = json.dumps(
+                {"mode": plan.mode, "spec": plan.spec, **plan.details}, indent=2, sort_keys=True, default=str
             )
-        now = time.time()
-        record = JobRecord(
-            job_id=job_id,
-            platform=platform,
-            backend_name=backend_name,
-            backend_id=None,
-            launch_state="launching",
-            status="Pending",
-            raw_state="SUBMITTING",
-            message="submitting",
-            pending_reason=None,
-            exit_code=None,
-            created_at=now,
-            updated_at=now,
-            started_at=None,
-            ended_at=None,
-            cancel_requested=False,
-            idempotency_key=p.idempotency_key,
-            request_digest=digest,
-            command=self.redactor.text(p.command),
-            image=p.image,
-            options=options,
-            results_location=results_location,
-            request={
-                "gpu_count": p.gpu_count,
-                "num_nodes": p.num_nodes,
-                "time_limit_minutes": minutes,
-                "name": p.name,
-                "model": p.model,
-                "action": p.action,
-                "env_names": sorted(p.env),
-                "secret_env": sorted(secret_env),
-                "mode": plan.mode,
-                "inputs": p.inputs,
-                "outputs": p.outputs,
-            },
-        )
-        stored = self.store.insert(record)  # the record exists before the backend is touched
-        if stored.job_id != job_id:  # a concurrent submit with the same idempotency key won
-            return self._reused(stored, digest)
-        try:
-            backend_id = await driver.launch(request)
-        except BackendUnreachable as exc:
-            # The launch may or may not have happened: the poller reconciles by name; never launch twice.
-            self.poller(platform).kick()
-            return SubmitResult(
-                job_id=job_id,
-                platform=platform,
-                status="Unknown",
-                backend_name=backend_name,
-                results_location=results_location,
-                message=f"{exc.cause}; the launch outcome is unknown and will be reconciled by the name {backend_name}",
-                next=f"job_status(job_id='{job_id}')",
+        if action_plan is not None:
+            files["model_action"] = json.dumps(
+                {
+                    "model": action_plan.model,
+                    "action": action_plan.action,
+                    "backend": action_plan.backend,
+                    "image": action_plan.image_resolution.model_dump(exclude={"next"}),
+                    "image_source": action_plan.image_source,
+                    "template": action_plan.template,
+                    "gpu_spec_key": action_plan.gpu_spec_key,
+                    "warnings": list(action_plan.warnings),
+                },
+                indent=2,
+                sort_keys=True,
             )
-        except TaoError as exc:
-            self.store.mark_failed_launch(job_id, str(exc))
-            raise
-        self.store.set_launch_state(job_id, "launched", backend_id)
-        self.poller(platform).kick()
-        return SubmitResult(
-            job_id=job_id,
-            platform=platform,
-            status="Pending",
-            backend_id=backend_id,
-            backend_name=backend_name,
-            results_location=results_location,
-            message=f"submitted as {platform} job {backend_id}",
-            next=f"wait_for_job(job_id='{job_id}')",
+        return launch.result(
+            "Pending",
+            "; ".join(["dry run: nothing was launched; secrets appear as names only", *plan.warnings]),
+            "submit_job(...) again without dry_run to launch it",
+            dry_run=True,
+            preview={path: self.redactor.text(text) for path, text in files.items()},
         )
 
     def _reused(self, existing: JobRecord, digest: str) -> SubmitResult:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tao_mcp.drivers.base import TERMINAL, JobRef, Observation
+from tao_mcp.drivers.base import TERMINAL, JobRef, LaunchRequest, Observation
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -75,6 +75,45 @@ class JobRecord:
     options: dict[str, Any] = field(default_factory=dict)
     request: dict[str, Any] = field(default_factory=dict)
     results_location: str | None = None
+
+    @classmethod
+    def launching(
+        cls,
+        launch: LaunchRequest,
+        *,
+        platform: str,
+        digest: str,
+        command: str,
+        idempotency_key: str | None = None,
+        results_location: str | None = None,
+        facts: dict[str, Any] | None = None,
+    ) -> JobRecord:
+        """A new record written before the backend is touched (launch_state 'launching', status Pending)."""
+        now = time.time()
+        return cls(
+            job_id=launch.job_id,
+            platform=platform,
+            backend_name=launch.backend_name,
+            backend_id=None,
+            launch_state="launching",
+            status="Pending",
+            raw_state="SUBMITTING",
+            message="submitting",
+            pending_reason=None,
+            exit_code=None,
+            created_at=now,
+            updated_at=now,
+            started_at=None,
+            ended_at=None,
+            cancel_requested=False,
+            idempotency_key=idempotency_key,
+            request_digest=digest,
+            command=command,
+            image=launch.image,
+            options=dict(launch.options),
+            request=facts or {},
+            results_location=results_location,
+        )
 
     @property
     def terminal(self) -> bool:

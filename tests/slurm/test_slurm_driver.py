@@ -10,7 +10,6 @@ import shlex
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from tao_mcp.drivers.base import TERMINAL, JobRef, LaunchRequest, Observation
 from tao_mcp.drivers.slurm import SlurmDriver, script
 from tao_mcp.drivers.slurm import ssh as ssh_module
 from tao_mcp.errors import BackendRejected, BackendUnreachable, TaoError
+from tests.conftest import launch_request
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slurm]
 
@@ -50,21 +50,8 @@ async def driver(settings: dict[str, str]) -> AsyncIterator[SlurmDriver]:
 
 
 def make_request(driver: SlurmDriver, command: str, **changes: Any) -> LaunchRequest:
-    job_id = uuid.uuid4().hex[:12]
     options = driver.parse_options(changes.pop("options", {}))
-    req = LaunchRequest(
-        job_id=job_id,
-        backend_name=f"tao-{job_id}",
-        command=command,
-        image=None,
-        gpu_count=0,
-        num_nodes=1,
-        env={"TAO_JOB_ID": job_id},
-        secret_env={},
-        time_limit_minutes=5,
-        options=options,
-    )
-    return replace(req, **changes)
+    return launch_request(command=command, options=options, **changes)
 
 
 def ref_of(req: LaunchRequest, backend_id: str | None, created_at: float | None = None) -> JobRef:

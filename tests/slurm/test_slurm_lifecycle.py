@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import sys
-import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +13,10 @@ from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from tao_mcp.config import load_settings
-from tao_mcp.drivers.base import LaunchRequest
 from tao_mcp.drivers.slurm import SlurmDriver
 from tao_mcp.server import build_server
 from tao_mcp.service.store import JobRecord, JobStore
-from tests.conftest import REPO, assert_no_canary, structured
+from tests.conftest import REPO, assert_no_canary, launch_request, structured
 from tests.slurm.test_slurm_mcp import call, sacct_names, wait_done
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slurm]
@@ -49,48 +46,11 @@ async def test_interrupted_launch_is_reconciled_by_name_not_relaunched(slurm_env
     settings = load_settings(slurm_env)
     store = JobStore(Path(settings["TAO_MCP_STATE_DIR"]) / "jobs.sqlite3")
     driver = SlurmDriver(settings)
-    job_id = uuid.uuid4().hex[:12]
-    options = driver.parse_options({})
-    now = time.time()
-    store.insert(
-        JobRecord(
-            job_id=job_id,
-            platform="slurm",
-            backend_name=f"tao-{job_id}",
-            backend_id=None,
-            launch_state="launching",
-            status="Pending",
-            raw_state="SUBMITTING",
-            message="submitting",
-            pending_reason=None,
-            exit_code=None,
-            created_at=now,
-            updated_at=now,
-            started_at=None,
-            ended_at=None,
-            cancel_requested=False,
-            idempotency_key=None,
-            request_digest="x",
-            command="echo reconciled",
-            image=None,
-            options=options,
-        )
-    )
+    request = launch_request(command="echo reconciled", options=driver.parse_options({}))
+    job_id = request.job_id
+    store.insert(JobRecord.launching(request, platform="slurm", digest="x", command=request.command))
     # The process "crashes" right after sbatch: the backend id is never stored.
-    backend_id = await driver.launch(
-        LaunchRequest(
-            job_id=job_id,
-            backend_name=f"tao-{job_id}",
-            command="echo reconciled",
-            image=None,
-            gpu_count=0,
-            num_nodes=1,
-            env={"TAO_JOB_ID": job_id},
-            secret_env={},
-            time_limit_minutes=5,
-            options=options,
-        )
-    )
+    backend_id = await driver.launch(request)
     await driver.aclose()
     store.close()
     async with Client(build_server(slurm_env), mode="legacy") as c:

@@ -2,38 +2,18 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 
 from tao_mcp.drivers.base import Observation
 from tao_mcp.service.store import JobRecord, JobStore
+from tests.conftest import launch_request
 
 
 def record(job_id: str = "abc123", key: str | None = None) -> JobRecord:
-    now = time.time()
-    return JobRecord(
-        job_id=job_id,
-        platform="slurm",
-        backend_name=f"tao-{job_id}",
-        backend_id=None,
-        launch_state="launching",
-        status="Pending",
-        raw_state="SUBMITTING",
-        message="",
-        pending_reason=None,
-        exit_code=None,
-        created_at=now,
-        updated_at=now,
-        started_at=None,
-        ended_at=None,
-        cancel_requested=False,
-        idempotency_key=key,
-        request_digest="d",
-        command="echo",
-        image=None,
-    )
+    request = launch_request(job_id)
+    return JobRecord.launching(request, platform="slurm", digest="d", command="echo", idempotency_key=key)
 
 
 @pytest.fixture
