@@ -405,6 +405,7 @@ SIGNATURES: Final[tuple[Signature, ...]] = (
     _SIG("host_oom", ONLY_EXIT, r"^137$", LIKELY, summary="the process was killed with SIGKILL, usually by the out-of-memory killer or an eviction"),
     # --- time limit
     _SIG("timeout", ONLY_STATE, r"^(?:TIMEOUT|DEADLINE)\b", decisive=True),
+    _SIG("timeout", ONLY_EXIT, r"^124$", LIKELY, summary="the command was stopped by its time limit (`timeout` exits 124)"),
     _SIG("timeout", ANY, r"DUE TO TIME LIMIT|DeadlineExceeded|active longer than specified deadline", decisive=True),
     # --- image pull (ERR_CONFIG)
     _SIG("image_pull", ANY, r"ImagePullBackOff|ErrImagePull|Back-off pulling image|InvalidImageName|ErrImageNeverPull|manifest (?:for \S+ )?unknown|pull access denied|repository does not exist|failed to pull (?:and unpack )?image|unauthorized: authentication required", decisive=True),

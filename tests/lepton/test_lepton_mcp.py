@@ -1,0 +1,365 @@
+"""An agent drives Lepton jobs end to end through MCP, against the protocol-faithful fake workspace API."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+
+import anyio
+import pytest
+from mcp.client import Client
+
+from fixtures.lepton.fake_lepton import FakeLepton
+from tao_mcp.server import build_server
+from tests.conftest import assert_no_canary, structured
+
+pytestmark = [pytest.mark.anyio]
+
+IMAGE = "nvcr.io/nvidia/tao/tao-toolkit:5.5.0-pyt"
+
+
+def client(env: dict[str, str], mode: str = "modern") -> Client:
+    return Client(build_server(env), mode="legacy") if mode == "legacy" else Client(build_server(env))
+
+
+async def call(c: Client, tool: str, **args: Any) -> dict[str, Any]:
+    return structured(await c.call_tool(tool, args))
+
+
+async def call_error(c: Client, tool: str, **args: Any) -> str:
+    result = await c.call_tool(tool, args)
+    assert result.is_error, f"expected an error, got {result.structured_content}"
+    text = result.content[0].text
+    return text.split(": ", 1)[1] if text.startswith("Error executing tool") else text
+
+
+async def wait_done(c: Client, job_id: str, budget_s: float = 60, until: str = "terminal") -> dict[str, Any]:
+    with anyio.fail_after(budget_s):
+        while True:
+            result = await call(c, "wait_for_job", job_id=job_id, timeout_s=10, until=until)
+            if result["done"]:
+                return result
+
+
+async def wait_status(c: Client, job_id: str, predicate: Any, budget_s: float = 30) -> dict[str, Any]:
+    """Poll job_status until predicate(status) holds (with a deadline, never sleep-and-hope)."""
+    with anyio.fail_after(budget_s):
+        while True:
+            status = await call(c, "job_status", job_id=job_id)
+            if predicate(status):
+                return status
+            await anyio.sleep(0.3)
+
+
+async def submit(c: Client, **kw: Any) -> dict[str, Any]:
+    args: dict[str, Any] = {"platform": "lepton", "image": IMAGE, "command": "python train.py", **kw}
+    return await call(c, "submit_job", **args)
+
+
+@pytest.mark.parametrize("mode", ["legacy", "modern"])
+async def test_submit_wait_complete_logs(lepton_env: dict[str, str], fake_lepton: FakeLepton, mode: str) -> None:
+    async with client(lepton_env, mode) as c:
+        sub = await submit(
+            c, env={"FAKE_LOG_TEXT": "hello-from-lepton|epoch 1 loss 0.5", "FAKE_DURATION_S": "2.5"}, gpu_count=2
+        )
+        assert sub["status"] == "Pending" and sub["backend_name"] == f"tao-{sub['job_id']}"
+        # the created job's metadata.id is the handle, not the name we asked for
+        assert sub["backend_id"].startswith(sub["backend_name"] + "-")
+        seen: list[tuple[float, str | None]] = []
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            seen.append((progress, message))
+
+        with anyio.fail_after(60):
+            while True:
+                r = await c.call_tool(
+                    "wait_for_job", {"job_id": sub["job_id"], "timeout_s": 20}, progress_callback=on_progress
+                )
+                done = structured(r)
+                if done["done"]:
+                    break
+        assert done["status"] == "Complete", done
+        assert done["exit_code"] == 0 and done["raw_state"] == "Completed"
+        assert seen, "no progress notification was sent"
+        assert all(b > a for a, b in itertools.pairwise(p for p, _ in seen))
+        assert any(m and (m.startswith("PENDING") or m.startswith("RUNNING")) for _, m in seen), seen
+
+        logs = await call(c, "job_logs", job_id=sub["job_id"])
+        assert "hello-from-lepton" in logs["lines"] and logs["lines"][-1] == "fake-lepton: done"
+        assert logs["truncated"] is False
+        grep = await call(c, "job_logs", job_id=sub["job_id"], grep="loss")
+        assert grep["lines"] == ["3: epoch 1 loss 0.5"]
+        listed = await call(c, "list_jobs", platform="lepton")
+        assert sub["job_id"] in [j["job_id"] for j in listed["jobs"]]
+
+    (body,) = fake_lepton.posted_jobs()
+    spec = body["spec"]
+    assert body["metadata"]["id"] == sub["backend_name"]
+    assert body["metadata"]["labels"] == {"tao-mcp-job-id": sub["job_id"]}
+    assert spec["resource_shape"] == "gpu.2xa100"  # exact GPU match from /shapes
+    assert spec["affinity"] == {"allowed_dedicated_node_groups": ["ng-a100-0001"]}
+    assert spec["container"]["image"] == IMAGE and spec["container"]["command"][:2] == ["/bin/bash", "-c"]
+    envs = {e["name"]: e for e in spec["envs"]}
+    assert envs["TAO_JOB_ID"] == {"name": "TAO_JOB_ID", "value": sub["job_id"]}
+    assert envs["FAKE_DURATION_S"]["value"] == "2.5"
+    assert spec["completions"] == spec["parallelism"] == 1 and spec["intra_job_communication"] is False
+    assert spec["ttl_seconds_after_finished"] == 600
+
+
+async def test_failing_job_is_error_with_gpu_oom(lepton_env: dict[str, str]) -> None:
+    async with client(lepton_env) as c:
+        sub = await submit(c, env={"FAKE_OUTCOME": "oom"})
+        done = await wait_done(c, sub["job_id"])
+        assert done["status"] == "Error" and done["raw_state"] == "Failed"
+        assert done["next"].startswith("failure_analysis")
+        analysis = await call(c, "failure_analysis", job_id=sub["job_id"])
+        assert analysis["category"] == "gpu_oom", analysis
+        assert analysis["retriable"] is False
+        assert any("CUDA out of memory" in e["text"] for e in analysis["evidence"])
+
+
+async def test_program_failure_is_error_with_evidence(lepton_env: dict[str, str]) -> None:
+    async with client(lepton_env) as c:
+        sub = await submit(c, env={"FAKE_OUTCOME": "fail"})
+        done = await wait_done(c, sub["job_id"])
+        assert done["status"] == "Error"
+        analysis = await call(c, "failure_analysis", job_id=sub["job_id"])
+        assert "RuntimeError: boom" in json.dumps(analysis)
+        assert analysis["category"] not in ("none", "canceled")
+
+
+async def test_no_capacity_stays_pending_with_reason_then_cancel(
+    lepton_env: dict[str, str], fake_lepton: FakeLepton
+) -> None:
+    async with client(lepton_env) as c:
+        sub = await submit(c, env={"FAKE_OUTCOME": "nocapacity"}, gpu_count=3)
+        status = await wait_status(c, sub["job_id"], lambda s: s["pending_reason"] == "NoCapacity")
+        assert status["status"] == "Pending" and status["raw_state"] == "Queueing"
+        assert "no capacity for shape gpu.4xa100" in status["message"]  # 3 GPUs -> the smallest larger shape
+        waited = await call(c, "wait_for_job", job_id=sub["job_id"], timeout_s=2)
+        assert waited["done"] is False and waited["status"] == "Pending"
+        analysis = await call(c, "failure_analysis", job_id=sub["job_id"])
+        assert analysis["category"] == "no_capacity", analysis
+
+        canceled = await call(c, "cancel_job", job_id=sub["job_id"])
+        assert canceled["status"] == "Canceled", canceled
+        assert canceled["raw_state"] in ("Deleted", "Deleting") or canceled["raw_state"] == "Deleted"
+        assert "cancel_job" in canceled["message"]
+        again = await call(c, "cancel_job", job_id=sub["job_id"])
+        assert again["status"] == "Canceled"
+    deletes = [r for r in fake_lepton.requests if r["method"] == "DELETE" and r["path"].startswith("/jobs/")]
+    assert [r["path"] for r in deletes] == [f"/jobs/{sub['backend_id']}"]
+
+
+async def test_image_pull_backoff_pending_and_analysis(lepton_env: dict[str, str]) -> None:
+    async with client(lepton_env) as c:
+        sub = await submit(c, env={"FAKE_OUTCOME": "imagepull"}, image="nvcr.io/private/missing:1")
+        status = await wait_status(c, sub["job_id"], lambda s: s["pending_reason"] == "ImagePullBackOff")
+        assert status["status"] == "Pending" and "Back-off pulling image" in status["message"]
+        analysis = await call(c, "failure_analysis", job_id=sub["job_id"])
+        assert analysis["category"] == "image_pull", analysis
+        assert analysis["err_class"] == "ERR_CONFIG"
+        await call(c, "cancel_job", job_id=sub["job_id"])
+
+
+async def test_mount_point_not_found_is_node_failure(lepton_env: dict[str, str]) -> None:
+    async with client(lepton_env) as c:
+        sub = await submit(c, env={"FAKE_OUTCOME": "mountfail"})
+        await wait_status(c, sub["job_id"], lambda s: s["pending_reason"] == "ConfigError")
+        analysis = await call(c, "failure_analysis", job_id=sub["job_id"])
+        assert analysis["category"] == "node_failure", analysis
+        assert "resubmit" in analysis["suggestion"] or "submit_job again" in analysis["suggestion"]
+        await call(c, "cancel_job", job_id=sub["job_id"])
+
+
+async def test_log_tail_paging_and_grep(lepton_env: dict[str, str]) -> None:
+    async with client(lepton_env) as c:
+        sub = await submit(c, env={"FAKE_LOG_LINES": "500", "FAKE_DURATION_S": "1"})
+        await wait_done(c, sub["job_id"])
+        tail = await call(c, "job_logs", job_id=sub["job_id"], tail=50)
+        assert tail["lines"] == [f"line {i}" for i in range(452, 501)] + ["fake-lepton: done"]
+        assert tail["truncated"] is True and tail["first_line"] == 452
+        window = await call(c, "job_logs", job_id=sub["job_id"], cursor="L100", tail=10)
+        assert window["lines"] == [f"line {i}" for i in range(100, 110)]
+        assert window["next_cursor"] == "L110" and window["truncated"] is True
+        grep = await call(c, "job_logs", job_id=sub["job_id"], grep="line 42", tail=100)
+        assert grep["lines"] == [
+            "43: line 42",
+            "421: line 420",
+            "422: line 421",
+            "423: line 422",
+            "424: line 423",
+            "425: line 424",
+            "426: line 425",
+            "427: line 426",
+            "428: line 427",
+            "429: line 428",
+            "430: line 429",
+        ]
+
+
+async def test_cancel_running_job(lepton_env: dict[str, str]) -> None:
+    async with client(lepton_env) as c:
+        sub = await submit(c, env={"FAKE_DURATION_S": "60"})
+        running = await wait_done(c, sub["job_id"], until="running")
+        assert running["status"] == "Running"
+        canceled = await call(c, "cancel_job", job_id=sub["job_id"])
+        assert canceled["status"] == "Canceled" and canceled["raw_state"] == "Deleted"
+        status = await call(c, "job_status", job_id=sub["job_id"])
+        assert status["status"] == "Canceled"
+
+
+async def test_restart_reattaches_to_running_job(lepton_env: dict[str, str]) -> None:
+    async with client(lepton_env) as c:
+        sub = await submit(c, env={"FAKE_DURATION_S": "3", "FAKE_LOG_TEXT": "survived-restart"})
+    # A new server with the same TAO_MCP_STATE_DIR (and a new driver: no in-process caches).
+    async with client(lepton_env, "legacy") as c:
+        listed = await call(c, "list_jobs")
+        assert sub["job_id"] in [j["job_id"] for j in listed["jobs"]]
+        done = await wait_done(c, sub["job_id"])
+        assert done["status"] == "Complete" and done["backend_id"] == sub["backend_id"]
+        logs = await call(c, "job_logs", job_id=sub["job_id"])
+        assert "survived-restart" in logs["lines"]
+
+
+async def test_idempotent_submit_launches_once(lepton_env: dict[str, str], fake_lepton: FakeLepton) -> None:
+    async with client(lepton_env) as c:
+        first = await submit(c, idempotency_key="lepton-once-1")
+        second = await submit(c, idempotency_key="lepton-once-1")
+        assert second["reused"] is True and second["job_id"] == first["job_id"]
+        conflict = await call_error(
+            c, "submit_job", platform="lepton", image=IMAGE, command="other", idempotency_key="lepton-once-1"
+        )
+        assert conflict.startswith("E_IDEMPOTENCY_CONFLICT")
+        await wait_done(c, first["job_id"])
+    assert len(fake_lepton.posted_jobs()) == 1
+
+
+async def test_canary_secrets_only_as_secret_refs(
+    lepton_env: dict[str, str], fake_lepton: FakeLepton, canaries: dict[str, str]
+) -> None:
+    outputs: list[str] = []
+    async with client(lepton_env) as c:
+        dry = await submit(c, secret_env=["NGC_KEY", "HF_TOKEN"], dry_run=True)
+        outputs.append(json.dumps(dry))
+        assert "secret_name_ref" in dry["preview"]["job.json"]
+        assert not fake_lepton.posted_jobs() and not fake_lepton.secrets  # a dry run launches nothing
+        sub = await submit(c, secret_env=["NGC_KEY", "HF_TOKEN"], env={"FAKE_PRINT_SECRETS": "1"})
+        outputs.append(json.dumps(sub))
+        assert any(name.startswith(f"TAO_MCP_{sub['job_id']}_") for name in fake_lepton.secrets)
+        done = await wait_done(c, sub["job_id"])
+        outputs.append(json.dumps(done))
+        assert not [n for n in fake_lepton.secrets if sub["job_id"] in n]  # per-job secrets are deleted at the end
+        logs = await call(c, "job_logs", job_id=sub["job_id"])
+        outputs.append(json.dumps(logs))
+        assert "NGC_KEY=[REDACTED]" in logs["lines"]  # the job printed it; the server redacted it
+        for tool, args in (
+            ("job_status", {"job_id": sub["job_id"]}),
+            ("failure_analysis", {"job_id": sub["job_id"]}),
+            ("list_jobs", {}),
+            ("list_platforms", {"platform": "lepton"}),
+        ):
+            outputs.append(json.dumps(await call(c, tool, **args)))
+        outputs.append(
+            await call_error(
+                c, "submit_job", platform="lepton", image=IMAGE, command="x", env={"LEAK": canaries["NGC_KEY"]}
+            )
+        )
+    for text in outputs:
+        assert_no_canary(text, canaries)
+        assert lepton_env["LEPTON_AUTH_TOKEN"] not in text
+    (body,) = fake_lepton.posted_jobs()
+    body_text = json.dumps(body)
+    assert_no_canary(body_text, canaries)
+    refs = {e["name"]: e for e in body["spec"]["envs"] if "value_from" in e}
+    assert set(refs) == {"NGC_KEY", "HF_TOKEN"}
+    (stored,) = [r["body"] for r in fake_lepton.requests if (r["method"], r["path"]) == ("POST", "/usersecrets")]
+    stored_values = {item["name"]: item["value"] for item in stored}
+    for name, entry in refs.items():
+        assert set(entry) == {"name", "value_from"}
+        assert stored_values[entry["value_from"]["secret_name_ref"]] == canaries[name]
+    # the values travelled only in the POST /usersecrets body
+    carriers = [r for r in fake_lepton.requests if canaries["NGC_KEY"] in json.dumps(r)]
+    assert [(r["method"], r["path"]) for r in carriers] == [("POST", "/usersecrets")]
+
+
+async def test_wrong_token_is_coded_error_naming_the_variable(
+    lepton_env: dict[str, str], canaries: dict[str, str]
+) -> None:
+    env = {**lepton_env, "LEPTON_AUTH_TOKEN": "wrong-token-abcdefgh"}
+    async with client(env) as c:
+        text = await call_error(c, "submit_job", platform="lepton", image=IMAGE, command="x", secret_env=["NGC_KEY"])
+        assert text.startswith("E_LEPTON_AUTH") and "LEPTON_AUTH_TOKEN" in text and "401" in text
+        assert "Fix:" in text
+        assert_no_canary(text, canaries)
+        assert "wrong-token-abcdefgh" not in text
+        listed = await call(c, "list_jobs", platform="lepton")
+        assert [j["status"] for j in listed["jobs"]] == ["Error"]  # the refused launch is recorded, nothing runs
+
+
+async def test_5xx_bursts_and_log_429_never_fake_a_terminal_state(
+    lepton_env: dict[str, str], fake_lepton: FakeLepton
+) -> None:
+    async with client(lepton_env) as c:
+        sub = await submit(c, env={"FAKE_DURATION_S": "4", "FAKE_LOG_LINES": "20"})
+        await wait_done(c, sub["job_id"], until="running")
+        fake_lepton.list_5xx = 1000  # every listing fails: status must stay Running, marked unreachable
+        status = await wait_status(c, sub["job_id"], lambda s: not s["backend_reachable"])
+        assert status["status"] == "Running" and "unreachable" in status["message"]
+        fake_lepton.list_5xx = 0
+        fake_lepton.fail_next_5xx = 2  # a short burst is absorbed by read retries
+        fake_lepton.logs_429 = 2  # /logs answers 429 + Retry-After twice; the read retries and succeeds
+        logs = await call(c, "job_logs", job_id=sub["job_id"])
+        assert logs["lines"]
+        done = await wait_done(c, sub["job_id"])
+        assert done["status"] == "Complete" and done["backend_reachable"] is True
+
+
+async def test_timeouts_never_fake_a_terminal_state(lepton_env: dict[str, str], fake_lepton: FakeLepton) -> None:
+    env = {**lepton_env, "LEPTON_HTTP_TIMEOUT_S": "0.5"}
+    async with client(env) as c:
+        sub = await submit(c, env={"FAKE_DURATION_S": "2"})
+        fake_lepton.delay_s = 1.0  # every answer comes after the client's timeout
+        status = await wait_status(c, sub["job_id"], lambda s: not s["backend_reachable"], budget_s=40)
+        assert status["status"] == "Pending" and "timed out" in status["message"]
+        fake_lepton.delay_s = 0.0
+        done = await wait_done(c, sub["job_id"])
+        assert done["status"] == "Complete"
+
+
+async def test_unk_state_is_tolerated(lepton_env: dict[str, str]) -> None:
+    async with client(lepton_env) as c:
+        sub = await submit(c, env={"FAKE_OUTCOME": "unk", "FAKE_UNK_S": "2"})
+        statuses = set()
+        with anyio.fail_after(40):
+            while True:
+                s = await call(c, "job_status", job_id=sub["job_id"])
+                statuses.add(s["status"])
+                if s["status"] in ("Complete", "Error", "Canceled"):
+                    break
+                await anyio.sleep(0.2)
+        assert s["status"] == "Complete" and statuses <= {"Pending", "Running", "Complete"}, statuses
+
+
+async def test_persistent_results_mount_node_group_volume(lepton_env: dict[str, str], fake_lepton: FakeLepton) -> None:
+    async with client(lepton_env) as c:
+        sub = await submit(c, options={"persistent_results": True, "shared_memory_size": 4096}, num_nodes=2)
+        assert sub["results_location"] == f"file:///mnt/shared-nfs/tao-mcp/{sub['job_id']}"
+        done = await wait_done(c, sub["job_id"])
+        assert done["status"] == "Complete"
+        bad = await call_error(
+            c, "submit_job", platform="lepton", image=IMAGE, command="x", options={"node_group": "nope"}
+        )
+        assert bad.startswith("E_BAD_INPUT") and "a100-pool" in bad
+        unknown = await call_error(
+            c, "submit_job", platform="lepton", image=IMAGE, command="x", options={"partitionz": 1}
+        )
+        assert unknown.startswith("E_BAD_INPUT") and "node_group" in unknown
+    (body,) = fake_lepton.posted_jobs()
+    spec = body["spec"]
+    assert spec["mounts"] == [{"path": "/", "mount_path": "/mnt/shared-nfs", "from": "node-nfs:shared-nfs"}]
+    envs = {e["name"]: e.get("value") for e in spec["envs"]}
+    assert envs["TAO_RESULTS_ROOT"] == "/mnt/shared-nfs/tao-mcp"
+    assert spec["completions"] == spec["parallelism"] == 2 and spec["intra_job_communication"] is True
+    assert spec["shared_memory_size"] == 4096
