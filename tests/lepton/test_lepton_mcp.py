@@ -160,6 +160,10 @@ async def test_image_pull_backoff_pending_and_analysis(lepton_env: dict[str, str
         analysis = await call(c, "failure_analysis", job_id=sub["job_id"])
         assert analysis["category"] == "image_pull", analysis
         assert analysis["err_class"] == "ERR_CONFIG"
+        replicas = await call(c, "job_replicas", job_id=sub["job_id"])
+        issues = [r["readiness_issue"] for r in replicas["replicas"] if r["readiness_issue"]]
+        assert issues and issues[0]["reason"] == "ImagePullBackOff", replicas
+        assert replicas["next"] == f"failure_analysis(job_id='{sub['job_id']}')"
         await call(c, "cancel_job", job_id=sub["job_id"])
 
 

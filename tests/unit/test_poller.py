@@ -134,3 +134,14 @@ async def test_wait_progress_is_strictly_increasing(service) -> None:  # type: i
     assert result.done is False and "wait_for_job" in result.next
     assert len(seen) >= 1 and seen[0][1].startswith("PENDING (Priority)")
     assert all(b[0] > a[0] for a, b in itertools.pairwise(seen))
+
+
+async def test_platform_extras_are_refused_where_the_driver_has_none(service) -> None:  # type: ignore[no-untyped-def]
+    from tao_mcp.errors import TaoError
+
+    svc, _ = service
+    job_id = (await svc.submit(SubmitParams(platform="slurm", command="echo"))).job_id
+    with pytest.raises(TaoError) as err:
+        await svc.replicas(job_id)
+    assert err.value.code == "E_NOT_SUPPORTED" and "Lepton" in str(err.value)
+    assert await svc.diagnostics("slurm") is None
