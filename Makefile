@@ -10,8 +10,10 @@ install:
 backends:
 	scripts/dev/slurm-cluster up
 	scripts/dev/s3 up
+	scripts/dev/docker up
 
 backends-down:
+	-scripts/dev/docker down
 	-scripts/dev/s3 down
 	-scripts/dev/slurm-cluster down
 

@@ -12,6 +12,7 @@ from tao_mcp.errors import TaoError
 DRIVERS: dict[str, tuple[str, str]] = {
     "slurm": ("tao_mcp.drivers.slurm", "SlurmDriver"),
     "lepton": ("tao_mcp.drivers.lepton", "LeptonDriver"),
+    "docker": ("tao_mcp.drivers.docker", "DockerDriver"),
 }
 
 

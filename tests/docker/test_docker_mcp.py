@@ -1,0 +1,292 @@
+"""An agent drives real Docker containers end to end through MCP (dev engine: scripts/dev/docker up)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp.client import Client
+
+from tao_mcp.server import build_server
+from tests.conftest import assert_no_canary, dev_settings, structured
+from tests.docker.conftest import PrivateDockerd
+
+pytestmark = [pytest.mark.anyio, pytest.mark.docker]
+
+MODES = ["legacy", "modern"]
+
+
+def client(env: dict[str, str], mode: str = "legacy") -> Client:
+    return Client(build_server(env), mode="legacy") if mode == "legacy" else Client(build_server(env))
+
+
+async def call(c: Client, tool: str, **args: Any) -> dict[str, Any]:
+    return structured(await c.call_tool(tool, args))
+
+
+async def wait_done(c: Client, job_id: str, budget_s: float = 120, until: str = "terminal") -> dict[str, Any]:
+    with anyio.fail_after(budget_s):
+        while True:
+            result = await call(c, "wait_for_job", job_id=job_id, timeout_s=20, until=until)
+            if result["done"]:
+                return result
+
+
+def job(env: dict[str, str], command: str, image_key: str = "TAO_MCP_TEST_IMAGE", **extra: Any) -> dict[str, Any]:
+    return {"platform": "docker", "gpu_count": 0, "image": env[image_key], "command": command, **extra}
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_submit_wait_complete_logs(docker_env: dict[str, str], mode: str, docker_client: Any) -> None:
+    async with client(docker_env, mode) as c:
+        sub = await call(c, "submit_job", **job(docker_env, "echo hello-from-docker; sleep 3; echo done-$TAO_JOB_ID"))
+        assert sub["status"] == "Pending" and len(sub["backend_id"]) == 64
+        assert sub["backend_name"] == f"tao-{sub['job_id']}" and sub["next"].startswith("wait_for_job")
+        seen: list[tuple[float, str | None]] = []
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            seen.append((progress, message))
+
+        with anyio.fail_after(120):
+            while True:
+                r = await c.call_tool(
+                    "wait_for_job", {"job_id": sub["job_id"], "timeout_s": 30}, progress_callback=on_progress
+                )
+                done = structured(r)
+                if done["done"]:
+                    break
+        assert done["status"] == "Complete" and done["exit_code"] == 0, done
+        assert seen, "no progress notification was sent"
+        assert all(b > a for a, b in itertools.pairwise([p for p, _ in seen]))
+        assert any(m and m.startswith(("PENDING", "RUNNING")) for _, m in seen), seen
+        logs = await call(c, "job_logs", job_id=sub["job_id"])
+        assert logs["lines"] == ["hello-from-docker", f"done-{sub['job_id']}"] and logs["truncated"] is False
+        status = await call(c, "job_status", job_id=sub["job_id"])
+        assert status["raw_state"] == "exited" and status["backend_reachable"] is True
+        listed = await call(c, "list_jobs", platform="docker")
+        assert sub["job_id"] in [j["job_id"] for j in listed["jobs"]]
+    container = docker_client.containers.get(sub["backend_id"])
+    assert container.labels["tao-mcp.job-id"] == sub["job_id"] and container.labels["tao-mcp.managed"] == "true"
+
+
+async def test_nonzero_exit_is_error_with_code(docker_env: dict[str, str]) -> None:
+    command = "python3 -c 'import json; json.loads(\"{bad\")'; exit 3"
+    async with client(docker_env) as c:
+        sub = await call(c, "submit_job", **job(docker_env, command, "TAO_MCP_TEST_PY_IMAGE"))
+        done = await wait_done(c, sub["job_id"])
+        assert done["status"] == "Error" and done["exit_code"] == 3
+        assert done["next"].startswith("failure_analysis")
+        fa = await call(c, "failure_analysis", job_id=sub["job_id"])
+        assert fa["category"] == "program_error" and fa["err_class"] == "ERR_PROGRAM"
+        assert any("JSONDecodeError" in e["text"] for e in fa["evidence"])
+
+
+async def test_memory_limit_oom_is_host_oom(docker_env: dict[str, str]) -> None:
+    command = "echo allocating; python3 -c 'x = bytearray(400 * 1024 * 1024); print(len(x))'"
+    async with client(docker_env) as c:
+        sub = await call(c, "submit_job", **job(docker_env, command, "TAO_MCP_TEST_PY_IMAGE", memory="48m"))
+        done = await wait_done(c, sub["job_id"])
+        assert done["status"] == "Error" and done["exit_code"] == 137
+        fa = await call(c, "failure_analysis", job_id=sub["job_id"])
+        assert fa["category"] == "host_oom" and fa["err_class"] == "ERR_RESOURCE", fa
+        assert fa["confidence"] == "high"
+        assert any("OOMKilled=true" in e["text"] for e in fa["evidence"]), fa["evidence"]
+
+
+async def test_nonexistent_image_is_image_pull_naming_image_and_ngc_key(docker_env: dict[str, str]) -> None:
+    image = f"nvcr.io/nvidia/tao/no-such-image-{uuid.uuid4().hex[:6]}:0.0"
+    env = {k: v for k, v in docker_env.items() if k != "NGC_KEY"}
+    async with client(env) as c:
+        r = await c.call_tool("submit_job", {**job(env, "true"), "image": image})
+        assert r.is_error
+        text = r.content[0].text
+        assert "E_BACKEND_REJECTED: docker refused" in text and f"failed to pull image {image}" in text
+        fix = text.split("Fix:", 1)[1]
+        assert image in fix and "NGC_KEY" in fix
+        listed = await call(c, "list_jobs", platform="docker")
+        job_id = listed["jobs"][0]["job_id"]
+        status = await call(c, "job_status", job_id=job_id)
+        assert status["status"] == "Error" and status["raw_state"] == "LAUNCH_REFUSED"
+        fa = await call(c, "failure_analysis", job_id=job_id)
+        assert fa["category"] == "image_pull", fa
+
+
+async def test_gpu_request_is_a_coded_rejection(docker_env: dict[str, str]) -> None:
+    async with client(docker_env) as c:
+        r = await c.call_tool("submit_job", {**job(docker_env, "true"), "gpu_count": 1})
+        assert r.is_error
+        text = r.content[0].text
+        assert "E_BACKEND_REJECTED: docker refused" in text and "GPUs" in text and "gpu_count=0" in text
+
+
+async def test_cancel_running_job_confirmed_and_repeatable(docker_env: dict[str, str], docker_client: Any) -> None:
+    async with client(docker_env) as c:
+        sub = await call(c, "submit_job", **job(docker_env, "echo started; sleep 600"))
+        running = await wait_done(c, sub["job_id"], until="running")
+        assert running["status"] == "Running"
+        first = await call(c, "cancel_job", job_id=sub["job_id"])
+        assert first["status"] == "Canceled" and first["raw_state"].startswith("canceled"), first
+        again = await call(c, "cancel_job", job_id=sub["job_id"])
+        assert again["status"] == "Canceled"
+    container = docker_client.containers.get(sub["backend_id"])
+    assert container.status == "exited"
+
+
+async def test_restart_finds_job_again(docker_env: dict[str, str]) -> None:
+    async with client(docker_env) as c:
+        sub = await call(c, "submit_job", **job(docker_env, "sleep 4; echo survived-restart"))
+    async with client(docker_env, "modern") as c:  # a new server, same state directory
+        listed = await call(c, "list_jobs")
+        assert sub["job_id"] in [j["job_id"] for j in listed["jobs"]]
+        done = await wait_done(c, sub["job_id"])
+        assert done["status"] == "Complete"
+        assert "survived-restart" in (await call(c, "job_logs", job_id=sub["job_id"]))["lines"]
+
+
+async def test_idempotent_submit_launches_once(docker_env: dict[str, str], docker_client: Any) -> None:
+    async with client(docker_env) as c:
+        args = {**job(docker_env, "echo once"), "idempotency_key": f"key-{uuid.uuid4().hex}"}
+        first = await call(c, "submit_job", **args)
+        second = await call(c, "submit_job", **args)
+        assert second["job_id"] == first["job_id"] and second["reused"] is True
+        conflict = await c.call_tool("submit_job", {**args, "command": "echo other"})
+        assert conflict.is_error and "E_IDEMPOTENCY_CONFLICT" in conflict.content[0].text
+        await wait_done(c, first["job_id"])
+    found = docker_client.containers.list(all=True, filters={"label": f"tao-mcp.job-id={first['job_id']}"})
+    assert len(found) == 1
+
+
+async def test_canary_secrets_never_leave_the_server(docker_env: dict[str, str], canaries: dict[str, str]) -> None:
+    texts: list[str] = []
+
+    def keep(result: Any) -> dict[str, Any]:
+        texts.append(json.dumps(result.model_dump(mode="json"), default=str))
+        return structured(result)
+
+    args = {
+        **job(docker_env, 'echo "ngc=$NGC_KEY"; echo "hf-len=${#HF_TOKEN}"'),
+        "secret_env": ["NGC_KEY", "HF_TOKEN"],
+    }
+    async with client(docker_env) as c:
+        preview = keep(await c.call_tool("submit_job", {**args, "dry_run": True}))
+        assert "-e NGC_KEY" in preview["preview"]["launch"] and "-e HF_TOKEN" in preview["preview"]["launch"]
+        sub = keep(await c.call_tool("submit_job", args))
+        keep(await c.call_tool("wait_for_job", {"job_id": sub["job_id"], "timeout_s": 30}))
+        done = await wait_done(c, sub["job_id"])
+        assert done["status"] == "Complete"
+        logs = keep(await c.call_tool("job_logs", {"job_id": sub["job_id"]}))
+        # the container really received the secrets; the server masked them on the way out
+        assert logs["lines"][1] == f"hf-len={len(canaries['HF_TOKEN'])}"
+        assert logs["lines"][0] != "ngc=" and logs["lines"][0].startswith("ngc=")
+        keep(await c.call_tool("job_status", {"job_id": sub["job_id"]}))
+        keep(await c.call_tool("failure_analysis", {"job_id": sub["job_id"]}))
+        keep(await c.call_tool("list_platforms", {"platform": "docker"}))
+    assert_no_canary("\n".join(texts), canaries)
+    db = sqlite3.connect(Path(docker_env["TAO_MCP_STATE_DIR"]) / "jobs.sqlite3")
+    assert_no_canary(json.dumps(db.execute("SELECT * FROM jobs").fetchall()), canaries)
+
+
+async def test_s3_inputs_and_outputs_with_host_network(docker_env: dict[str, str]) -> None:
+    import boto3
+
+    env = {**docker_env, **dev_settings("s3", "scripts/dev/s3 up")}
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=env["S3_ENDPOINT_URL"],
+        aws_access_key_id=env["ACCESS_KEY"],
+        aws_secret_access_key=env["SECRET_KEY"],
+        region_name="us-east-1",
+    )
+    bucket = env["S3_BUCKET_NAME"]
+    prefix = f"docker-e2e-{uuid.uuid4().hex[:8]}"
+    for i in range(3):
+        s3.put_object(Bucket=bucket, Key=f"{prefix}/dataset/img{i}.txt", Body=f"image {i}".encode())
+    count = (
+        'python3 -c \'import json, os, sys; spec = json.load(open(sys.argv[1])); data = spec["dataset"]["path"]; '
+        'os.makedirs(spec["results_dir"], exist_ok=True); '
+        'open(os.path.join(spec["results_dir"], "count.txt"), "w").write(str(len(os.listdir(data)))); '
+        'print("lr", spec["train"]["lr"])\' {config_path}'
+    )
+    results_uri = f"s3://{bucket}/{prefix}/results"
+    args = {
+        **job(env, count, "TAO_MCP_TEST_PY_IMAGE"),
+        "options": {"network": "host"},  # RGW listens on the host's 127.0.0.1
+        "config_format": "json",
+        "specs": {"dataset": {"path": f"s3://{bucket}/{prefix}/dataset/"}, "train": {"lr": 0.001}},
+        "inputs": {"dataset.path": {"type": "folder"}},
+        "outputs": {"results_dir": {"type": "folder"}},
+        "results_uri": results_uri,
+    }
+    async with client(env) as c:
+        preview = await call(c, "submit_job", **args, dry_run=True)
+        assert "--network host" in preview["preview"]["launch"]
+        sub = await call(c, "submit_job", **args)
+        assert sub["results_location"].startswith(results_uri)
+        done = await wait_done(c, sub["job_id"], budget_s=180)
+        logs = await call(c, "job_logs", job_id=sub["job_id"])
+        assert done["status"] == "Complete", logs["lines"]
+        assert "lr 0.001" in logs["lines"]
+        assert any("[tao-runner]" in line and "download" in line for line in logs["lines"])
+        listing = await call(c, "list_path", uri=done["results_location"])
+        names = {e["name"]: e for e in listing["entries"]}
+        assert "count.txt" in names
+        key = names["count.txt"]["uri"].split(f"{bucket}/", 1)[1]
+        assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"3"
+        texts = json.dumps([sub, done, logs, listing, preview])
+    assert_no_canary(texts, {"SECRET_KEY": env["SECRET_KEY"]})
+
+
+async def test_results_on_a_host_bind_mount(docker_env: dict[str, str], tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    results.chmod(0o777)
+    command = 'mkdir -p "$TAO_RESULTS_ROOT/$TAO_JOB_ID" && echo 42 > "$TAO_RESULTS_ROOT/$TAO_JOB_ID/metric.txt"'
+    async with client(docker_env) as c:
+        sub = await call(c, "submit_job", **job(docker_env, command), mounts=[f"{results}:/results"])
+        assert sub["results_location"] == f"file:///results/{sub['job_id']}"
+        done = await wait_done(c, sub["job_id"])
+        assert done["status"] == "Complete"
+    assert (results / sub["job_id"] / "metric.txt").read_text() == "42\n"
+
+
+async def test_daemon_outage_is_not_terminal_and_recovers(
+    docker_env: dict[str, str], private_dockerd: PrivateDockerd
+) -> None:
+    env = {**docker_env, "DOCKER_HOST": private_dockerd.host}
+    async with client(env) as c:
+        sub = await call(c, "submit_job", **job(env, "echo before; sleep 12; echo after-outage"))
+        await wait_done(c, sub["job_id"], until="running")
+        private_dockerd.stop()  # live-restore: the container keeps running without its daemon
+        outage_started = time.monotonic()
+        wait = await call(c, "wait_for_job", job_id=sub["job_id"], timeout_s=3)
+        assert wait["done"] is False and wait["status"] == "Running", wait
+        assert wait["backend_reachable"] is False and "unreachable" in wait["message"]
+        status = await call(c, "job_status", job_id=sub["job_id"])
+        assert status["status"] == "Running" and "unreachable" in status["message"]
+        assert "does not answer" in status["message"]
+        logs = await c.call_tool("job_logs", {"job_id": sub["job_id"]})
+        assert logs.is_error and "E_BACKEND_UNREACHABLE" in logs.content[0].text
+        assert time.monotonic() - outage_started < 12, "the outage checks must finish while the job still runs"
+        private_dockerd.start()
+        done = await wait_done(c, sub["job_id"])
+        assert done["status"] == "Complete" and done["backend_reachable"] is True, done
+        assert (await call(c, "job_logs", job_id=sub["job_id"]))["lines"] == ["before", "after-outage"]
+
+
+async def test_list_platforms_reports_preflight_facts(docker_env: dict[str, str], tmp_path: Path) -> None:
+    async with client(docker_env) as c:
+        detail = (await call(c, "list_platforms", platform="docker"))["platform"]
+        facts = detail["diagnostics"]
+        assert facts["reachable"] is True and str(facts["server_version"]).startswith("20.10"), facts
+        assert facts["nvidia_runtime"] is False and facts["gpus_visible"] is False
+    down = {**docker_env, "DOCKER_HOST": f"unix://{tmp_path}/no-daemon.sock"}
+    async with client(down) as c:
+        detail = (await call(c, "list_platforms", platform="docker"))["platform"]
+        assert detail["diagnostics"]["reachable"] is False and "does not answer" in detail["diagnostics"]["error"]
