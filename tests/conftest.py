@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from dotenv import dotenv_values
 
@@ -89,6 +91,76 @@ def structured(result: Any) -> dict[str, Any]:
     if result.is_error:
         pytest.fail(f"tool error: {result.content[0].text}")
     return result.structured_content
+
+
+# ---- driving the MCP server the way an agent does ----
+
+
+def mcp_client(env: dict[str, str], mode: str = "legacy") -> Any:
+    """An in-process client: legacy = initialize handshake + JSON-RPC streams; modern = stateless dispatch."""
+    from mcp.client import Client
+
+    from tao_mcp.server import build_server
+
+    return Client(build_server(env), mode="legacy") if mode == "legacy" else Client(build_server(env))
+
+
+async def call(c: Any, tool: str, **args: Any) -> dict[str, Any]:
+    return structured(await c.call_tool(tool, args))
+
+
+async def call_error(c: Any, tool: str, **args: Any) -> str:
+    """The coded error text of a call that must fail (without the SDK's 'Error executing tool x:' prefix)."""
+    result = await c.call_tool(tool, args)
+    assert result.is_error, f"expected an error, got {result.structured_content}"
+    text = result.content[0].text
+    return text.split(": ", 1)[1] if text.startswith("Error executing tool") else text
+
+
+async def wait_done(
+    c: Any, job_id: str, budget_s: float = 120, until: str = "terminal", step_s: int = 20
+) -> dict[str, Any]:
+    """Call wait_for_job again while done is false, within a deadline."""
+    with anyio.fail_after(budget_s):
+        while True:
+            result = await call(c, "wait_for_job", job_id=job_id, timeout_s=step_s, until=until)
+            if result["done"]:
+                return result
+
+
+async def wait_with_progress(
+    c: Any, job_id: str, budget_s: float = 120, step_s: int = 30
+) -> tuple[dict[str, Any], list[tuple[float, str | None]]]:
+    """wait_for_job to the end, collecting every progress notification (value, message)."""
+    seen: list[tuple[float, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, message))
+
+    with anyio.fail_after(budget_s):
+        while True:
+            r = await c.call_tool(
+                "wait_for_job", {"job_id": job_id, "timeout_s": step_s}, progress_callback=on_progress
+            )
+            done = structured(r)
+            if done["done"]:
+                return done, seen
+
+
+def assert_progress_increasing(seen: list[tuple[float, str | None]]) -> None:
+    assert seen, "no progress notification was sent"
+    values = [p for p, _ in seen]
+    assert all(b > a for a, b in itertools.pairwise(values)), values
+
+
+async def wait_status(c: Any, job_id: str, predicate: Any, budget_s: float = 30) -> dict[str, Any]:
+    """Poll job_status until predicate(status) holds, within a deadline."""
+    with anyio.fail_after(budget_s):
+        while True:
+            status = await call(c, "job_status", job_id=job_id)
+            if predicate(status):
+                return status
+            await anyio.sleep(0.3)
 
 
 def assert_no_canary(text: str, canaries: Mapping[str, str]) -> None:

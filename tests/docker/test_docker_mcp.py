@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import sqlite3
 import time
@@ -10,33 +9,23 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
-from mcp.client import Client
 
-from tao_mcp.server import build_server
-from tests.conftest import assert_no_canary, dev_settings, structured
+from tests.conftest import (
+    assert_no_canary,
+    assert_progress_increasing,
+    call,
+    dev_settings,
+    structured,
+    wait_done,
+    wait_with_progress,
+)
+from tests.conftest import mcp_client as client
 from tests.docker.conftest import PrivateDockerd
 
 pytestmark = [pytest.mark.anyio, pytest.mark.docker]
 
 MODES = ["legacy", "modern"]
-
-
-def client(env: dict[str, str], mode: str = "legacy") -> Client:
-    return Client(build_server(env), mode="legacy") if mode == "legacy" else Client(build_server(env))
-
-
-async def call(c: Client, tool: str, **args: Any) -> dict[str, Any]:
-    return structured(await c.call_tool(tool, args))
-
-
-async def wait_done(c: Client, job_id: str, budget_s: float = 120, until: str = "terminal") -> dict[str, Any]:
-    with anyio.fail_after(budget_s):
-        while True:
-            result = await call(c, "wait_for_job", job_id=job_id, timeout_s=20, until=until)
-            if result["done"]:
-                return result
 
 
 def job(env: dict[str, str], command: str, image_key: str = "TAO_MCP_TEST_IMAGE", **extra: Any) -> dict[str, Any]:
@@ -49,22 +38,9 @@ async def test_submit_wait_complete_logs(docker_env: dict[str, str], mode: str, 
         sub = await call(c, "submit_job", **job(docker_env, "echo hello-from-docker; sleep 3; echo done-$TAO_JOB_ID"))
         assert sub["status"] == "Pending" and len(sub["backend_id"]) == 64
         assert sub["backend_name"] == f"tao-{sub['job_id']}" and sub["next"].startswith("wait_for_job")
-        seen: list[tuple[float, str | None]] = []
-
-        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-            seen.append((progress, message))
-
-        with anyio.fail_after(120):
-            while True:
-                r = await c.call_tool(
-                    "wait_for_job", {"job_id": sub["job_id"], "timeout_s": 30}, progress_callback=on_progress
-                )
-                done = structured(r)
-                if done["done"]:
-                    break
+        done, seen = await wait_with_progress(c, sub["job_id"], budget_s=120, step_s=30)
         assert done["status"] == "Complete" and done["exit_code"] == 0, done
-        assert seen, "no progress notification was sent"
-        assert all(b > a for a, b in itertools.pairwise([p for p, _ in seen]))
+        assert_progress_increasing(seen)
         assert any(m and m.startswith(("PENDING", "RUNNING")) for _, m in seen), seen
         logs = await call(c, "job_logs", job_id=sub["job_id"])
         assert logs["lines"] == ["hello-from-docker", f"done-{sub['job_id']}"] and logs["truncated"] is False

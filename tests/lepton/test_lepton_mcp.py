@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 from typing import Any
 
@@ -11,8 +10,16 @@ import pytest
 from mcp.client import Client
 
 from fixtures.lepton.fake_lepton import FakeLepton
-from tao_mcp.server import build_server
-from tests.conftest import assert_no_canary, structured
+from tests.conftest import (
+    assert_no_canary,
+    assert_progress_increasing,
+    call,
+    call_error,
+    mcp_client,
+    wait_done,
+    wait_status,
+    wait_with_progress,
+)
 
 pytestmark = [pytest.mark.anyio]
 
@@ -20,36 +27,7 @@ IMAGE = "nvcr.io/nvidia/tao/tao-toolkit:5.5.0-pyt"
 
 
 def client(env: dict[str, str], mode: str = "modern") -> Client:
-    return Client(build_server(env), mode="legacy") if mode == "legacy" else Client(build_server(env))
-
-
-async def call(c: Client, tool: str, **args: Any) -> dict[str, Any]:
-    return structured(await c.call_tool(tool, args))
-
-
-async def call_error(c: Client, tool: str, **args: Any) -> str:
-    result = await c.call_tool(tool, args)
-    assert result.is_error, f"expected an error, got {result.structured_content}"
-    text = result.content[0].text
-    return text.split(": ", 1)[1] if text.startswith("Error executing tool") else text
-
-
-async def wait_done(c: Client, job_id: str, budget_s: float = 60, until: str = "terminal") -> dict[str, Any]:
-    with anyio.fail_after(budget_s):
-        while True:
-            result = await call(c, "wait_for_job", job_id=job_id, timeout_s=10, until=until)
-            if result["done"]:
-                return result
-
-
-async def wait_status(c: Client, job_id: str, predicate: Any, budget_s: float = 30) -> dict[str, Any]:
-    """Poll job_status until predicate(status) holds (with a deadline, never sleep-and-hope)."""
-    with anyio.fail_after(budget_s):
-        while True:
-            status = await call(c, "job_status", job_id=job_id)
-            if predicate(status):
-                return status
-            await anyio.sleep(0.3)
+    return mcp_client(env, mode)
 
 
 async def submit(c: Client, **kw: Any) -> dict[str, Any]:
@@ -66,23 +44,10 @@ async def test_submit_wait_complete_logs(lepton_env: dict[str, str], fake_lepton
         assert sub["status"] == "Pending" and sub["backend_name"] == f"tao-{sub['job_id']}"
         # the created job's metadata.id is the handle, not the name we asked for
         assert sub["backend_id"].startswith(sub["backend_name"] + "-")
-        seen: list[tuple[float, str | None]] = []
-
-        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-            seen.append((progress, message))
-
-        with anyio.fail_after(60):
-            while True:
-                r = await c.call_tool(
-                    "wait_for_job", {"job_id": sub["job_id"], "timeout_s": 20}, progress_callback=on_progress
-                )
-                done = structured(r)
-                if done["done"]:
-                    break
+        done, seen = await wait_with_progress(c, sub["job_id"], budget_s=60, step_s=20)
         assert done["status"] == "Complete", done
         assert done["exit_code"] == 0 and done["raw_state"] == "Completed"
-        assert seen, "no progress notification was sent"
-        assert all(b > a for a, b in itertools.pairwise(p for p, _ in seen))
+        assert_progress_increasing(seen)
         assert any(m and (m.startswith("PENDING") or m.startswith("RUNNING")) for _, m in seen), seen
 
         logs = await call(c, "job_logs", job_id=sub["job_id"])

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import itertools
 import subprocess
 import time
-from typing import Any
 
 import anyio
 import pytest
-from mcp.client import Client
 
-from tao_mcp.server import build_server
-from tests.conftest import structured
+from tests.conftest import assert_progress_increasing, call, structured, wait_done, wait_with_progress
+from tests.conftest import mcp_client as client
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slurm]
 
@@ -27,23 +24,6 @@ torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 1
 TRACE
 exit 1
 """
-
-
-def client(env: dict[str, str], mode: str = "legacy") -> Client:
-    return Client(build_server(env), mode="legacy") if mode == "legacy" else Client(build_server(env))
-
-
-async def call(c: Client, tool: str, **args: Any) -> dict[str, Any]:
-    return structured(await c.call_tool(tool, args))
-
-
-async def wait_done(c: Client, job_id: str, budget_s: float = 120, until: str = "terminal") -> dict[str, Any]:
-    """Drive wait_for_job to the end the way an agent would: call again while done is false."""
-    with anyio.fail_after(budget_s):
-        while True:
-            result = await call(c, "wait_for_job", job_id=job_id, timeout_s=20, until=until)
-            if result["done"]:
-                return result
 
 
 def sacct_names(name: str, deadline_s: float = 20) -> list[str]:
@@ -75,24 +55,10 @@ async def test_submit_wait_complete_logs_list(slurm_env: dict[str, str], mode: s
         )
         assert sub["status"] == "Pending" and sub["backend_id"].isdigit()
         assert sub["next"].startswith("wait_for_job")
-        seen: list[tuple[float, str | None]] = []
-
-        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-            seen.append((progress, message))
-
-        with anyio.fail_after(120):
-            while True:
-                r = await c.call_tool(
-                    "wait_for_job", {"job_id": sub["job_id"], "timeout_s": 30}, progress_callback=on_progress
-                )
-                done = structured(r)
-                if done["done"]:
-                    break
+        done, seen = await wait_with_progress(c, sub["job_id"], budget_s=120, step_s=30)
         assert done["status"] == "Complete", done
         assert done["exit_code"] == 0
-        assert seen, "no progress notification was sent"
-        values = [p for p, _ in seen]
-        assert all(b > a for a, b in itertools.pairwise(values)), values
+        assert_progress_increasing(seen)
         assert any(m and (m.startswith("PENDING") or m.startswith("RUNNING")) for _, m in seen), seen
 
         logs = await call(c, "job_logs", job_id=sub["job_id"])
