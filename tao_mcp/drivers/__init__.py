@@ -11,6 +11,7 @@ from tao_mcp.errors import TaoError
 # platform name -> (module, class). Modules are imported lazily: heavy clients must not slow start-up.
 DRIVERS: dict[str, tuple[str, str]] = {
     "slurm": ("tao_mcp.drivers.slurm", "SlurmDriver"),
+    "brev": ("tao_mcp.drivers.brev", "BrevDriver"),
     "lepton": ("tao_mcp.drivers.lepton", "LeptonDriver"),
     "docker": ("tao_mcp.drivers.docker", "DockerDriver"),
 }

@@ -1,0 +1,578 @@
+"""BrevDriver: jobs are docker containers on Brev GPU instances, driven through the `brev` CLI.
+
+- An instance is named by the `instance` option (or BREV_INSTANCE) and reused; with `type` / `gpu_name` it is
+  created when it does not exist. submit waits at most BREV_READY_TIMEOUT (40 s) for RUNNING and a working
+  exec; past that it fails with E_BREV_INSTANCE_NOT_READY naming the instance (which keeps starting and bills)
+  so the agent submits again with options={"instance": ...} once list_instances shows it RUNNING.
+  Instances are never deleted implicitly: delete_instance is the agent's (destructive) tool.
+- One exec launches a job (remote.launch_body); the backend id is `<instance>/tao-<job_id>`.
+- observe: one `brev ls --json` per sweep plus one exec per RUNNING instance covering all its jobs.
+- Secrets reach the container through `--env-file secrets.env` (mode 0600 on the instance). Getting the file
+  there needs the values on the instance: brev exec has no usable stdin (it must be /dev/null), so they travel
+  base64-encoded inside that single launch exec's command argument. That argument is visible in `ps` on the
+  server host (and, briefly, on the instance) for the duration of the exec; it is never on a docker command
+  line, in a preview, an error, a log line or the job store. On a shared server host, mount /proc with
+  hidepid=2 (see README).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+
+from tao_mcp.drivers.base import Evidence, JobRef, LaunchRequest, LogChunk, Observation, Preview
+from tao_mcp.drivers.brev import remote
+from tao_mcp.drivers.brev.cli import PLATFORM, STARTING, BrevCLI, Instance, Result
+from tao_mcp.errors import BackendRejected, BackendUnreachable, TaoError
+
+log = logging.getLogger(__name__)
+
+OPTIONS = ("instance", "type", "gpu_name", "shm_size", "results_dir")
+OPTIONS_HELP = (
+    "accepted Brev options: instance (an existing instance to reuse, or the name for a new one), type (instance "
+    "type to create, see `brev search`), gpu_name (e.g. A100, L4: create the cheapest such type), shm_size (docker "
+    "--shm-size, e.g. 16g), results_dir (absolute directory on the instance; default BREV_RESULTS_DIR)"
+)
+INSTANCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+TYPE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+/-]{0,80}$")
+SHM_SIZE = re.compile(r"^[0-9]+[bkmgBKMG]?$")
+SAFE_PATH = re.compile(r"^/[A-Za-z0-9_./-]*$")
+DEFAULT_RESULTS_DIR = "/home/ubuntu/tao-results"
+DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_READY_S = 40.0
+LAUNCH_TIMEOUT_S = 90.0
+CANCEL_TIMEOUT_S = 90.0
+POLL_S = 2.0
+PARALLEL_EXECS = 4
+
+
+def _float_setting(settings: Mapping[str, str], name: str, default: float) -> float:
+    raw = (settings.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise TaoError("E_BAD_SETTING", f"{name} is not a number", f"set {name} to seconds, e.g. {default:g}") from None
+    if value <= 0:
+        raise TaoError("E_BAD_SETTING", f"{name} must be positive", f"set {name} to seconds, e.g. {default:g}")
+    return value
+
+
+def check_results_dir(path: str, what: str) -> str:
+    path = path.rstrip("/") or "/"
+    if not SAFE_PATH.match(path) or "/../" in f"{path}/" or path == "/":
+        raise TaoError(
+            "E_BAD_INPUT" if what == "results_dir" else "E_BAD_SETTING",
+            f"{what} {path!r} is not a plain absolute directory",
+            f"set {what} to an absolute path of letters, digits and _ . / - (no ..), e.g. {DEFAULT_RESULTS_DIR}",
+        )
+    return path
+
+
+class BrevDriver:
+    platform = "brev"
+    storage_scheme = "file"
+
+    def __init__(self, settings: Mapping[str, str]) -> None:
+        get = lambda name: (settings.get(name) or "").strip()  # noqa: E731
+        self.cli = BrevCLI(settings, _float_setting(settings, "BREV_CLI_TIMEOUT", DEFAULT_TIMEOUT_S))
+        self.ready_s = _float_setting(settings, "BREV_READY_TIMEOUT", DEFAULT_READY_S)
+        self.poll_s = min(POLL_S, self.ready_s / 4)
+        self.default_instance = get("BREV_INSTANCE") or None
+        if self.default_instance and not INSTANCE_NAME.match(self.default_instance):
+            raise TaoError("E_BAD_SETTING", "BREV_INSTANCE is not an instance name", "set it to a name brev ls shows")
+        self.results_dir = check_results_dir(get("BREV_RESULTS_DIR") or DEFAULT_RESULTS_DIR, "BREV_RESULTS_DIR")
+
+    # --- options ----------------------------------------------------------------------------------------------
+
+    def parse_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(options) - set(OPTIONS))
+        if unknown:
+            raise TaoError("E_BAD_INPUT", f"unknown Brev option(s): {', '.join(unknown)}", OPTIONS_HELP)
+
+        def word(key: str, pattern: re.Pattern[str], default: str | None = None) -> str | None:
+            value = options.get(key)
+            if value is None or value == "":
+                return default
+            if not isinstance(value, str) or not pattern.match(value):
+                raise TaoError("E_BAD_INPUT", f"{key} {value!r} has unexpected characters", OPTIONS_HELP)
+            return value
+
+        itype = word("type", TYPE_NAME)
+        gpu_name = word("gpu_name", TYPE_NAME)
+        if itype and gpu_name:
+            raise TaoError("E_BAD_INPUT", "give type or gpu_name, not both", OPTIONS_HELP)
+        create = bool(itype or gpu_name)
+        instance = word("instance", INSTANCE_NAME, self.default_instance)
+        if instance is None:
+            if not create:
+                raise TaoError(
+                    "E_BAD_INPUT",
+                    "Brev jobs need an instance: none was named and BREV_INSTANCE is not set",
+                    "pass options={'instance': '<name>'} (list_instances shows yours), or options={'gpu_name': 'L4'} "
+                    "/ {'type': '<type>'} to create one (it bills until delete_instance)",
+                )
+            instance = f"tao-mcp-{secrets.token_hex(3)}"
+        results_dir = options.get("results_dir")
+        if results_dir not in (None, ""):
+            if not isinstance(results_dir, str):
+                raise TaoError("E_BAD_INPUT", "results_dir must be a string", OPTIONS_HELP)
+            results_dir = check_results_dir(results_dir, "results_dir")
+        return {
+            "instance": instance,
+            "type": itype,
+            "gpu_name": gpu_name,
+            "create": create,
+            "shm_size": word("shm_size", SHM_SIZE),
+            "results_dir": results_dir or None,
+        }
+
+    async def results_root(self, options: Mapping[str, Any]) -> str | None:
+        return options.get("results_dir") or self.results_dir
+
+    # --- launch -----------------------------------------------------------------------------------------------
+
+    def _files(self, req: LaunchRequest) -> tuple[remote.LaunchFiles, str]:
+        if not req.image:
+            raise TaoError(
+                "E_BAD_INPUT", "Brev jobs run in a container and no image was given", "pass image=... to submit_job"
+            )
+        if req.num_nodes != 1:
+            raise TaoError("E_BAD_INPUT", "a Brev job runs on one instance", "set num_nodes=1")
+        root = req.options.get("results_dir") or self.results_dir
+        return remote.render_files(req, root, req.options.get("shm_size")), root
+
+    async def preview(self, req: LaunchRequest) -> Preview:
+        files, _root = self._files(req)
+        jdir = f"{remote.JOBS_DIR}/{req.job_id}"
+        instance = req.options["instance"]
+        steps = []
+        if req.options.get("create"):
+            what = (
+                f"--type {req.options['type']}" if req.options.get("type") else f"--gpu-name {req.options['gpu_name']}"
+            )
+            steps.append(f"brev create {instance} {what} --detached   # only if {instance} does not exist yet")
+            steps.append(f"brev ls --json   # until {instance} is RUNNING (at most {self.ready_s:.0f} s)")
+        steps.append(f"brev exec {instance} '<probe>'")
+        steps.append(
+            f"brev exec {instance} '<writes the files above (secrets.env mode 0600) and starts run.sh detached>'"
+        )
+        return Preview(
+            files={
+                f"{jdir}/command.sh": files.command,
+                f"{jdir}/job.env": files.env,
+                f"{jdir}/secrets.env": remote.preview_secrets(req.secret_env),
+                f"{jdir}/run.sh": files.run,
+            },
+            submit="\n".join(steps),
+        )
+
+    async def launch(self, req: LaunchRequest) -> str:
+        files, root = self._files(req)
+        remote.check_id(req.backend_name)
+        try:
+            instance = await self.ensure_ready(req.options)
+        except BackendUnreachable as exc:
+            # Nothing was launched yet: a plain coded error (not "outcome unknown"), so the agent simply retries.
+            raise TaoError(exc.code, f"{exc.cause}; nothing was launched", "retry submit_job shortly") from None
+        tag = remote.nonce()
+        script = remote.wrap(remote.launch_body(req.job_id, files, root), tag)
+        if len(script.encode()) > remote.MAX_SCRIPT_BYTES:
+            raise TaoError(
+                "E_BAD_INPUT",
+                f"the command and environment are {len(script.encode()) // 1024} KiB, more than one brev exec carries",
+                "put long scripts in the image or on the instance and run them by path",
+            )
+        secret_texts = [v for v in req.secret_env.values() if v] + [files.secrets]
+        try:
+            result = await self.cli.call(["exec", instance, script], timeout=LAUNCH_TIMEOUT_S, what="brev exec")
+        except BackendUnreachable as exc:
+            raise BackendUnreachable(
+                PLATFORM,
+                f"{_scrub(exc.cause, secret_texts)}; whether the job started on {instance} is unknown",
+                "do not resubmit: the job is reconciled by its name on the next status check",
+            ) from None
+        try:
+            section = remote.unwrap(result.out, tag)
+        except remote.Unwrapped:
+            raise BackendUnreachable(
+                PLATFORM,
+                f"the launch exec on {instance} was cut off ({_scrub(_tail(result), secret_texts)}); "
+                "whether the job started is unknown",
+                "do not resubmit: the job is reconciled by its name on the next status check",
+            ) from None
+        outcome = remote.launch_outcome(section)
+        if outcome not in ("started", "exists"):
+            raise BackendRejected(
+                PLATFORM,
+                f"the job files could not be written on {instance} ({_scrub(section.text[-300:], secret_texts)})",
+                "check the free disk space on the instance (brev shell) and the results_dir option",
+            )
+        if outcome == "exists":
+            log.info("brev: %s was already started on %s (a repeated launch started nothing)", req.job_id, instance)
+        return f"{instance}/{req.backend_name}"
+
+    async def ensure_ready(self, options: Mapping[str, Any]) -> str:
+        """The instance RUNNING and answering exec, within BREV_READY_TIMEOUT; created or started if needed."""
+        name = options["instance"]
+        deadline = time.monotonic() + self.ready_s
+        instances = await self.cli.ls()
+        inst = instances.get(name)
+        if inst is None:
+            if not options.get("create"):
+                known = ", ".join(sorted(instances)) or "none"
+                raise TaoError(
+                    "E_BREV_NO_INSTANCE",
+                    f"there is no Brev instance named {name} (yours: {known})",
+                    "pass options={'instance': '<one of yours>'}, or add options.gpu_name / options.type to create it",
+                )
+            await self._create(name, options, timeout=self._left(deadline))
+        elif inst.status in ("STOPPED", "STOPPING"):
+            if inst.status == "STOPPING":
+                inst = await self._wait_status(name, deadline, until={"STOPPED"}) or inst
+            if inst.status == "STOPPED":
+                log.info("brev: starting stopped instance %s for a job", name)
+                result = await self.cli.call(["start", name])
+                if result.rc != 0:
+                    raise BackendRejected(PLATFORM, f"brev start {name}: {_tail(result)}", "start it in the console")
+        elif inst.status in ("FAILURE", "DELETING"):
+            raise BackendRejected(
+                PLATFORM,
+                f"instance {name} is {inst.status}",
+                "choose another instance, or delete_instance it and create a new one (options.gpu_name / type)",
+            )
+        if inst is None or not inst.running:
+            inst = await self._wait_status(name, deadline, until={"RUNNING", "FAILURE"})
+        if inst is not None and inst.status == "FAILURE":
+            raise BackendRejected(
+                PLATFORM,
+                f"instance {name} failed to start (FAILURE)",
+                f"delete_instance('{name}') and submit again with another type or gpu_name",
+            )
+        if inst is None or not inst.running or not await self._probe(name, deadline):
+            status = inst.status if inst is not None else "not listed"
+            detail = "RUNNING but not answering exec yet" if inst is not None and inst.running else status
+            raise TaoError(
+                "E_BREV_INSTANCE_NOT_READY",
+                f"instance {name} is {detail} after {self.ready_s:.0f} s; nothing was launched "
+                f"({name} keeps starting and bills while it exists)",
+                f"call list_instances until {name} is RUNNING (usually a few minutes), then submit_job again with "
+                f"options={{'instance': '{name}'}}; delete_instance(name='{name}') if you no longer need it",
+            )
+        return name
+
+    def _left(self, deadline: float) -> float:
+        """A per-call timeout that keeps submit within BREV_READY_TIMEOUT (plus a little slack)."""
+        return max(5.0, min(self.cli.timeout, deadline - time.monotonic() + 5.0))
+
+    async def _create(self, name: str, options: Mapping[str, Any], timeout: float) -> None:
+        args = ["create", name]
+        args += ["--type", options["type"]] if options.get("type") else ["--gpu-name", options["gpu_name"]]
+        result = await self.cli.call([*args, "--detached"], timeout=timeout, what="brev create")
+        if result.rc != 0:
+            text = _tail(result)
+            if "already exists" in text:
+                return  # a concurrent or repeated submit created it: reuse
+            raise BackendRejected(
+                PLATFORM,
+                f"brev create {name}: {text}",
+                "check options.type / options.gpu_name against `brev search` and your Brev organization's quota",
+            )
+        log.info("brev: created instance %s (%s)", name, " ".join(args[2:]))
+
+    async def _wait_status(self, name: str, deadline: float, until: set[str]) -> Instance | None:
+        inst: Instance | None = None
+        while True:
+            inst = (await self.cli.ls(timeout=self._left(deadline))).get(name)
+            if inst is not None and inst.status in until:
+                return inst
+            if time.monotonic() + self.poll_s > deadline:
+                return inst
+            await anyio.sleep(self.poll_s)
+
+    async def _probe(self, name: str, deadline: float) -> bool:
+        """Hazard 5: RUNNING does not mean exec works. A trivial exec, retried until the deadline."""
+        while True:
+            tag = remote.nonce()
+            try:
+                result = await self.cli.call(
+                    ["exec", name, remote.wrap("echo probe-ok", tag)],
+                    timeout=self._left(deadline),
+                    what="brev exec (probe)",
+                )
+                if "probe-ok" in remote.unwrap(result.out, tag).text:
+                    return True
+            except (BackendUnreachable, remote.Unwrapped) as exc:
+                log.info("brev: %s not answering exec yet (%s)", name, exc)
+            if time.monotonic() + self.poll_s > deadline:
+                return False
+            await anyio.sleep(self.poll_s)
+
+    # --- remote rounds ----------------------------------------------------------------------------------------
+
+    async def _exec(self, instance: str, body: str, *, timeout: float | None = None) -> remote.Section:
+        tag = remote.nonce()
+        result = await self.cli.call(["exec", instance, remote.wrap(body, tag)], timeout=timeout, what="brev exec")
+        try:
+            return remote.unwrap(result.out, tag)
+        except remote.Unwrapped as exc:
+            raise BackendUnreachable(
+                PLATFORM, f"brev exec on {instance} was cut off ({exc}; {_tail(result)})"
+            ) from None
+
+    # --- status -----------------------------------------------------------------------------------------------
+
+    async def observe(self, refs: list[JobRef]) -> dict[str, Observation]:
+        by_instance: dict[str, list[JobRef]] = {}
+        for ref in refs:
+            located = _locate(ref)
+            if located:
+                by_instance.setdefault(located[0], []).append(ref)
+        if not by_instance:
+            return {}
+        instances = await self.cli.ls()
+        result: dict[str, Observation] = {}
+        to_exec: dict[str, list[JobRef]] = {}
+        for name, group in by_instance.items():
+            inst = instances.get(name)
+            obs = _instance_observation(name, inst)
+            if obs is None:
+                to_exec[name] = group
+            else:
+                for ref in group:
+                    result[ref.job_id] = obs
+        failures: list[str] = []
+        limiter = anyio.CapacityLimiter(PARALLEL_EXECS)
+
+        async def sweep(name: str, group: list[JobRef]) -> None:
+            async with limiter:
+                try:
+                    section = await self._exec(name, remote.status_body([r.job_id for r in group]))
+                except BackendUnreachable as exc:
+                    failures.append(exc.cause)
+                    return
+            facts = remote.parse_status(section.text)
+            for ref in group:
+                if ref.job_id in facts:
+                    result[ref.job_id] = remote.classify(facts[ref.job_id], name)
+
+        async with anyio.create_task_group() as tg:
+            for name, group in to_exec.items():
+                tg.start_soon(sweep, name, group)
+        if failures and not result:
+            raise BackendUnreachable(PLATFORM, "; ".join(failures))
+        for cause in failures:
+            log.warning("brev: %s (those jobs keep their last known status)", cause)
+        return result
+
+    async def find(self, refs: list[JobRef]) -> dict[str, str]:
+        by_instance: dict[str, list[JobRef]] = {}
+        for ref in refs:
+            name = ref.options.get("instance")
+            if isinstance(name, str) and INSTANCE_NAME.match(name) and remote.SAFE_ID.match(ref.job_id):
+                by_instance.setdefault(name, []).append(ref)
+        if not by_instance:
+            return {}
+        instances = await self.cli.ls()
+        found: dict[str, str] = {}
+        for name, group in by_instance.items():
+            inst = instances.get(name)
+            if inst is None or not inst.running:
+                continue  # a launch only ever happens on a RUNNING instance
+            section = await self._exec(name, remote.find_body([r.job_id for r in group]))
+            hits = remote.parse_found(section.text)
+            for ref in group:
+                if ref.job_id in hits:
+                    found[ref.job_id] = f"{name}/{ref.backend_name}"
+        return found
+
+    # --- logs -------------------------------------------------------------------------------------------------
+
+    async def read_log(self, ref: JobRef, *, start: int | None, limit: int, grep: str | None) -> LogChunk:
+        limit = max(0, min(int(limit), remote.MAX_LOG_LINES))
+        first = max(int(start or 0), 0)
+        if grep is not None and ("\n" in grep or "\r" in grep or not grep):
+            raise TaoError("E_BAD_INPUT", "grep must be one non-empty line of text", "give a fixed string")
+        instance = self._instance_of(ref)
+        section = await self._exec(instance, remote.log_body(ref.job_id, start, limit, grep))
+        out = section.text
+        if out.startswith("@@missing"):
+            return LogChunk(lines=[], first_line=first, total_lines=0, line_numbers=[] if grep is not None else None)
+        head, sep, content = out.partition("@@lines\n")
+        if not sep and out.rstrip().endswith("@@lines"):
+            head, sep, content = out.rstrip()[: -len("@@lines")], "@@lines", ""
+        total_text = head.strip().rpartition("@@total=")[2].strip()
+        if not sep or not total_text.isdigit():
+            raise BackendUnreachable(PLATFORM, f"reading the job log on {instance} failed ({out[-300:]!r})")
+        total = int(total_text)
+        raw = content.split("\n") if content else []
+        if raw and raw[-1] == "":
+            raw.pop()
+        if grep is not None:
+            lines, numbers = [], []
+            for item in raw:
+                num, _, text = item.partition(":")
+                if num.isdigit():
+                    numbers.append(first + int(num) - 1)
+                    lines.append(text[: remote.LOG_LINE_CHARS])
+            return LogChunk(lines=lines, first_line=first, total_lines=max(total - first, 0), line_numbers=numbers)
+        lines = [line[: remote.LOG_LINE_CHARS] for line in raw]
+        if start is None:
+            first = max(total - len(lines), 0)
+        return LogChunk(lines=lines, first_line=first, total_lines=max(total, first + len(lines)))
+
+    # --- cancel / evidence ------------------------------------------------------------------------------------
+
+    async def cancel(self, ref: JobRef) -> None:
+        located = _locate(ref)
+        if located is None:
+            return
+        instance, container = located
+        inst = (await self.cli.ls()).get(instance)
+        if inst is None or not inst.running:
+            return  # nothing can run there; observe() reports the instance's state
+        await self._exec(instance, remote.cancel_body(ref.job_id, container), timeout=CANCEL_TIMEOUT_S)
+
+    async def failure_evidence(self, ref: JobRef) -> list[Evidence]:
+        located = _locate(ref)
+        if located is None:
+            return []
+        instance, container = located
+        inst = (await self.cli.ls()).get(instance)
+        evidence: list[Evidence] = []
+        if inst is None:
+            evidence.append(Evidence("state", f"instance {instance} no longer exists"))
+            return evidence
+        evidence.append(Evidence("state", f"instance {instance}: {inst.status} ({inst.instance_type}, {inst.gpu})"))
+        if not inst.running:
+            return evidence
+        section = await self._exec(instance, remote.evidence_body(ref.job_id, container))
+        facts = remote.parse_status("@@job x\n" + section.text).get("x", remote.JobFacts())
+        state = facts.state
+        if state:
+            parts = [f"container {container}: {state.get('Status')}", f"ExitCode {state.get('ExitCode')}"]
+            if state.get("OOMKilled") is True:
+                parts.append("OOMKilled=true")
+            if state.get("Error"):
+                parts.append(f"error: {state.get('Error')}")
+            evidence.append(Evidence("state", ", ".join(parts)))
+        if facts.exit_code is not None:
+            note = " (killed by SIGKILL: out of memory or a forced stop)" if facts.exit_code == 137 else ""
+            evidence.append(Evidence("exit_code", f"container exit code {facts.exit_code}{note}"))
+        if facts.timed_out:
+            evidence.append(Evidence("state", "TIMEOUT: stopped by tao-mcp at its time limit"))
+        if facts.phase == "pull_failed":
+            evidence.append(Evidence("event", "ErrImagePull: docker pull failed"))
+        for line in section.text.split("\n"):
+            if line.startswith("pull="):
+                evidence.append(Evidence("event", line[5:].partition(":")[2][:300]))
+        return evidence
+
+    # --- instances (tools list_instances / delete_instance) ---------------------------------------------------
+
+    async def list_instances(self) -> list[dict[str, Any]]:
+        return [inst.as_dict() for inst in sorted((await self.cli.ls()).values(), key=lambda i: i.name)]
+
+    async def delete_instance(self, name: str) -> dict[str, Any]:
+        if not isinstance(name, str) or not INSTANCE_NAME.match(name):
+            raise TaoError("E_BAD_INPUT", f"{name!r} is not an instance name", "use a name list_instances shows")
+        instances = await self.cli.ls()
+        if name not in instances:
+            known = ", ".join(sorted(instances)) or "none"
+            raise TaoError(
+                "E_BREV_NO_INSTANCE",
+                f"there is no Brev instance named {name} (yours: {known})",
+                "use a name list_instances shows",
+            )
+        if instances[name].status == "DELETING":
+            return {"name": name, "status": "DELETING", "previous_status": "DELETING", "message": "already deleting"}
+        result = await self.cli.call(["delete", name], what="brev delete")
+        if result.rc != 0:
+            raise BackendRejected(
+                PLATFORM, f"brev delete {name}: {_tail(result)}", "retry, or delete it in the console"
+            )
+        return {
+            "name": name,
+            "status": "DELETING",
+            "previous_status": instances[name].status,
+            "message": f"deletion of {name} requested; jobs still on it are lost; list_instances shows when it is gone",
+        }
+
+    async def diagnostics(self) -> dict[str, Any]:
+        """For list_platforms: the CLI works, is logged in (re-login with BREV_API_TOKEN), and the instances."""
+        instances = await self.cli.ls()
+        return {
+            "reachable": True,
+            "cli": self.cli.binary,
+            "instances": len(instances),
+            "running": ", ".join(sorted(n for n, i in instances.items() if i.running)) or "none",
+            "results_dir": self.results_dir,
+        }
+
+    def _instance_of(self, ref: JobRef) -> str:
+        located = _locate(ref)
+        if located is None:
+            raise TaoError("E_UNKNOWN_JOB", "this job has no Brev backend id yet", "check job_status first")
+        return located[0]
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _locate(ref: JobRef) -> tuple[str, str] | None:
+    """backend id `<instance>/tao-<job_id>` -> (instance, container); None when missing or malformed."""
+    if not ref.backend_id or "/" not in ref.backend_id:
+        return None
+    instance, _, container = ref.backend_id.partition("/")
+    if not INSTANCE_NAME.match(instance) or not remote.SAFE_ID.match(container) or not remote.SAFE_ID.match(ref.job_id):
+        return None
+    return instance, container
+
+
+def _instance_observation(name: str, inst: Instance | None) -> Observation | None:
+    """The job's state when the instance alone decides it; None when the instance must be asked (RUNNING)."""
+    if inst is None:
+        return Observation("Error", "INSTANCE_GONE", f"instance {name} no longer exists (deleted); the job is lost")
+    if inst.running:
+        return None
+    if inst.status in STARTING:
+        return Observation(
+            "Pending",
+            f"INSTANCE_{inst.status}",
+            f"instance {name} is {inst.status}",
+            pending_reason=f"instance {name} is {inst.status}, not RUNNING yet",
+        )
+    if inst.status in ("FAILURE", "DELETING"):
+        return Observation("Error", f"INSTANCE_{inst.status}", f"instance {name} is {inst.status}; the job is lost")
+    return Observation(
+        "Unknown",
+        f"INSTANCE_{inst.status or 'UNKNOWN'}",
+        f"instance {name} is {inst.status or 'in an unknown state'}: the job's state cannot be read until it runs "
+        f"again (brev start {name})",
+    )
+
+
+def _tail(result: Result) -> str:
+    text = (result.err.strip() or result.out.strip())[-600:]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return "; ".join(lines[-4:]) or f"exit status {result.rc}"
+
+
+def _scrub(text: str, values: list[str]) -> str:
+    """Belt and braces: a CLI that echoes its command must not carry secrets (or their base64) into an error."""
+    import base64
+
+    for value in values:
+        if not value:
+            continue
+        for variant in (value, base64.b64encode(value.encode()).decode()):
+            if len(variant) >= 4:
+                text = text.replace(variant, "[REDACTED]")
+    return text
