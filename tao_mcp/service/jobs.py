@@ -446,7 +446,7 @@ class JobService:
             return record, None
         poller = self.poller(record.platform)
         await poller.refresh(max_age)
-        return self.record(record.job_id), poller.last_error
+        return self.record(record.job_id), poller.problem(record.job_id)
 
     async def status(self, job_id: str) -> JobStatus:
         record, unreachable = await self.refresh(self.record(job_id))
@@ -636,7 +636,7 @@ class JobService:
         with anyio.move_on_after(confirm_within_s):
             while not record.terminal:
                 await poller.refresh(max_age=0.5)
-                record, unreachable = self.record(job_id), poller.last_error
+                record, unreachable = self.record(job_id), poller.problem(job_id)
                 if not record.terminal:
                     await anyio.sleep(1.0)
         return await self._status_model(record, unreachable)

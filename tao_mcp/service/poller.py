@@ -34,6 +34,7 @@ class PlatformPoller:
         self.sweeps = 0
         self.last_sweep_at = 0.0
         self.last_error: str | None = None  # set while the backend is unreachable
+        self.unanswered: set[str] = set()  # open jobs the last sweep got no reading for
         self._wanted = anyio.Event()
         self._done = anyio.Event()
         self._backoff = 0
@@ -42,6 +43,14 @@ class PlatformPoller:
         """A job was submitted or canceled: sweep soon and restart the backoff."""
         self._backoff = 0
         self._wanted.set()
+
+    def problem(self, job_id: str) -> str | None:
+        """Why the last sweep has no fresh reading of this job, if it has none."""
+        if self.last_error:
+            return self.last_error
+        if job_id in self.unanswered:
+            return "the backend gave no answer for this job in the last sweep"
+        return None
 
     async def refresh(self, max_age: float = 1.0) -> None:
         """Return once a sweep newer than max_age seconds has completed (shared with every other caller)."""
@@ -101,6 +110,7 @@ class PlatformPoller:
                 obs = observations.get(record.job_id)
                 if obs is not None:
                     self.store.apply(record.job_id, obs)
+            self.unanswered = {r.job_id for r in known if r.job_id not in observations}
             self.last_error = None
             return True
         except TaoError as exc:  # BackendUnreachable, missing credentials: never a job state

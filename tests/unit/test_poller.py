@@ -145,3 +145,15 @@ async def test_platform_extras_are_refused_where_the_driver_has_none(service) ->
         await svc.replicas(job_id)
     assert err.value.code == "E_NOT_SUPPORTED" and "Lepton" in str(err.value)
     assert await svc.diagnostics("slurm") is None
+
+
+async def test_a_job_the_backend_did_not_answer_for_is_flagged(service) -> None:  # type: ignore[no-untyped-def]
+    svc, driver = service
+    answered = (await svc.submit(SubmitParams(platform="slurm", command="echo 1"))).job_id
+    silent = (await svc.submit(SubmitParams(platform="slurm", command="echo 2"))).job_id
+    del driver.state[silent]  # e.g. one Brev instance's exec failed while the others answered
+    svc.poller("slurm").last_sweep_at = 0.0
+    assert (await svc.status(answered)).backend_reachable is True
+    quiet = await svc.status(silent)
+    assert quiet.status == "Pending" and quiet.backend_reachable is False
+    assert "no answer for this job" in quiet.message
