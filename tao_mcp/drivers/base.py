@@ -13,6 +13,9 @@ from typing import Any, Literal, Protocol
 
 Status = Literal["Pending", "Running", "Paused", "Complete", "Error", "Canceled", "Canceling", "Unknown"]
 TERMINAL: frozenset[str] = frozenset({"Complete", "Error", "Canceled"})
+# Bounds of one read_log answer on every platform: results stay small whatever the job printed.
+LOG_LINE_CHARS = 4000
+MAX_LOG_LINES = 5000
 
 
 @dataclass(frozen=True)

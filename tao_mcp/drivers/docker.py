@@ -22,7 +22,16 @@ from typing import Any, TypeVar
 
 import anyio
 
-from tao_mcp.drivers.base import Evidence, JobRef, LaunchRequest, LogChunk, Observation, Preview
+from tao_mcp.drivers.base import (
+    LOG_LINE_CHARS,
+    MAX_LOG_LINES,
+    Evidence,
+    JobRef,
+    LaunchRequest,
+    LogChunk,
+    Observation,
+    Preview,
+)
 from tao_mcp.errors import BackendRejected, BackendUnreachable, TaoError
 
 log = logging.getLogger(__name__)
@@ -43,8 +52,6 @@ OPTIONS_HELP = (
 )
 API_TIMEOUT = 60
 STOP_TIMEOUT = 10
-LOG_LINE_CHARS = 4000
-MAX_LOG_LINES = 5000
 NGC_REGISTRY = "nvcr.io"
 SIZE = re.compile(r"^(\d+)\s*([bkmgt]?)(?:i?b)?$", re.IGNORECASE)
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

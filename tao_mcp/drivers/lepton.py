@@ -24,7 +24,17 @@ from typing import Any
 
 import anyio
 
-from tao_mcp.drivers.base import TERMINAL, Evidence, JobRef, LaunchRequest, LogChunk, Observation, Preview
+from tao_mcp.drivers.base import (
+    LOG_LINE_CHARS,
+    MAX_LOG_LINES,
+    TERMINAL,
+    Evidence,
+    JobRef,
+    LaunchRequest,
+    LogChunk,
+    Observation,
+    Preview,
+)
 from tao_mcp.errors import BackendRejected, BackendUnreachable, TaoError
 
 log = logging.getLogger(__name__)
@@ -68,8 +78,6 @@ MAX_RETRY_AFTER_S = 10.0
 REPLICA_TTL_S = 5.0  # pending diagnostics are re-read at most this often per job
 MAX_REPLICA_READS = 8  # per sweep
 LOG_PAGE = 2000
-LOG_LINE_CHARS = 4000
-MAX_LOG_LINES = 5000
 MAX_CACHED_LINES = 200_000
 LOG_CACHE_JOBS = 8
 RESULTS_SUBDIR = "tao-mcp"

@@ -26,6 +26,7 @@ from typing import Any
 
 import anyio
 
+from tao_mcp.drivers import logfile
 from tao_mcp.drivers.base import Evidence, JobRef, LaunchRequest, LogChunk, Observation, Preview
 from tao_mcp.drivers.brev import remote
 from tao_mcp.drivers.brev.cli import PLATFORM, STARTING, BrevCLI, Instance, Result
@@ -396,37 +397,14 @@ class BrevDriver:
     # --- logs -------------------------------------------------------------------------------------------------
 
     async def read_log(self, ref: JobRef, *, start: int | None, limit: int, grep: str | None) -> LogChunk:
-        limit = max(0, min(int(limit), remote.MAX_LOG_LINES))
-        first = max(int(start or 0), 0)
-        if grep is not None and ("\n" in grep or "\r" in grep or not grep):
-            raise TaoError("E_BAD_INPUT", "grep must be one non-empty line of text", "give a fixed string")
+        logfile.check_grep(grep)
         instance = self._instance_of(ref)
-        section = await self._exec(instance, remote.log_body(ref.job_id, start, limit, grep))
-        out = section.text
-        if out.startswith("@@missing"):
-            return LogChunk(lines=[], first_line=first, total_lines=0, line_numbers=[] if grep is not None else None)
-        head, sep, content = out.partition("@@lines\n")
-        if not sep and out.rstrip().endswith("@@lines"):
-            head, sep, content = out.rstrip()[: -len("@@lines")], "@@lines", ""
-        total_text = head.strip().rpartition("@@total=")[2].strip()
-        if not sep or not total_text.isdigit():
+        script = logfile.window_script(remote.log_path(ref.job_id), start=start, limit=logfile.clamp(limit), grep=grep)
+        out = (await self._exec(instance, script)).text
+        chunk = logfile.parse_window(out, start=start, grep=grep)
+        if chunk is None:
             raise BackendUnreachable(PLATFORM, f"reading the job log on {instance} failed ({out[-300:]!r})")
-        total = int(total_text)
-        raw = content.split("\n") if content else []
-        if raw and raw[-1] == "":
-            raw.pop()
-        if grep is not None:
-            lines, numbers = [], []
-            for item in raw:
-                num, _, text = item.partition(":")
-                if num.isdigit():
-                    numbers.append(first + int(num) - 1)
-                    lines.append(text[: remote.LOG_LINE_CHARS])
-            return LogChunk(lines=lines, first_line=first, total_lines=max(total - first, 0), line_numbers=numbers)
-        lines = [line[: remote.LOG_LINE_CHARS] for line in raw]
-        if start is None:
-            first = max(total - len(lines), 0)
-        return LogChunk(lines=lines, first_line=first, total_lines=max(total, first + len(lines)))
+        return chunk
 
     # --- cancel / evidence ------------------------------------------------------------------------------------
 

@@ -31,8 +31,6 @@ from tao_mcp.errors import TaoError
 JOBS_DIR = "$HOME/.tao-mcp/jobs"
 SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-LOG_LINE_CHARS = 4000
-MAX_LOG_LINES = 5000
 MAX_SCRIPT_BYTES = 96 * 1024  # one exec argument travels as a single remote shell word (MAX_ARG_STRLEN is 128 KiB)
 LABEL_JOB = "tao-mcp.job-id"
 LABEL_MANAGED = "tao-mcp.managed"
@@ -416,21 +414,9 @@ def cancel_body(job_id: str, container: str) -> str:
     )
 
 
-def log_body(job_id: str, start: int | None, limit: int, grep: str | None) -> str:
-    path = f'"{JOBS_DIR}/{check_id(job_id)}/job.log"'
-    cut = f"cut -c1-{LOG_LINE_CHARS + 12}"
-    first = max(int(start or 0), 0)
-    count = (
-        f'n=$(wc -l < {path}); [ -s {path} ] && [ "$(tail -c1 {path} | wc -l)" -eq 0 ] && n=$((n+1)); echo "@@total=$n"'
-    )
-    if grep is not None:
-        source = f"tail -n +{first + 1} {path}" if first else f"cat {path}"
-        body = f"{source} | grep -n -F -e {shlex.quote(grep)} | tail -n {limit} | {cut}"
-    elif start is None:
-        body = f"tail -n {limit} {path} | {cut}"
-    else:
-        body = f"sed -n '{first + 1},{first + limit}p;{first + limit}q' {path} | {cut}" if limit else "true"
-    return f"if [ ! -e {path} ]; then echo '@@missing'; exit 0; fi\n{count}\necho '@@lines'\n{body}\ntrue"
+def log_path(job_id: str) -> str:
+    """The job's log file as a shell word ($HOME expands on the instance)."""
+    return f'"{JOBS_DIR}/{check_id(job_id)}/job.log"'
 
 
 def evidence_body(job_id: str, container: str) -> str:

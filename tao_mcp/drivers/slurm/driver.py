@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from tao_mcp.drivers import logfile
 from tao_mcp.drivers.base import Evidence, JobRef, LaunchRequest, LogChunk, Observation, Preview
 from tao_mcp.drivers.slurm import parse, script
 from tao_mcp.drivers.slurm.ssh import SSHConfig, SSHPool
@@ -28,8 +29,6 @@ OPTIONS_HELP = (
     "cpus per task), memory (e.g. 16G, 512M), launcher (pyxis|apptainer|singularity|enroot|charliecloud|none), "
     "hold (bool: submit held)"
 )
-LOG_LINE_CHARS = 4000
-MAX_LOG_LINES = 5000
 QUERY_TIMEOUT = 60.0
 SUBMIT_TIMEOUT = 90.0
 HOME_PLACEHOLDER = "$HOME/tao-mcp"
@@ -320,50 +319,14 @@ class SlurmDriver:
     # --- logs -------------------------------------------------------------------------------------------------
 
     async def read_log(self, ref: JobRef, *, start: int | None, limit: int, grep: str | None) -> LogChunk:
-        limit = max(0, min(int(limit), MAX_LOG_LINES))
+        logfile.check_grep(grep)
         path = shlex.quote(f"{script.job_dir(await self._base_dir(), ref.job_id)}/job.log")
-        cut = f"cut -c1-{LOG_LINE_CHARS + 12}"
-        first = max(int(start or 0), 0)
-        count = (
-            f'n=$(wc -l < {path}); [ -s {path} ] && [ "$(tail -c1 {path} | wc -l)" -eq 0 ] && n=$((n+1)); '
-            f'echo "{parse.MARK}total=$n"'
-        )
-        if grep is not None:
-            if "\n" in grep or "\r" in grep or not grep:
-                raise TaoError("E_BAD_INPUT", "grep must be one non-empty line of text", "give a fixed string")
-            source = f"tail -n +{first + 1} {path}" if first else f"cat {path}"
-            body = f"{source} | grep -n -F -e {shlex.quote(grep)} | tail -n {limit} | {cut}"
-        elif start is None:
-            body = f"tail -n {limit} {path} | {cut}"
-        else:
-            body = f"sed -n '{first + 1},{first + limit}p;{first + limit}q' {path} | {cut}" if limit else "true"
-        cmd = (
-            f"if [ ! -e {path} ]; then echo '{parse.MARK}missing'; exit 0; fi; "
-            f"{count}; echo '{parse.MARK}lines'; {body}"
-        )
+        cmd = logfile.window_script(path, start=start, limit=logfile.clamp(limit), grep=grep)
         rc, out, err = await self.ssh.run(cmd, failover=True, timeout=QUERY_TIMEOUT)
-        if out.startswith(f"{parse.MARK}missing"):
-            return LogChunk(lines=[], first_line=first, total_lines=0, line_numbers=[] if grep is not None else None)
-        head, sep, content = out.partition(f"{parse.MARK}lines\n")
-        total_text = head.strip().rpartition(f"{parse.MARK}total=")[2]
-        if not sep or not total_text.isdigit():
+        chunk = logfile.parse_window(out, start=start, grep=grep)
+        if chunk is None:
             raise BackendUnreachable(PLATFORM, f"reading the job log failed (exit {rc}: {err.strip()[:300]})")
-        total = int(total_text)
-        raw = content.split("\n")
-        if raw and raw[-1] == "":
-            raw.pop()
-        if grep is not None:
-            lines, numbers = [], []
-            for item in raw:
-                num, _, text = item.partition(":")
-                if num.isdigit():
-                    numbers.append(first + int(num) - 1)
-                    lines.append(text[:LOG_LINE_CHARS])
-            return LogChunk(lines=lines, first_line=first, total_lines=max(total - first, 0), line_numbers=numbers)
-        lines = [line[:LOG_LINE_CHARS] for line in raw]
-        if start is None:
-            first = max(total - len(lines), 0)
-        return LogChunk(lines=lines, first_line=first, total_lines=max(total, first + len(lines)))
+        return chunk
 
     # --- cancel / evidence ------------------------------------------------------------------------------------
 
