@@ -11,8 +11,10 @@ backends:
 	scripts/dev/slurm-cluster up
 	scripts/dev/s3 up
 	scripts/dev/docker up
+	scripts/dev/k8s up
 
 backends-down:
+	-scripts/dev/k8s down
 	-scripts/dev/docker down
 	-scripts/dev/s3 down
 	-scripts/dev/slurm-cluster down

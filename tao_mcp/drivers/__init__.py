@@ -13,6 +13,7 @@ DRIVERS: dict[str, tuple[str, str]] = {
     "slurm": ("tao_mcp.drivers.slurm", "SlurmDriver"),
     "brev": ("tao_mcp.drivers.brev", "BrevDriver"),
     "lepton": ("tao_mcp.drivers.lepton", "LeptonDriver"),
+    "kubernetes": ("tao_mcp.drivers.k8s", "KubernetesDriver"),
     "docker": ("tao_mcp.drivers.docker", "DockerDriver"),
 }
 

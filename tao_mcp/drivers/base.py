@@ -43,6 +43,7 @@ class JobRef:
     backend_id: str | None
     options: Mapping[str, Any]
     created_at: float  # epoch seconds
+    cancel_requested: bool = False  # cancel_job asked (possibly in an earlier server process)
 
 
 @dataclass

@@ -120,7 +120,9 @@ class JobRecord:
         return self.status in TERMINAL
 
     def ref(self) -> JobRef:
-        return JobRef(self.job_id, self.backend_name, self.backend_id, self.options, self.created_at)
+        return JobRef(
+            self.job_id, self.backend_name, self.backend_id, self.options, self.created_at, self.cancel_requested
+        )
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> JobRecord:

@@ -9,11 +9,10 @@ import signal
 from pathlib import Path
 from typing import Any
 
-import anyio
 from mcp.client import Client
 
-from tao_mcp.server import build_server
-from tests.conftest import REPO, structured
+from tests.conftest import REPO, call, mcp_client
+from tests.conftest import wait_done as shared_wait_done
 
 FAKE = REPO / "fixtures" / "brev"
 TOKEN = "brev-tok-7f3a9c2e1d"  # what the fake accepts for `brev login --token`
@@ -59,35 +58,18 @@ class FakeBrev:
         return json.loads(path.read_text())["instances"] if path.exists() else {}
 
 
-def client(env: dict[str, str]) -> Client:
-    return Client(build_server(env))
+def client(env: dict[str, str]) -> Any:
+    return mcp_client(env, "modern")
 
 
-async def call(c: Client, tool: str, **args: Any) -> dict[str, Any]:
-    return structured(await c.call_tool(tool, args))
+async def wait_done(c: Any, job_id: str, budget_s: float = 60, until: str = "terminal") -> dict[str, Any]:
+    return await shared_wait_done(c, job_id, budget_s, until, step_s=10)
 
 
 async def error_text(c: Client, tool: str, **args: Any) -> str:
     result = await c.call_tool(tool, args)
     assert result.is_error, result.structured_content
     return result.content[0].text
-
-
-async def wait_done(c: Client, job_id: str, budget_s: float = 60, until: str = "terminal") -> dict[str, Any]:
-    with anyio.fail_after(budget_s):
-        while True:
-            result = await call(c, "wait_for_job", job_id=job_id, timeout_s=10, until=until)
-            if result["done"]:
-                return result
-
-
-async def status_until(c: Client, job_id: str, predicate: Any, budget_s: float = 30) -> dict[str, Any]:
-    with anyio.fail_after(budget_s):
-        while True:
-            status = await call(c, "job_status", job_id=job_id)
-            if predicate(status):
-                return status
-            await anyio.sleep(0.3)
 
 
 async def submit(c: Client, command: str, *, image: str = IMAGE, **options: Any) -> dict[str, Any]:

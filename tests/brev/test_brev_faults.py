@@ -16,12 +16,11 @@ from tao_mcp.errors import BackendUnreachable, TaoError
 from tests.brev.brevkit import (
     FAKE,
     FakeBrev,
-    call,
     client,
-    status_until,
     submit,
     wait_done,
 )
+from tests.conftest import call, wait_status
 
 pytestmark = [pytest.mark.anyio]
 
@@ -77,7 +76,7 @@ async def test_hanging_cli_times_out_without_a_state_change(brev_env: dict[str, 
         sub = await submit(c, "sleep 6; echo late")
         await wait_done(c, sub["job_id"], until="running")
         fake.configure(exec_hang_next=1)
-        st = await status_until(c, sub["job_id"], lambda s: not s["backend_reachable"], budget_s=20)
+        st = await wait_status(c, sub["job_id"], lambda s: not s["backend_reachable"], budget_s=20)
         assert st["status"] == "Running"
         assert "did not finish within 3 s" in st["message"]
         done = await wait_done(c, sub["job_id"])
@@ -111,7 +110,7 @@ async def test_stopped_instance_is_not_terminal(brev_env: dict[str, str], fake: 
         sub = await submit(c, "echo up; sleep 600")
         await wait_done(c, sub["job_id"], until="running")
         assert brev(brev_env, "stop", "gpu-box").returncode == 0
-        st = await status_until(c, sub["job_id"], lambda s: s["raw_state"].startswith("INSTANCE_STOP"))
+        st = await wait_status(c, sub["job_id"], lambda s: s["raw_state"].startswith("INSTANCE_STOP"))
         assert st["status"] == "Unknown" and "brev start gpu-box" in st["message"]
         fa = await call(c, "failure_analysis", job_id=sub["job_id"])
         assert fa["status"] == "Unknown"

@@ -17,14 +17,12 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from tests.brev.brevkit import (
     IMAGE,
     FakeBrev,
-    call,
     client,
     error_text,
-    status_until,
     submit,
     wait_done,
 )
-from tests.conftest import REPO, assert_no_canary, structured
+from tests.conftest import REPO, assert_no_canary, call, structured, wait_status
 
 pytestmark = [pytest.mark.anyio]
 
@@ -105,7 +103,7 @@ async def test_image_pull_failure_is_image_pull(brev_env: dict[str, str]) -> Non
 async def test_stuck_pull_is_pending_with_reason_then_canceled(brev_env: dict[str, str], fake: FakeBrev) -> None:
     async with client(brev_env) as c:
         sub = await submit(c, "echo never", image="fake/slowpull:1")
-        st = await status_until(c, sub["job_id"], lambda s: s["pending_reason"])
+        st = await wait_status(c, sub["job_id"], lambda s: s["pending_reason"])
         assert st["status"] == "Pending" and st["pending_reason"] == "Pulling image" and st["raw_state"] == "PULLING"
         wait = await call(c, "wait_for_job", job_id=sub["job_id"], timeout_s=3)
         assert wait["done"] is False and "Pulling image" in json.dumps(wait) and wait["next"].startswith("wait_for")
