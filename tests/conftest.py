@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import uuid
 from collections.abc import Mapping
@@ -161,6 +162,35 @@ async def wait_status(c: Any, job_id: str, predicate: Any, budget_s: float = 30)
             if predicate(status):
                 return status
             await anyio.sleep(0.3)
+
+
+# A command that fails the way user code does: a Python traceback, then exit 3.
+FAILING_COMMAND = "python3 -c 'import json; json.loads(\"{bad\")'; exit 3"
+
+
+async def assert_program_error(c: Any, job_id: str, budget_s: float = 120) -> None:
+    """The job ran FAILING_COMMAND: Error with exit code 3, and failure_analysis points at the traceback."""
+    done = await wait_done(c, job_id, budget_s)
+    assert done["status"] == "Error" and done["exit_code"] == 3, done
+    assert done["next"].startswith("failure_analysis")
+    fa = await call(c, "failure_analysis", job_id=job_id)
+    assert fa["category"] == "program_error" and fa["err_class"] == "ERR_PROGRAM", fa
+    assert any("JSONDecodeError" in e["text"] for e in fa["evidence"]), fa["evidence"]
+
+
+class Transcript:
+    """Every answer a test got from the server (texts and structured content), searched for canary values."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def keep(self, result: Any) -> dict[str, Any]:
+        self.texts.extend(x.text for x in result.content if hasattr(x, "text"))
+        self.texts.append(json.dumps(result.structured_content))
+        return structured(result)
+
+    def assert_clean(self, canaries: Mapping[str, str]) -> None:
+        assert_no_canary("\n".join(self.texts), canaries)
 
 
 def assert_no_canary(text: str, canaries: Mapping[str, str]) -> None:

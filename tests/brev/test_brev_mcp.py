@@ -22,7 +22,16 @@ from tests.brev.brevkit import (
     submit,
     wait_done,
 )
-from tests.conftest import REPO, assert_no_canary, call, structured, wait_status
+from tests.conftest import (
+    FAILING_COMMAND,
+    REPO,
+    Transcript,
+    assert_no_canary,
+    assert_program_error,
+    call,
+    structured,
+    wait_status,
+)
 
 pytestmark = [pytest.mark.anyio]
 
@@ -69,15 +78,10 @@ async def test_submit_creates_instance_wait_complete_logs(brev_env: dict[str, st
 
 
 async def test_failing_job_is_error_with_program_error(brev_env: dict[str, str]) -> None:
-    command = "python3 -c 'import json; json.loads(\"{bad\")'; exit 3"
+    command = FAILING_COMMAND
     async with client(brev_env) as c:
         sub = await submit(c, command)
-        done = await wait_done(c, sub["job_id"])
-        assert done["status"] == "Error" and done["exit_code"] == 3
-        assert done["next"].startswith("failure_analysis")
-        fa = await call(c, "failure_analysis", job_id=sub["job_id"])
-        assert fa["category"] == "program_error" and fa["err_class"] == "ERR_PROGRAM"
-        assert any("JSONDecodeError" in e["text"] for e in fa["evidence"])
+        await assert_program_error(c, sub["job_id"])
 
 
 async def test_oom_killed_container_is_host_oom(brev_env: dict[str, str]) -> None:
@@ -244,12 +248,7 @@ async def test_restart_reattaches_over_stdio(brev_env: dict[str, str], fake: Fak
 async def test_canary_secrets_never_leave_the_server(
     brev_env: dict[str, str], canaries: dict[str, str], fake: FakeBrev
 ) -> None:
-    texts: list[str] = []
-
-    def keep(result: Any) -> dict[str, Any]:
-        texts.extend(x.text for x in result.content if hasattr(x, "text"))
-        texts.append(json.dumps(result.structured_content))
-        return result.structured_content
+    seen = Transcript()
 
     async with client(brev_env) as c:
         args = {
@@ -259,22 +258,21 @@ async def test_canary_secrets_never_leave_the_server(
             "secret_env": ["NGC_KEY", "HF_TOKEN", "SECRET_KEY"],
             "options": {"instance": "gpu-box", "gpu_name": "L4"},
         }
-        preview = keep(await c.call_tool("submit_job", {**args, "dry_run": True}))
+        preview = seen.keep(await c.call_tool("submit_job", {**args, "dry_run": True}))
         assert "NGC_KEY=<secret: value not shown>" in json.dumps(preview["preview"])
-        sub = keep(await c.call_tool("submit_job", args))
+        sub = seen.keep(await c.call_tool("submit_job", args))
         done = await wait_done(c, sub["job_id"])
         assert done["status"] == "Complete"
-        logs = keep(await c.call_tool("job_logs", {"job_id": sub["job_id"], "tail": 500}))
+        logs = seen.keep(await c.call_tool("job_logs", {"job_id": sub["job_id"], "tail": 500}))
         assert "NGC=[REDACTED]" in logs["lines"]  # the job really got it; the server masked it
         assert any(line.startswith("HF_TOKEN=") for line in logs["lines"])
-        keep(await c.call_tool("job_status", {"job_id": sub["job_id"]}))
-        keep(await c.call_tool("failure_analysis", {"job_id": sub["job_id"]}))
-        keep(await c.call_tool("list_jobs", {}))
-        keep(await c.call_tool("list_platforms", {"platform": "brev"}))
-        keep(await c.call_tool("job_logs", {"job_id": sub["job_id"], "grep": canaries["HF_TOKEN"]}))
+        seen.keep(await c.call_tool("job_status", {"job_id": sub["job_id"]}))
+        seen.keep(await c.call_tool("failure_analysis", {"job_id": sub["job_id"]}))
+        seen.keep(await c.call_tool("list_jobs", {}))
+        seen.keep(await c.call_tool("list_platforms", {"platform": "brev"}))
+        seen.keep(await c.call_tool("job_logs", {"job_id": sub["job_id"], "grep": canaries["HF_TOKEN"]}))
     secrets = {**canaries, "BREV_API_TOKEN": brev_env["BREV_API_TOKEN"]}
-    for text in texts:
-        assert_no_canary(text, secrets)
+    seen.assert_clean(secrets)
     db = sqlite3.connect(Path(brev_env["TAO_MCP_STATE_DIR"]) / "jobs.sqlite3")
     assert_no_canary(json.dumps(db.execute("SELECT * FROM jobs").fetchall()), secrets)
     jdir = fake.job_dir("gpu-box", sub["job_id"])

@@ -12,11 +12,13 @@ from typing import Any
 import pytest
 
 from tests.conftest import (
+    FAILING_COMMAND,
+    Transcript,
     assert_no_canary,
+    assert_program_error,
     assert_progress_increasing,
     call,
     dev_settings,
-    structured,
     wait_done,
     wait_with_progress,
 )
@@ -53,15 +55,10 @@ async def test_submit_wait_complete_logs(docker_env: dict[str, str], mode: str, 
 
 
 async def test_nonzero_exit_is_error_with_code(docker_env: dict[str, str]) -> None:
-    command = "python3 -c 'import json; json.loads(\"{bad\")'; exit 3"
+    command = FAILING_COMMAND
     async with client(docker_env) as c:
         sub = await call(c, "submit_job", **job(docker_env, command, "TAO_MCP_TEST_PY_IMAGE"))
-        done = await wait_done(c, sub["job_id"])
-        assert done["status"] == "Error" and done["exit_code"] == 3
-        assert done["next"].startswith("failure_analysis")
-        fa = await call(c, "failure_analysis", job_id=sub["job_id"])
-        assert fa["category"] == "program_error" and fa["err_class"] == "ERR_PROGRAM"
-        assert any("JSONDecodeError" in e["text"] for e in fa["evidence"])
+        await assert_program_error(c, sub["job_id"])
 
 
 async def test_memory_limit_oom_is_host_oom(docker_env: dict[str, str]) -> None:
@@ -140,31 +137,27 @@ async def test_idempotent_submit_launches_once(docker_env: dict[str, str], docke
 
 
 async def test_canary_secrets_never_leave_the_server(docker_env: dict[str, str], canaries: dict[str, str]) -> None:
-    texts: list[str] = []
-
-    def keep(result: Any) -> dict[str, Any]:
-        texts.append(json.dumps(result.model_dump(mode="json"), default=str))
-        return structured(result)
+    seen = Transcript()
 
     args = {
         **job(docker_env, 'echo "ngc=$NGC_KEY"; echo "hf-len=${#HF_TOKEN}"'),
         "secret_env": ["NGC_KEY", "HF_TOKEN"],
     }
     async with client(docker_env) as c:
-        preview = keep(await c.call_tool("submit_job", {**args, "dry_run": True}))
+        preview = seen.keep(await c.call_tool("submit_job", {**args, "dry_run": True}))
         assert "-e NGC_KEY" in preview["preview"]["launch"] and "-e HF_TOKEN" in preview["preview"]["launch"]
-        sub = keep(await c.call_tool("submit_job", args))
-        keep(await c.call_tool("wait_for_job", {"job_id": sub["job_id"], "timeout_s": 30}))
+        sub = seen.keep(await c.call_tool("submit_job", args))
+        seen.keep(await c.call_tool("wait_for_job", {"job_id": sub["job_id"], "timeout_s": 30}))
         done = await wait_done(c, sub["job_id"])
         assert done["status"] == "Complete"
-        logs = keep(await c.call_tool("job_logs", {"job_id": sub["job_id"]}))
+        logs = seen.keep(await c.call_tool("job_logs", {"job_id": sub["job_id"]}))
         # the container really received the secrets; the server masked them on the way out
         assert logs["lines"][1] == f"hf-len={len(canaries['HF_TOKEN'])}"
         assert logs["lines"][0] != "ngc=" and logs["lines"][0].startswith("ngc=")
-        keep(await c.call_tool("job_status", {"job_id": sub["job_id"]}))
-        keep(await c.call_tool("failure_analysis", {"job_id": sub["job_id"]}))
-        keep(await c.call_tool("list_platforms", {"platform": "docker"}))
-    assert_no_canary("\n".join(texts), canaries)
+        seen.keep(await c.call_tool("job_status", {"job_id": sub["job_id"]}))
+        seen.keep(await c.call_tool("failure_analysis", {"job_id": sub["job_id"]}))
+        seen.keep(await c.call_tool("list_platforms", {"platform": "docker"}))
+    seen.assert_clean(canaries)
     db = sqlite3.connect(Path(docker_env["TAO_MCP_STATE_DIR"]) / "jobs.sqlite3")
     assert_no_canary(json.dumps(db.execute("SELECT * FROM jobs").fetchall()), canaries)
 

@@ -24,6 +24,7 @@ from tao_mcp.drivers.k8s import KubernetesDriver
 from tao_mcp.service.store import JobRecord, JobStore
 from tests.conftest import (
     REPO,
+    Transcript,
     assert_no_canary,
     call,
     dev_settings,
@@ -223,14 +224,11 @@ async def test_idempotent_submit_launches_once(k8s_env: dict[str, str]) -> None:
 
 
 async def test_canary_secrets_stay_in_the_secret(k8s_env: dict[str, str], canaries: dict[str, str]) -> None:
-    texts: list[str] = []
+    seen = Transcript()
     async with client(k8s_env) as c:
 
         async def keep(tool: str, **args: Any) -> dict[str, Any]:
-            result = await c.call_tool(tool, args)
-            texts.extend(x.text for x in result.content if hasattr(x, "text"))
-            texts.append(json.dumps(result.structured_content))
-            return structured(result)
+            return seen.keep(await c.call_tool(tool, args))
 
         args = job_args(k8s_env, "echo NGC=$NGC_KEY; env | sort", secret_env=["NGC_KEY", "HF_TOKEN"])
         preview = await keep("submit_job", **args, dry_run=True)
@@ -244,8 +242,7 @@ async def test_canary_secrets_stay_in_the_secret(k8s_env: dict[str, str], canari
         await keep("job_status", job_id=sub["job_id"])
         await keep("failure_analysis", job_id=sub["job_id"])
         await keep("list_jobs")
-    for text in texts:
-        assert_no_canary(text, canaries)
+    seen.assert_clean(canaries)
     name = f"tao-{sub['job_id']}"
     job = kubectl_json(k8s_env, "get", "job", name)
     assert_no_canary(json.dumps(job), canaries)  # the Job spec as the API server stores it

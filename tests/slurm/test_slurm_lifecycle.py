@@ -16,7 +16,7 @@ from tao_mcp.config import load_settings
 from tao_mcp.drivers.slurm import SlurmDriver
 from tao_mcp.server import build_server
 from tao_mcp.service.store import JobRecord, JobStore
-from tests.conftest import REPO, assert_no_canary, launch_request, structured
+from tests.conftest import REPO, Transcript, assert_no_canary, launch_request, structured
 from tests.slurm.test_slurm_mcp import call, sacct_names, wait_done
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slurm]
@@ -63,12 +63,7 @@ async def test_interrupted_launch_is_reconciled_by_name_not_relaunched(slurm_env
 async def test_canary_secrets_never_leave_the_server(
     slurm_env: dict[str, str], canaries: dict[str, str], tmp_path: Path
 ) -> None:
-    texts: list[str] = []
-
-    def keep(result: Any) -> dict[str, Any]:
-        texts.extend(c.text for c in result.content if hasattr(c, "text"))
-        texts.append(json.dumps(result.structured_content))
-        return result.structured_content
+    seen = Transcript()
 
     err_path = tmp_path / "stderr.log"
     with open(err_path, "w") as err:
@@ -79,27 +74,26 @@ async def test_canary_secrets_never_leave_the_server(
                 "command": "env | sort; echo NGC=$NGC_KEY",
                 "secret_env": ["NGC_KEY", "HF_TOKEN", "SECRET_KEY"],
             }
-            preview = keep(await c.call_tool("submit_job", {**args, "dry_run": True}))
+            preview = seen.keep(await c.call_tool("submit_job", {**args, "dry_run": True}))
             assert "NGC_KEY" in json.dumps(preview["preview"])
-            sub = keep(await c.call_tool("submit_job", args))
+            sub = seen.keep(await c.call_tool("submit_job", args))
             done = await wait_done(c, sub["job_id"])
             assert done["status"] == "Complete"
-            logs = keep(await c.call_tool("job_logs", {"job_id": sub["job_id"], "tail": 500}))
+            logs = seen.keep(await c.call_tool("job_logs", {"job_id": sub["job_id"], "tail": 500}))
             # The job really received the secrets; the server masked them on the way out.
             assert "NGC=[REDACTED]" in logs["lines"]
             assert any(line.startswith("HF_TOKEN=") for line in logs["lines"])
-            keep(await c.call_tool("job_status", {"job_id": sub["job_id"]}))
-            keep(await c.call_tool("failure_analysis", {"job_id": sub["job_id"]}))
-            keep(await c.call_tool("list_jobs", {}))
-            keep(await c.call_tool("list_platforms", {"platform": "slurm"}))
+            seen.keep(await c.call_tool("job_status", {"job_id": sub["job_id"]}))
+            seen.keep(await c.call_tool("failure_analysis", {"job_id": sub["job_id"]}))
+            seen.keep(await c.call_tool("list_jobs", {}))
+            seen.keep(await c.call_tool("list_platforms", {"platform": "slurm"}))
             # An error that echoes input: a credential value put into env is refused without being repeated.
             refused = await c.call_tool("submit_job", {**args, "env": {"MY_VAR": canaries["NGC_KEY"]}})
             assert refused.is_error and "E_SECRET_IN_ENV" in refused.content[0].text
-            texts.append(refused.content[0].text)
-            grep = keep(await c.call_tool("job_logs", {"job_id": sub["job_id"], "grep": canaries["HF_TOKEN"]}))
+            seen.texts.append(refused.content[0].text)
+            grep = seen.keep(await c.call_tool("job_logs", {"job_id": sub["job_id"], "grep": canaries["HF_TOKEN"]}))
             assert grep["lines"] == [] or all(canaries["HF_TOKEN"] not in x for x in grep["lines"])
-    for text in texts:
-        assert_no_canary(text, canaries)
+    seen.assert_clean(canaries)
     assert_no_canary(err_path.read_text(), canaries)
     db = sqlite3.connect(Path(slurm_env["TAO_MCP_STATE_DIR"]) / "jobs.sqlite3")
     assert_no_canary(json.dumps(db.execute("SELECT * FROM jobs").fetchall()), canaries)

@@ -8,7 +8,15 @@ import time
 import anyio
 import pytest
 
-from tests.conftest import assert_progress_increasing, call, structured, wait_done, wait_with_progress
+from tests.conftest import (
+    FAILING_COMMAND,
+    assert_program_error,
+    assert_progress_increasing,
+    call,
+    structured,
+    wait_done,
+    wait_with_progress,
+)
 from tests.conftest import mcp_client as client
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slurm]
@@ -95,14 +103,9 @@ async def test_failing_command_program_error(slurm_env: dict[str, str]) -> None:
             "submit_job",
             platform="slurm",
             gpu_count=0,
-            command="python3 -c 'import json; json.loads(\"{bad\")'; exit 3",
+            command=FAILING_COMMAND,
         )
-        done = await wait_done(c, sub["job_id"])
-        assert done["status"] == "Error" and done["exit_code"] == 3
-        assert done["next"].startswith("failure_analysis")
-        fa = await call(c, "failure_analysis", job_id=sub["job_id"])
-        assert fa["category"] == "program_error" and fa["err_class"] == "ERR_PROGRAM"
-        assert any("JSONDecodeError" in e["text"] for e in fa["evidence"])
+        await assert_program_error(c, sub["job_id"])
 
 
 async def test_cuda_oom_is_gpu_oom(slurm_env: dict[str, str]) -> None:
