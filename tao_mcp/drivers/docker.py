@@ -22,9 +22,9 @@ from typing import Any, TypeVar
 
 import anyio
 
+from tao_mcp.drivers import logfile
 from tao_mcp.drivers.base import (
     LOG_LINE_CHARS,
-    MAX_LOG_LINES,
     Evidence,
     JobRef,
     LaunchRequest,
@@ -553,13 +553,11 @@ class DockerDriver:
     # --- logs ---------------------------------------------------------------------------------------------------
 
     async def read_log(self, ref: JobRef, *, start: int | None, limit: int, grep: str | None) -> LogChunk:
-        limit = max(0, min(int(limit), MAX_LOG_LINES))
-        first = max(int(start or 0), 0)
-        if grep is not None and (not grep or "\n" in grep or "\r" in grep):
-            raise TaoError("E_BAD_INPUT", "grep must be one non-empty line of text", "give a fixed string")
+        logfile.check_grep(grep)
+        limit = logfile.clamp(limit)
         container = await self._container(ref)
         if container is None:
-            return LogChunk(lines=[], first_line=first, total_lines=0, line_numbers=[] if grep is not None else None)
+            return logfile.empty(start, grep)
         return await self._run(lambda: _scan_log(container, start=start, limit=limit, grep=grep))
 
     # --- cancel / evidence --------------------------------------------------------------------------------------

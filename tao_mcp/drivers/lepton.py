@@ -24,9 +24,9 @@ from typing import Any
 
 import anyio
 
+from tao_mcp.drivers import logfile
 from tao_mcp.drivers.base import (
     LOG_LINE_CHARS,
-    MAX_LOG_LINES,
     TERMINAL,
     Evidence,
     JobRef,
@@ -845,34 +845,15 @@ class LeptonDriver:
         return cache
 
     async def read_log(self, ref: JobRef, *, start: int | None, limit: int, grep: str | None) -> LogChunk:
-        limit = max(0, min(int(limit), MAX_LOG_LINES))
-        first = max(int(start or 0), 0)
+        logfile.check_grep(grep)
         if not ref.backend_id:
-            return LogChunk(lines=[], first_line=first, total_lines=0, line_numbers=[] if grep is not None else None)
-        if grep is not None and ("\n" in grep or "\r" in grep or not grep):
-            raise TaoError("E_BAD_INPUT", "grep must be one non-empty line of text", "give a fixed string")
+            return logfile.empty(start, grep)
         since = int(max(ref.created_at - 300, 0) * 1e9)
         try:
             cache = await self._fetch_new_lines(ref.backend_id, since)
         except _NotFound:
-            return LogChunk(lines=[], first_line=first, total_lines=0, line_numbers=[] if grep is not None else None)
-        total = cache.offset + len(cache.lines)
-        if grep is not None:
-            lo = max(first - cache.offset, 0)
-            hits = [(cache.offset + i, line) for i, line in enumerate(cache.lines[lo:], lo) if grep in line]
-            hits = hits[-limit:] if limit else []
-            return LogChunk(
-                lines=[h[1] for h in hits],
-                first_line=first,
-                total_lines=max(total - first, 0),
-                line_numbers=[h[0] for h in hits],
-            )
-        if start is None:
-            lines = cache.lines[-limit:] if limit else []
-            return LogChunk(lines=list(lines), first_line=total - len(lines), total_lines=total)
-        lo = max(first - cache.offset, 0)
-        lines = cache.lines[lo : lo + limit]
-        return LogChunk(lines=list(lines), first_line=cache.offset + lo, total_lines=max(total, first))
+            return logfile.empty(start, grep)
+        return logfile.window(cache.lines, start=start, limit=logfile.clamp(limit), grep=grep, offset=cache.offset)
 
     # --- cancel / evidence ------------------------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
-"""Paging a job's log file through a remote shell — shared by the drivers that read logs that way (SLURM over
-SSH, Brev over `brev exec`): one bounded shell command and the parser of its answer.
+"""Log windows every driver shares: the same tail / page / grep semantics whatever the platform.
 
-Never `cat` a whole file: the command returns the line count plus at most `limit` lines, each cut to
-LOG_LINE_CHARS, so a huge log costs the same as a small one.
+- `window_script` + `parse_window`: a log FILE read through a remote shell (SLURM over SSH, Brev over
+  `brev exec`). Never `cat` a whole file: the command returns the line count plus at most `limit` lines, each
+  cut to LOG_LINE_CHARS, so a huge log costs the same as a small one.
+- `window`: a log the driver already holds as lines (Kubernetes pod logs, Lepton's Loki pages).
 """
 
 from __future__ import annotations
@@ -26,6 +27,32 @@ def check_grep(grep: str | None) -> None:
         raise TaoError("E_BAD_INPUT", "grep must be one non-empty line of text", "give a fixed string to search for")
 
 
+def empty(start: int | None, grep: str | None) -> LogChunk:
+    """No log yet (the job has not started writing one): not an error."""
+    return LogChunk(lines=[], first_line=max(int(start or 0), 0), total_lines=0, line_numbers=[] if grep else None)
+
+
+def window(lines: list[str], *, start: int | None, limit: int, grep: str | None, offset: int = 0) -> LogChunk:
+    """The tail, a page from `start`, or the last `limit` lines containing `grep`, of lines held in memory.
+    `offset` is the position of lines[0] in the whole log (when older lines were dropped)."""
+    first = max(int(start or 0), 0)
+    total = offset + len(lines)
+    lo = max(first - offset, 0)
+    if grep is not None:
+        hits = [(offset + i, line) for i, line in enumerate(lines[lo:], lo) if grep in line]
+        hits = hits[-limit:] if limit else []
+        return LogChunk(
+            lines=[line for _, line in hits],
+            first_line=first,
+            total_lines=max(total - first, 0),
+            line_numbers=[n for n, _ in hits],
+        )
+    if start is None:
+        tail = lines[-limit:] if limit else []
+        return LogChunk(lines=list(tail), first_line=total - len(tail), total_lines=total)
+    return LogChunk(lines=list(lines[lo : lo + limit]), first_line=offset + lo, total_lines=max(total, first))
+
+
 def window_script(path: str, *, start: int | None, limit: int, grep: str | None) -> str:
     """Shell that prints the log's line count and one window of it. `path` is a shell word, already quoted."""
     first = max(int(start or 0), 0)
@@ -46,8 +73,8 @@ def window_script(path: str, *, start: int | None, limit: int, grep: str | None)
 def parse_window(out: str, *, start: int | None, grep: str | None) -> LogChunk | None:
     """The window window_script printed; None when the answer is not one (the caller reports the backend)."""
     first = max(int(start or 0), 0)
-    if out.lstrip().startswith(MISSING):  # the job has not written a log yet: not an error
-        return LogChunk(lines=[], first_line=first, total_lines=0, line_numbers=[] if grep is not None else None)
+    if out.lstrip().startswith(MISSING):
+        return empty(start, grep)
     head, sep, content = out.partition(f"{LINES}\n")
     if not sep and out.rstrip().endswith(LINES):
         head, sep, content = out.rstrip()[: -len(LINES)], LINES, ""

@@ -41,3 +41,18 @@ def test_garbage_answer_is_not_a_log_and_grep_is_one_line() -> None:
     assert logfile.parse_window("ssh: connection closed", start=None, grep=None) is None
     with pytest.raises(TaoError):
         logfile.check_grep("two\nlines")
+
+
+def test_in_memory_window_matches_the_file_window(tmp_path: Path) -> None:
+    lines = [f"line {i}" for i in range(1, 101)]
+    log = tmp_path / "job.log"
+    log.write_text("\n".join(lines) + "\n")
+    for kw in (
+        {"start": None, "limit": 7, "grep": None},
+        {"start": 20, "limit": 5, "grep": None},
+        {"start": None, "limit": 4, "grep": "line 9"},
+        {"start": 50, "limit": 3, "grep": "line 9"},
+    ):
+        assert logfile.window(lines, **kw) == window(log, **kw), kw  # type: ignore[arg-type]
+    dropped = logfile.window(lines[40:], start=None, limit=3, grep=None, offset=40)
+    assert dropped.first_line == 97 and dropped.total_lines == 100

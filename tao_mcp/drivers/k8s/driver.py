@@ -19,7 +19,8 @@ from typing import Any
 import anyio
 import yaml
 
-from tao_mcp.drivers.base import Evidence, JobRef, LaunchRequest, LogChunk, Observation, Preview
+from tao_mcp.drivers import logfile
+from tao_mcp.drivers.base import LOG_LINE_CHARS, Evidence, JobRef, LaunchRequest, LogChunk, Observation, Preview
 from tao_mcp.drivers.k8s import manifest, status
 from tao_mcp.errors import BackendRejected, BackendUnreachable, TaoError
 
@@ -27,8 +28,6 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "kubernetes"
 REQUEST_TIMEOUT = (5.0, 30.0)  # connect, read
-LOG_LINE_CHARS = 4000
-MAX_LOG_LINES = 5000
 LOG_READ_LINES = 100_000  # tail_lines for one pod's log: positions are exact for logs up to this many lines
 MAX_SELECTOR_IDS = 100
 
@@ -392,9 +391,7 @@ class KubernetesDriver:
         return [line[:LOG_LINE_CHARS] for line in lines]
 
     async def read_log(self, ref: JobRef, *, start: int | None, limit: int, grep: str | None) -> LogChunk:
-        limit = max(0, min(int(limit), MAX_LOG_LINES))
-        if grep is not None and (not grep or "\n" in grep or "\r" in grep):
-            raise TaoError("E_BAD_INPUT", "grep must be one non-empty line of text", "give a fixed string")
+        logfile.check_grep(grep)
         ns = self._namespace(ref)
         pods = await self._pods(ref)
         lines: list[str] = []
@@ -404,21 +401,7 @@ class KubernetesDriver:
             if len(pods) > 1:
                 lines.append(f"==> pod {name} <==")
             lines.extend(pod_lines)
-        first = max(int(start or 0), 0)
-        total = len(lines)
-        if grep is not None:
-            hits = [(n, line) for n, line in enumerate(lines) if n >= first and grep in line]
-            hits = hits[-limit:] if limit else []
-            return LogChunk(
-                lines=[line for _, line in hits],
-                first_line=first,
-                total_lines=max(total - first, 0),
-                line_numbers=[n for n, _ in hits],
-            )
-        if start is None:
-            window = lines[-limit:] if limit else []
-            return LogChunk(lines=window, first_line=total - len(window), total_lines=total)
-        return LogChunk(lines=lines[first : first + limit], first_line=first, total_lines=max(total, first))
+        return logfile.window(lines, start=start, limit=logfile.clamp(limit), grep=grep)
 
     # --- cancel / evidence / replicas -------------------------------------------------------------------------
 
