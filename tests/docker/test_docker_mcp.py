@@ -18,12 +18,12 @@ from tests.conftest import (
     assert_program_error,
     assert_progress_increasing,
     call,
-    dev_settings,
     wait_done,
     wait_with_progress,
 )
 from tests.conftest import mcp_client as client
 from tests.docker.conftest import PrivateDockerd
+from tests.s3_round_trip import s3_round_trip, with_s3
 
 pytestmark = [pytest.mark.anyio, pytest.mark.docker]
 
@@ -163,53 +163,12 @@ async def test_canary_secrets_never_leave_the_server(docker_env: dict[str, str],
 
 
 async def test_s3_inputs_and_outputs_with_host_network(docker_env: dict[str, str]) -> None:
-    import boto3
-
-    env = {**docker_env, **dev_settings("s3", "scripts/dev/s3 up")}
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=env["S3_ENDPOINT_URL"],
-        aws_access_key_id=env["ACCESS_KEY"],
-        aws_secret_access_key=env["SECRET_KEY"],
-        region_name="us-east-1",
-    )
-    bucket = env["S3_BUCKET_NAME"]
-    prefix = f"docker-e2e-{uuid.uuid4().hex[:8]}"
-    for i in range(3):
-        s3.put_object(Bucket=bucket, Key=f"{prefix}/dataset/img{i}.txt", Body=f"image {i}".encode())
-    count = (
-        'python3 -c \'import json, os, sys; spec = json.load(open(sys.argv[1])); data = spec["dataset"]["path"]; '
-        'os.makedirs(spec["results_dir"], exist_ok=True); '
-        'open(os.path.join(spec["results_dir"], "count.txt"), "w").write(str(len(os.listdir(data)))); '
-        'print("lr", spec["train"]["lr"])\' {config_path}'
-    )
-    results_uri = f"s3://{bucket}/{prefix}/results"
-    args = {
-        **job(env, count, "TAO_MCP_TEST_PY_IMAGE"),
-        "options": {"network": "host"},  # RGW listens on the host's 127.0.0.1
-        "config_format": "json",
-        "specs": {"dataset": {"path": f"s3://{bucket}/{prefix}/dataset/"}, "train": {"lr": 0.001}},
-        "inputs": {"dataset.path": {"type": "folder"}},
-        "outputs": {"results_dir": {"type": "folder"}},
-        "results_uri": results_uri,
-    }
+    env = with_s3(docker_env)
+    image = env["TAO_MCP_TEST_PY_IMAGE"]
     async with client(env) as c:
-        preview = await call(c, "submit_job", **args, dry_run=True)
-        assert "--network host" in preview["preview"]["launch"]
-        sub = await call(c, "submit_job", **args)
-        assert sub["results_location"].startswith(results_uri)
-        done = await wait_done(c, sub["job_id"], budget_s=180)
-        logs = await call(c, "job_logs", job_id=sub["job_id"])
-        assert done["status"] == "Complete", logs["lines"]
-        assert "lr 0.001" in logs["lines"]
-        assert any("[tao-runner]" in line and "download" in line for line in logs["lines"])
-        listing = await call(c, "list_path", uri=done["results_location"])
-        names = {e["name"]: e for e in listing["entries"]}
-        assert "count.txt" in names
-        key = names["count.txt"]["uri"].split(f"{bucket}/", 1)[1]
-        assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"3"
-        texts = json.dumps([sub, done, logs, listing, preview])
-    assert_no_canary(texts, {"SECRET_KEY": env["SECRET_KEY"]})
+        # RGW listens on the host's 127.0.0.1: the container needs the host network.
+        preview = await s3_round_trip(c, env, {"platform": "docker", "image": image, "options": {"network": "host"}})
+    assert "--network host" in preview["preview"]["launch"]
 
 
 async def test_results_on_a_host_bind_mount(docker_env: dict[str, str], tmp_path: Path) -> None:

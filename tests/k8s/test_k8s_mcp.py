@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 import pytest
+import yaml
 
 from tao_mcp.config import load_settings
 from tao_mcp.drivers.base import JobRef
@@ -34,6 +35,7 @@ from tests.conftest import (
     wait_status,
 )
 from tests.conftest import mcp_client as client
+from tests.s3_round_trip import s3_round_trip, with_s3
 
 
 async def cancel_confirmed(c: Any, job_id: str, budget_s: float = 120) -> dict[str, Any]:
@@ -253,6 +255,16 @@ async def test_canary_secrets_stay_in_the_secret(k8s_env: dict[str, str], canari
     assert [(o["kind"], o["name"], o["uid"]) for o in owners] == [("Job", name, job["metadata"]["uid"])]
     db = sqlite3.connect(Path(k8s_env["TAO_MCP_STATE_DIR"]) / "jobs.sqlite3")
     assert_no_canary(json.dumps(db.execute("SELECT * FROM jobs").fetchall()), canaries)
+
+
+async def test_s3_inputs_and_outputs_with_host_network(k8s_env: dict[str, str]) -> None:
+    env = with_s3(k8s_env)
+    image = env["TAO_MCP_TEST_PY_IMAGE"]
+    options = {"image_pull_policy": "IfNotPresent", "host_network": True}  # RGW listens on the node's 127.0.0.1
+    async with client(env) as c:
+        preview = await s3_round_trip(c, env, {"platform": "kubernetes", "image": image, "options": options})
+    job = yaml.safe_load(preview["preview"]["job.yaml"])
+    assert job["spec"]["template"]["spec"]["hostNetwork"] is True
 
 
 async def test_multi_node_is_refused_below_1_21(k8s_env: dict[str, str]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
@@ -11,74 +10,25 @@ import pytest
 from mcp.client import Client
 
 from tao_mcp.server import build_server
-from tests.conftest import assert_no_canary, dev_settings, structured
+from tests.s3_round_trip import s3_client, s3_round_trip, with_s3
 from tests.slurm.test_slurm_mcp import call, wait_done
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slurm]
 
-COUNT_FILES = (
-    'python3 -c \'import json, os, sys; spec = json.load(open(sys.argv[1])); data = spec["dataset"]["path"]; '
-    'os.makedirs(spec["results_dir"], exist_ok=True); '
-    'open(os.path.join(spec["results_dir"], "count.txt"), "w").write(str(len(os.listdir(data)))); '
-    'print("lr", spec["train"]["lr"])\' {config_path}'
-)
-
 
 @pytest.fixture
 def s3_slurm_env(slurm_env: dict[str, str]) -> dict[str, str]:
-    return {**slurm_env, **dev_settings("s3", "scripts/dev/s3 up")}
+    return with_s3(slurm_env)
 
 
 @pytest.fixture
 def bucket(s3_slurm_env: dict[str, str]) -> Any:
-    import boto3
-
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=s3_slurm_env["S3_ENDPOINT_URL"],
-        aws_access_key_id=s3_slurm_env["ACCESS_KEY"],
-        aws_secret_access_key=s3_slurm_env["SECRET_KEY"],
-        region_name="us-east-1",
-    )
-    return s3, s3_slurm_env["S3_BUCKET_NAME"]
+    return s3_client(s3_slurm_env), s3_slurm_env["S3_BUCKET_NAME"]
 
 
-async def test_config_mode_job_reads_and_writes_s3(s3_slurm_env: dict[str, str], bucket: Any) -> None:
-    s3, name = bucket
-    prefix = f"e2e-{uuid.uuid4().hex[:8]}"
-    for i in range(3):
-        s3.put_object(Bucket=name, Key=f"{prefix}/dataset/img{i}.txt", Body=f"image {i}".encode())
-    results_uri = f"s3://{name}/{prefix}/results"
+async def test_config_mode_job_reads_and_writes_s3(s3_slurm_env: dict[str, str]) -> None:
     async with Client(build_server(s3_slurm_env), mode="legacy") as c:
-        args = {
-            "platform": "slurm",
-            "gpu_count": 0,
-            "command": COUNT_FILES,
-            "config_format": "json",
-            "specs": {"dataset": {"path": f"s3://{name}/{prefix}/dataset/"}, "train": {"lr": 0.001}},
-            "inputs": {"dataset.path": {"type": "folder"}},
-            "outputs": {"results_dir": {"type": "folder"}},
-            "results_uri": results_uri,
-        }
-        preview = structured(await c.call_tool("submit_job", {**args, "dry_run": True}))
-        assert "dataset" in preview["preview"]["entrypoint"]
-        sub = structured(await c.call_tool("submit_job", args))
-        assert sub["results_location"].startswith(results_uri)
-        done = await wait_done(c, sub["job_id"], budget_s=180)
-        logs = await call(c, "job_logs", job_id=sub["job_id"])
-        assert done["status"] == "Complete", logs["lines"]
-        assert "lr 0.001" in logs["lines"]
-        assert any("[tao-runner]" in line and "download" in line for line in logs["lines"])
-        status = await call(c, "job_status", job_id=sub["job_id"])
-        listing = await call(c, "list_path", uri=status["results_location"])
-        names = {e["name"]: e for e in listing["entries"]}
-        assert "count.txt" in names and names["count.txt"]["size"] == 1
-        body = s3.get_object(Bucket=name, Key=names["count.txt"]["uri"].split(f"{name}/", 1)[1])["Body"].read()
-        assert body == b"3"
-        check = await call(c, "check_path", uri=names["count.txt"]["uri"])
-        assert check["exists"] and check["kind"] == "file"
-        texts = json.dumps([sub, done, logs, status, listing, check, preview])
-        assert_no_canary(texts, {"SECRET_KEY": s3_slurm_env["SECRET_KEY"]})
+        await s3_round_trip(c, s3_slurm_env, {"platform": "slurm"})
 
 
 async def test_status_reports_runner_phase(s3_slurm_env: dict[str, str], bucket: Any) -> None:

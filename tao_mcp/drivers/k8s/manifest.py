@@ -38,6 +38,7 @@ OPTIONS = (
     "shm_size",
     "service_account",
     "ttl_seconds_after_finished",
+    "host_network",
 )
 OPTIONS_HELP = (
     "accepted Kubernetes options: namespace (name), node_selector ({label: value}), tolerations (list of "
@@ -45,7 +46,8 @@ OPTIONS_HELP = (
     "image_pull_policy (Always|IfNotPresent|Never), volumes (list of {mount_path, pvc | host_path | config_map | "
     "secret | empty_dir, read_only, sub_path}; a volume at /results keeps results), mounts (list of "
     "host_src:dst[:ro] or pvc:CLAIM:dst[:ro]), memory (e.g. 16G, 512Mi), cpus (e.g. 8 or 500m), shm_size "
-    "(e.g. 8G, a memory-backed /dev/shm), service_account (name), ttl_seconds_after_finished (int >= 0)"
+    "(e.g. 8G, a memory-backed /dev/shm), service_account (name), ttl_seconds_after_finished (int >= 0), "
+    "host_network (bool: the node's network, e.g. to reach a service on the node's loopback)"
 )
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -194,7 +196,12 @@ def parse_options(options: Mapping[str, Any], default_namespace: str) -> dict[st
     if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0:
         raise _bad(f"ttl_seconds_after_finished {ttl!r} is not an integer >= 0")
 
+    host_network = options.get("host_network", False)
+    if not isinstance(host_network, bool):
+        raise _bad(f"host_network {host_network!r} is not true or false")
+
     return {
+        "host_network": host_network,
         "namespace": namespace,
         "node_selector": dict(node_selector),
         "tolerations": tolerations,
@@ -287,6 +294,9 @@ def render_job(req: LaunchRequest, *, secret_name: str | None = None) -> dict[st
         container["volumeMounts"] = mounts
 
     pod_spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
+    if opts.get("host_network"):
+        pod_spec["hostNetwork"] = True
+        pod_spec["dnsPolicy"] = "ClusterFirstWithHostNet"  # keep cluster DNS names resolvable
     if volumes:
         pod_spec["volumes"] = volumes
     if opts.get("node_selector"):
