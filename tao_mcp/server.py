@@ -13,6 +13,7 @@ from mcp.server.mcpserver import MCPServer
 
 from tao_mcp import __version__
 from tao_mcp.config import load_settings, state_dir
+from tao_mcp.service.extras import PlatformExtras
 from tao_mcp.service.jobs import JobService
 from tao_mcp.service.redaction import RedactingFilter, Redactor
 from tao_mcp.service.store import JobStore
@@ -34,6 +35,7 @@ class AppState:
     settings: Mapping[str, str]
     redactor: Redactor
     jobs: JobService
+    extras: PlatformExtras
 
 
 def build_server(environ: Mapping[str, str] | None = None) -> MCPServer[AppState]:
@@ -52,7 +54,7 @@ def build_server(environ: Mapping[str, str] | None = None) -> MCPServer[AppState
         try:
             async with anyio.create_task_group() as tg:
                 await jobs.start(tg)
-                yield AppState(settings=settings, redactor=redactor, jobs=jobs)
+                yield AppState(settings=settings, redactor=redactor, jobs=jobs, extras=PlatformExtras(jobs))
                 tg.cancel_scope.cancel()
         finally:
             await jobs.aclose()

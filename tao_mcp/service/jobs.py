@@ -27,15 +27,10 @@ from tao_mcp.entrypoint.builder import EntrypointPlan, build_entrypoint
 from tao_mcp.errors import BackendUnreachable, TaoError
 from tao_mcp.models import (
     FailureAnalysis,
-    Instance,
-    InstanceDeletion,
-    InstanceList,
     JobList,
     JobStatus,
     JobSummary,
     LogPage,
-    Replica,
-    ReplicaList,
     SubmitResult,
     WaitResult,
 )
@@ -640,69 +635,6 @@ class JobService:
                 if not record.terminal:
                     await anyio.sleep(1.0)
         return await self._status_model(record, unreachable)
-
-    # ---- platform extras (only some drivers have them) ----
-    async def _extra(self, platform: str, method: str, what: str) -> Callable[..., Awaitable[Any]]:
-        driver = await self.driver(platform)
-        fn = getattr(driver, method, None)
-        if fn is None:
-            raise TaoError(
-                "E_NOT_SUPPORTED", f"{platform} has no {what}", "use job_status, job_logs and failure_analysis"
-            )
-        return fn
-
-    async def replicas(self, job_id: str) -> ReplicaList:
-        record = self.record(job_id)
-        fetch = await self._extra(record.platform, "replicas", "replica view (Lepton and Kubernetes do)")
-        items = await fetch(record.ref()) if record.backend_id else []
-        replicas = [Replica.model_validate(self.redactor.data(item)) for item in items]
-        hint = f"failure_analysis(job_id='{job_id}')" if any(r.readiness_issue for r in replicas) else next_hint(record)
-        return ReplicaList(
-            job_id=job_id,
-            platform=record.platform,
-            status=record.status,  # type: ignore[arg-type]
-            replicas=replicas,
-            next=hint,
-        )
-
-    async def diagnostics(self, platform: str) -> dict[str, Any] | None:
-        """Live preflight facts for list_platforms; never fails the listing."""
-        try:
-            driver = await self.driver(platform)
-        except TaoError:
-            return None
-        probe = getattr(driver, "diagnostics", None)
-        if probe is None:
-            return None
-        try:
-            with anyio.fail_after(15):
-                return dict(await probe())
-        except TaoError as exc:
-            return {"reachable": False, "error": str(exc)}
-        except TimeoutError:
-            return {"reachable": False, "error": "no answer within 15 s"}
-
-    async def list_instances(self, platform: str) -> InstanceList:
-        platform = catalog.find_platform(platform, self.settings).name
-        fetch = await self._extra(platform, "list_instances", "instances (Brev does)")
-        instances = [Instance.model_validate(self.redactor.data(item)) for item in await fetch()]
-        return InstanceList(
-            platform=platform,
-            instances=instances,
-            next="delete_instance(name=...) for instances you no longer need: they bill until deleted",
-        )
-
-    async def delete_instance(self, platform: str, name: str) -> InstanceDeletion:
-        platform = catalog.find_platform(platform, self.settings).name
-        delete = await self._extra(platform, "delete_instance", "instances (Brev does)")
-        answer = self.redactor.data(await delete(name))
-        return InstanceDeletion(
-            platform=platform,
-            name=name,
-            status=str(answer.get("status", "deleting")),
-            message=str(answer.get("message", "")),
-            next=f"list_instances(platform='{platform}') to confirm",
-        )
 
     # ---- list ----
     def list(self, status: str | None, platform: str | None, limit: int, cursor: str | None) -> JobList:

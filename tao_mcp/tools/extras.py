@@ -22,7 +22,7 @@ def register(server: MCPServer) -> None:
     ) -> Annotated[CallToolResult, ReplicaList]:
         """Show a job's replicas (pods / Lepton replicas): node, phase and any readiness issue — the view for a
         job stuck in Pending (image pull, no capacity, bad mount). Next: failure_analysis(job_id)."""
-        result = await app(ctx).jobs.replicas(job_id)
+        result = await app(ctx).extras.replicas(job_id)
         rows = [
             f"- {r.id} node={r.node or '-'} phase={r.phase or '-'}"
             + (f" issue={r.readiness_issue.reason}: {r.readiness_issue.message}" if r.readiness_issue else "")
@@ -37,7 +37,7 @@ def register(server: MCPServer) -> None:
         """List the GPU instances of an instance-based platform (Brev) with status and type; they bill until
         deleted. Next: delete_instance(name) for the ones no longer needed, or submit_job(options={'instance':
         name}) to reuse one."""
-        result = await app(ctx).jobs.list_instances(platform)
+        result = await app(ctx).extras.list_instances(platform)
         rows = [
             f"- {i.name} {i.status or '-'} {i.instance_type or ''} {i.gpu or ''}".rstrip() for i in result.instances
         ]
@@ -52,5 +52,5 @@ def register(server: MCPServer) -> None:
     ) -> Annotated[CallToolResult, InstanceDeletion]:
         """Delete a billed GPU instance (Brev). Jobs still running on it are lost; tao-mcp never deletes
         instances on its own. Next: list_instances to confirm it is gone."""
-        result = await app(ctx).jobs.delete_instance(platform, name)
+        result = await app(ctx).extras.delete_instance(platform, name)
         return respond(ctx, result, f"{result.name}: {result.status} {result.message}\nNext: {result.next}")

@@ -65,7 +65,7 @@ def register(server: MCPServer) -> None:
             record = catalog.find_platform(platform, settings)
             detail = record.detail(settings)
             if detail.ready:
-                detail.diagnostics = await app(ctx).jobs.diagnostics(record.name)
+                detail.diagnostics = await app(ctx).extras.diagnostics(record.name)
             hint = (
                 f"submit_job(platform='{record.name}', command=..., dry_run=True)"
                 if detail.ready

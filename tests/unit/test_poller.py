@@ -138,13 +138,15 @@ async def test_wait_progress_is_strictly_increasing(service) -> None:  # type: i
 
 async def test_platform_extras_are_refused_where_the_driver_has_none(service) -> None:  # type: ignore[no-untyped-def]
     from tao_mcp.errors import TaoError
+    from tao_mcp.service.extras import PlatformExtras
 
     svc, _ = service
+    extras = PlatformExtras(svc)
     job_id = (await svc.submit(SubmitParams(platform="slurm", command="echo"))).job_id
     with pytest.raises(TaoError) as err:
-        await svc.replicas(job_id)
+        await extras.replicas(job_id)
     assert err.value.code == "E_NOT_SUPPORTED" and "Lepton" in str(err.value)
-    assert await svc.diagnostics("slurm") is None
+    assert await extras.diagnostics("slurm") is None
 
 
 async def test_a_job_the_backend_did_not_answer_for_is_flagged(service) -> None:  # type: ignore[no-untyped-def]
