@@ -10,8 +10,8 @@ import anyio
 
 from tao_mcp.errors import TaoError
 from tao_mcp.models import Instance, InstanceDeletion, InstanceList, Replica, ReplicaList
-from tao_mcp.service import catalog
 from tao_mcp.service.jobs import JobService, next_hint
+from tao_mcp.service.metadata.platforms import find_platform
 
 
 class PlatformExtras:
@@ -59,7 +59,7 @@ class PlatformExtras:
             return {"reachable": False, "error": "no answer within 15 s"}
 
     async def list_instances(self, platform: str) -> InstanceList:
-        platform = catalog.find_platform(platform, self.jobs.settings).name
+        platform = find_platform(platform, self.jobs.settings).name
         fetch = await self._extra(platform, "list_instances", "instances (Brev does)")
         instances = [Instance.model_validate(self.jobs.redactor.data(item)) for item in await fetch()]
         return InstanceList(
@@ -69,7 +69,7 @@ class PlatformExtras:
         )
 
     async def delete_instance(self, platform: str, name: str) -> InstanceDeletion:
-        platform = catalog.find_platform(platform, self.jobs.settings).name
+        platform = find_platform(platform, self.jobs.settings).name
         delete = await self._extra(platform, "delete_instance", "instances (Brev does)")
         answer = self.jobs.redactor.data(await delete(name))
         return InstanceDeletion(

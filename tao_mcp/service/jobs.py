@@ -34,10 +34,11 @@ from tao_mcp.models import (
     SubmitResult,
     WaitResult,
 )
-from tao_mcp.service import catalog, skillbank
+from tao_mcp.service.metadata import actions
+from tao_mcp.service.metadata.actions import ActionPlan
+from tao_mcp.service.metadata.platforms import PlatformRecord, find_platform, require_credentials
 from tao_mcp.service.poller import PlatformPoller
 from tao_mcp.service.redaction import Redactor, is_secret_name
-from tao_mcp.service.skillbank import ActionPlan
 from tao_mcp.service.store import JobRecord, JobStore
 
 log = logging.getLogger(__name__)
@@ -158,7 +159,7 @@ class JobService:
 
     async def driver(self, platform: str) -> Driver:
         if platform not in self._drivers:
-            catalog.require_credentials(catalog.find_platform(platform, self.settings), self.settings)
+            require_credentials(find_platform(platform, self.settings), self.settings)
             self._drivers[platform] = load_driver(platform, self.settings)
         return self._drivers[platform]
 
@@ -187,8 +188,8 @@ class JobService:
         return record
 
     # ---- submit ----
-    def _validate(self, p: SubmitParams) -> tuple[catalog.PlatformRecord, int | None]:
-        record = catalog.find_platform(p.platform, self.settings)
+    def _validate(self, p: SubmitParams) -> tuple[PlatformRecord, int | None]:
+        record = find_platform(p.platform, self.settings)
         if p.name is not None and not JOB_LABEL.match(p.name):
             raise TaoError(
                 "E_BAD_INPUT",
@@ -237,7 +238,7 @@ class JobService:
                 "set them in the server environment or ~/.config/tao/.env and restart the server, "
                 "or drop them from secret_env",
             )
-        catalog.require_credentials(record, self.settings)
+        require_credentials(record, self.settings)
         return record, parse_time_limit(p.time_limit)
 
     def _digest(self, p: SubmitParams) -> str:
@@ -259,7 +260,7 @@ class JobService:
                 f"{', '.join(declared)} cannot be combined with model/action: the model's action record declares them",
                 "drop them (change the spec with specs / spec_overrides), or drop model/action to run a command",
             )
-        plan = skillbank.action_plan(
+        plan = actions.action_plan(
             self.settings,
             p.model,
             p.action,
@@ -639,7 +640,7 @@ class JobService:
     # ---- list ----
     def list(self, status: str | None, platform: str | None, limit: int, cursor: str | None) -> JobList:
         if platform:
-            platform = catalog.find_platform(platform, self.settings).name
+            platform = find_platform(platform, self.settings).name
         before = None
         if cursor:
             try:

@@ -9,7 +9,7 @@ from mcp_types import CallToolResult
 from pydantic import Field
 
 from tao_mcp.models import ImageResolution, ModelList
-from tao_mcp.service import skillbank
+from tao_mcp.service.metadata import images, models
 from tao_mcp.tools._common import READ_ONLY_LOCAL, app, coded_errors, respond
 
 
@@ -50,7 +50,7 @@ def register(server: MCPServer) -> None:
     ) -> Annotated[CallToolResult, ModelList]:
         """List the TAO models the skill bank (or the built-in list) knows: network_arch, actions, whether AutoML
         applies and each action's schema. Next: resolve_image(model, action) for the one to run."""
-        result = skillbank.list_models(app(ctx).settings, scope=scope, action=action)
+        result = models.list_models(app(ctx).settings, scope=scope, action=action)
         return respond(ctx, result, render_models(result))
 
     @server.tool(annotations=READ_ONLY_LOCAL)
@@ -64,5 +64,5 @@ def register(server: MCPServer) -> None:
         """The default container image for a TAO model action from packaged metadata, where it came from, and
         how to override it. Always ask the user to confirm it. Next: submit_job(model=..., action=...,
         dry_run=True)."""
-        result = skillbank.resolve_image(app(ctx).settings, model, action, backend)
+        result = images.resolve_image(app(ctx).settings, model, action, backend)
         return respond(ctx, result, render_image(result))

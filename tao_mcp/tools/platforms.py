@@ -9,7 +9,7 @@ from mcp_types import CallToolResult
 from pydantic import Field
 
 from tao_mcp.models import PlatformList, PlatformSummary
-from tao_mcp.service import catalog
+from tao_mcp.service.metadata.platforms import find_platform, platforms
 from tao_mcp.tools._common import READ_ONLY_BACKEND, app, coded_errors, respond
 
 
@@ -58,11 +58,11 @@ def register(server: MCPServer) -> None:
         settings = app(ctx).settings
         if platform is None:
             result = PlatformList(
-                platforms=[p.summary(settings) for p in catalog.platforms(settings)],
+                platforms=[p.summary(settings) for p in platforms(settings)],
                 next="list_platforms(platform='<name>') for one platform's credentials",
             )
         else:
-            record = catalog.find_platform(platform, settings)
+            record = find_platform(platform, settings)
             detail = record.detail(settings)
             if detail.ready:
                 detail.diagnostics = await app(ctx).extras.diagnostics(record.name)

@@ -10,7 +10,7 @@ import pytest
 
 from tao_mcp.entrypoint.builder import build_entrypoint
 from tao_mcp.errors import TaoError
-from tao_mcp.service import catalog, skillbank
+from tao_mcp.service.metadata import actions, bank, images, models, overrides, platforms
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 BANK = FIXTURES / "skill_bank"
@@ -43,8 +43,8 @@ def code_of(fn: Any, *args: Any, **kwargs: Any) -> TaoError:
 
 
 def test_builtin_platforms_without_a_bank(nobank: dict[str, str]) -> None:
-    records = catalog.platforms(nobank)
-    assert records == catalog.builtin_platforms() == catalog.platforms()
+    records = platforms.platforms(nobank)
+    assert records == platforms.builtin_platforms() == platforms.platforms()
     assert {p.name for p in records} == {"slurm", "lepton", "brev", "kubernetes", "docker"}
     for alias, name in (
         ("docker", "docker"),
@@ -52,23 +52,23 @@ def test_builtin_platforms_without_a_bank(nobank: dict[str, str]) -> None:
         ("remote-docker", "docker"),
         ("k8s", "kubernetes"),
     ):
-        assert catalog.find_platform(alias, nobank).name == name
+        assert platforms.find_platform(alias, nobank).name == name
     assert all(p.source == "built-in" for p in records)
-    lepton = catalog.find_platform("lepton", nobank)
+    lepton = platforms.find_platform("lepton", nobank)
     assert [c["name"] for c in lepton.required] == ["LEPTON_WORKSPACE_ID", "LEPTON_AUTH_TOKEN"]
 
 
 def test_default_bank_path_is_under_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert skillbank.bank_root({}) is None
+    assert bank.bank_root({}) is None
     (tmp_path / "tao-skills-external").symlink_to(BANK)
-    assert skillbank.bank_root({}) == tmp_path / "tao-skills-external"
-    assert "SLURM_PARTITION" in [c["name"] for c in catalog.find_platform("slurm", {}).required]
+    assert bank.bank_root({}) == tmp_path / "tao-skills-external"
+    assert "SLURM_PARTITION" in [c["name"] for c in platforms.find_platform("slurm", {}).required]
 
 
 def test_current_layout_overrides_builtins() -> None:
     settings = env(BANK)
-    records = {p.name: p for p in catalog.platforms(settings)}
+    records = {p.name: p for p in platforms.platforms(settings)}
     assert set(records) == {"slurm", "lepton", "brev", "kubernetes", "docker", "azureml"}
     slurm = records["slurm"]
     assert [c["name"] for c in slurm.required] == ["SLURM_USER", "SLURM_HOSTNAME", "SLURM_PARTITION"]
@@ -90,9 +90,9 @@ def test_current_layout_overrides_builtins() -> None:
     # a folder without skill_info.yaml is credential-free, and says so
     docker = records["docker"]
     assert docker.required == () and docker.groups == () and "credential-free" in docker.description
-    assert catalog.find_platform("local-docker", settings) is not None
-    assert catalog.find_platform("local-docker", settings).name == "docker"
-    assert catalog.find_platform("k8s", settings).name == "kubernetes"
+    assert platforms.find_platform("local-docker", settings) is not None
+    assert platforms.find_platform("local-docker", settings).name == "docker"
+    assert platforms.find_platform("k8s", settings).name == "kubernetes"
     # a bank-only platform is listed, without a driver
     azure = records["azureml"].summary({})
     assert azure.display_name == "Azure ML" and not azure.available and not azure.ready
@@ -103,24 +103,28 @@ def test_current_layout_overrides_builtins() -> None:
 
 def test_legacy_layout() -> None:
     settings = env(LEGACY)
-    records = {p.name: p for p in catalog.platforms(settings)}
+    records = {p.name: p for p in platforms.platforms(settings)}
     assert set(records) == {"slurm", "lepton", "brev", "kubernetes", "docker"}
     assert records["slurm"].display_name == "SLURM (legacy manifest)"
     assert records["slurm"].required[0] == {"name": "SLURM_USER", "description": "cluster login name"}
     assert records["lepton"].required[1]["description"] == "Lepton API token"  # from credential_definitions
-    docker = catalog.find_platform("docker", settings)
+    docker = platforms.find_platform("docker", settings)
     assert docker.name == "docker" and docker.display_name == "Docker (legacy manifest)"
-    assert catalog.find_platform("local-docker", settings) == docker == catalog.find_platform("remote-docker", settings)
-    assert catalog.find_platform("k8s", settings).display_name == "Kubernetes (legacy manifest)"
+    assert (
+        platforms.find_platform("local-docker", settings)
+        == docker
+        == platforms.find_platform("remote-docker", settings)
+    )
+    assert platforms.find_platform("k8s", settings).display_name == "Kubernetes (legacy manifest)"
     assert all(p.source.endswith("platforms.manifest.json") for p in records.values())
-    assert skillbank.intake_defaults(settings) == {"long_running_enabled": True, "status_interval_minutes": 10}
-    assert skillbank.intake_defaults(env(BANK)) == {"long_running_enabled": True, "status_interval_minutes": 5}
+    assert platforms.intake_defaults(settings) == {"long_running_enabled": True, "status_interval_minutes": 10}
+    assert platforms.intake_defaults(env(BANK)) == {"long_running_enabled": True, "status_interval_minutes": 5}
 
 
 @pytest.mark.parametrize("bank", [None, BANK, LEGACY], ids=["built-in", "current", "legacy"])
 def test_presence_flags_flip_and_values_never_appear(bank: Path | None, tmp_path: Path) -> None:
     settings = env(bank or tmp_path / "none")
-    slurm = catalog.find_platform("slurm", settings)
+    slurm = platforms.find_platform("slurm", settings)
     required = [c["name"] for c in slurm.required]
     secrets = {name: f"value-of-{name.lower()}-xyz" for name in required}
     unset = slurm.detail(settings)
@@ -133,27 +137,27 @@ def test_presence_flags_flip_and_values_never_appear(bank: Path | None, tmp_path
     assert detail.credential_groups[0].satisfied and detail.credential_groups[0].present == ["SSH_KEY_PATH"]
     text = detail.model_dump_json() + slurm.summary(full).model_dump_json()
     assert not any(v in text for v in [*secrets.values(), "/secret/key/path-xyz"])
-    catalog.require_credentials(slurm, full)
+    platforms.require_credentials(slurm, full)
     full[required[0]] = ""  # empty counts as missing
     assert slurm.missing(full) == [required[0]]
-    assert code_of(catalog.require_credentials, slurm, full).code == "E_MISSING_CREDENTIALS"
-    lepton = catalog.find_platform("dgxc", settings)
+    assert code_of(platforms.require_credentials, slurm, full).code == "E_MISSING_CREDENTIALS"
+    lepton = platforms.find_platform("dgxc", settings)
     assert lepton.missing({"LEPTON_WORKSPACE_ID": "w"}) == ["LEPTON_AUTH_TOKEN"]
     assert lepton.missing({"LEPTON_WORKSPACE_ID": "w", "LEPTON_AUTH_TOKEN": "t"}) == []
 
 
 def test_unknown_platform_lists_bank_platforms() -> None:
-    err = code_of(catalog.find_platform, "mainframe", env(BANK))
+    err = code_of(platforms.find_platform, "mainframe", env(BANK))
     assert err.code == "E_UNKNOWN_PLATFORM" and "azureml" in str(err)
 
 
 def test_bad_platform_file_is_named(bank_copy: Path) -> None:
     bad = bank_copy / "skills/platform/tao-run-on-slurm/references/skill_info.yaml"
     bad.write_text("required_credentials: [unclosed\n")
-    err = code_of(catalog.platforms, env(bank_copy))
+    err = code_of(platforms.platforms, env(bank_copy))
     assert err.code == "E_BAD_SKILL_BANK" and str(bad) in str(err) and "YAML" in str(err)
     bad.write_text("credential_groups: [{name: x}]\n")
-    err = code_of(catalog.platforms, env(bank_copy))
+    err = code_of(platforms.platforms, env(bank_copy))
     assert err.code == "E_BAD_SKILL_BANK" and "require_one_of" in str(err)
 
 
@@ -161,7 +165,7 @@ def test_bad_legacy_manifest_is_named(tmp_path: Path) -> None:
     manifest = tmp_path / "skills/platform/platforms.manifest.json"
     manifest.parent.mkdir(parents=True)
     manifest.write_text('{"schema_version": 3, "platforms": [')
-    err = code_of(catalog.platforms, env(tmp_path))
+    err = code_of(platforms.platforms, env(tmp_path))
     assert err.code == "E_BAD_SKILL_BANK" and str(manifest) in str(err) and "JSON" in str(err)
 
 
@@ -171,63 +175,63 @@ FIXTURE_MODELS = ["classification_pyt", "dino", "mask2former", "ocdnet", "rtdetr
 
 
 def test_list_models_all() -> None:
-    result = skillbank.list_models(env(BANK))
+    result = models.list_models(env(BANK))
     assert result.source == "skill bank" and result.skill_bank == str(BANK) and result.scope == "all"
-    models = {m.model: m for m in result.models}
-    assert list(models) == FIXTURE_MODELS  # _shared (no skill_info) and the deploy variant file are not models
-    dino = models["dino"]
+    by_model = {m.model: m for m in result.models}
+    assert list(by_model) == FIXTURE_MODELS  # _shared (no skill_info) and the deploy variant file are not models
+    dino = by_model["dino"]
     assert dino.network_arch == "dino" and dino.name == "tao-train-dino" and dino.aliases == ["detr", "DINO-DETR"]
-    actions = {a.name: a for a in dino.actions}
-    assert list(actions) == ["train", "evaluate", "export"]
-    assert actions["train"].schema_packaged and actions["train"].schema_valid and actions["train"].automl_capable
-    assert actions["train"].spec_template and not actions["evaluate"].spec_template
-    assert actions["evaluate"].schema_failure == "evaluate schema not generated yet"  # per-model manifest
-    assert not actions["evaluate"].automl_capable
-    seg = {a.name: a for a in models["segformer"].actions}["train"]
+    by_action = {a.name: a for a in dino.actions}
+    assert list(by_action) == ["train", "evaluate", "export"]
+    assert by_action["train"].schema_packaged and by_action["train"].schema_valid and by_action["train"].automl_capable
+    assert by_action["train"].spec_template and not by_action["evaluate"].spec_template
+    assert by_action["evaluate"].schema_failure == "evaluate schema not generated yet"  # per-model manifest
+    assert not by_action["evaluate"].automl_capable
+    seg = {a.name: a for a in by_model["segformer"].actions}["train"]
     assert seg.schema_packaged and not seg.schema_valid and not seg.automl_capable
-    ocd = {a.name: a for a in models["ocdnet"].actions}
+    ocd = {a.name: a for a in by_model["ocdnet"].actions}
     assert not ocd["train"].schema_packaged and "schema generation failed" in (ocd["train"].schema_failure or "")
     assert ocd["convert"].mode == "args" and ocd["shell"].mode == "passthrough"
-    assert models["visual_changenet"].automl_enabled is False
-    assert models["mask2former"].automl_blocked_reason and models["mask2former"].automl_enabled
-    assert models["rtdetr"].backends == ["pytorch", "tensorrt"]
-    assert models["rtdetr"].default_backends == {"train": "pytorch", "evaluate": "pytorch", "inference": "tensorrt"}
-    assert models["dino"].backends == [] and result.next.startswith("resolve_image(")
+    assert by_model["visual_changenet"].automl_enabled is False
+    assert by_model["mask2former"].automl_blocked_reason and by_model["mask2former"].automl_enabled
+    assert by_model["rtdetr"].backends == ["pytorch", "tensorrt"]
+    assert by_model["rtdetr"].default_backends == {"train": "pytorch", "evaluate": "pytorch", "inference": "tensorrt"}
+    assert by_model["dino"].backends == [] and result.next.startswith("resolve_image(")
 
 
 def test_list_models_automl_scope_keeps_capable_pairs() -> None:
-    result = skillbank.list_models(env(BANK), scope="automl")
+    result = models.list_models(env(BANK), scope="automl")
     pairs = {(m.model, a.name) for m in result.models for a in m.actions}
     # not visual_changenet (disabled), mask2former (blocked), segformer (invalid schema), ocdnet (no schema)
     assert pairs == {("classification_pyt", "train"), ("dino", "train"), ("rtdetr", "train")}
     assert all(a.automl_capable for m in result.models for a in m.actions)
     assert "AutoML" in result.next
-    assert skillbank.list_models(env(BANK), scope="automl", action="export").models == []
+    assert models.list_models(env(BANK), scope="automl", action="export").models == []
 
 
 def test_list_models_action_filter_and_bad_scope() -> None:
-    result = skillbank.list_models(env(BANK), action="export")
+    result = models.list_models(env(BANK), action="export")
     assert {m.model for m in result.models} == {"classification_pyt", "dino"}
     assert all([a.name for a in m.actions] == ["export"] for m in result.models)
-    assert code_of(skillbank.list_models, env(BANK), scope="some").code == "E_BAD_INPUT"
+    assert code_of(models.list_models, env(BANK), scope="some").code == "E_BAD_INPUT"
 
 
 def test_builtin_models_when_no_bank(nobank: dict[str, str]) -> None:
-    result = skillbank.list_models(nobank)
+    result = models.list_models(nobank)
     assert result.source == "built-in" and result.skill_bank is None
     assert {"dino", "classification_pyt"} <= {m.model for m in result.models}
     assert "is not a directory" in result.notes[0]
-    assert skillbank.list_models(nobank, scope="automl").models == []  # no schemas ship with the package
+    assert models.list_models(nobank, scope="automl").models == []  # no schemas ship with the package
     # a bank without models (the legacy fixture) falls back to the built-in list too
-    assert skillbank.list_models(env(LEGACY)).source == "built-in"
-    image = skillbank.resolve_image(nobank, "dino")
+    assert models.list_models(env(LEGACY)).source == "built-in"
+    image = images.resolve_image(nobank, "dino")
     assert image.resolved_from == "absolute" and image.image and image.image.startswith("nvcr.io/nvidia/tao/")
 
 
 def test_builtin_models_are_well_formed(nobank: dict[str, str]) -> None:
-    for model in skillbank.list_models(nobank).models:
+    for model in models.list_models(nobank).models:
         for action in model.actions:
-            plan = skillbank.action_plan(nobank, model.model, action.name, gpu_count=1)
+            plan = actions.action_plan(nobank, model.model, action.name, gpu_count=1)
             assert plan.mode == "config" and "{config_path}" in plan.command and plan.image
 
 
@@ -281,14 +285,14 @@ CASES = [
 
 
 def test_cases_cover_every_fixture_model_and_action() -> None:
-    listed = {(m.model, a.name) for m in skillbank.list_models(env(BANK)).models for a in m.actions}
+    listed = {(m.model, a.name) for m in models.list_models(env(BANK)).models for a in m.actions}
     assert listed == {(c[0], c[1]) for c in CASES}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
 def test_resolve_image(case: tuple[Any, ...]) -> None:
     model, action, image, resolved_from, source, backend, reason = case
-    result = skillbank.resolve_image(env(BANK), model, action)
+    result = images.resolve_image(env(BANK), model, action)
     assert (result.image, result.resolved_from, result.source) == (image, resolved_from, source)
     assert (result.backend, result.backend_reason) == (backend, reason)
     assert result.model == model and result.action == action and result.network_arch == model
@@ -303,20 +307,20 @@ def test_resolve_image(case: tuple[Any, ...]) -> None:
 
 def test_resolve_image_backends() -> None:
     settings = env(BANK)
-    chosen = skillbank.resolve_image(settings, "rtdetr", "evaluate", backend="tensorrt")
+    chosen = images.resolve_image(settings, "rtdetr", "evaluate", backend="tensorrt")
     assert chosen.backend == "tensorrt" and chosen.backend_reason == "requested"
     assert (
         chosen.image == DEPLOY + "-eval"
         and chosen.source == "backend_contracts.tensorrt.actions.evaluate.container_image"
     )
     assert chosen.backends == ["pytorch", "tensorrt"] and "backend='tensorrt'" in chosen.next
-    assert skillbank.resolve_image(settings, "rtdetr", "inference", backend="pytorch").image == PYT
-    err = code_of(skillbank.resolve_image, settings, "rtdetr", "train", backend="tensorrt")
+    assert images.resolve_image(settings, "rtdetr", "inference", backend="pytorch").image == PYT
+    err = code_of(images.resolve_image, settings, "rtdetr", "train", backend="tensorrt")
     assert err.code == "E_BACKEND_UNSUPPORTED" and "TensorRT engines cannot be trained" in str(err)
     assert "backend='pytorch'" in str(err)
-    err = code_of(skillbank.resolve_image, settings, "rtdetr", "train", backend="jax")
+    err = code_of(images.resolve_image, settings, "rtdetr", "train", backend="jax")
     assert err.code == "E_BACKEND_UNSUPPORTED" and "pytorch, tensorrt" in str(err)
-    err = code_of(skillbank.resolve_image, settings, "dino", "train", backend="pytorch")
+    err = code_of(images.resolve_image, settings, "dino", "train", backend="pytorch")
     assert err.code == "E_BACKEND_UNSUPPORTED" and "single implementation" in str(err)
 
 
@@ -327,34 +331,34 @@ def test_backend_auto_without_defaults_uses_a_supporting_backend(bank_copy: Path
             "  defaults: {train: pytorch, evaluate: pytorch, inference: tensorrt}", "  defaults: {}"
         )
     )
-    result = skillbank.resolve_image(env(bank_copy), "rtdetr", "train")
+    result = images.resolve_image(env(bank_copy), "rtdetr", "train")
     assert result.backend == "pytorch" and result.backend_reason == "the only backend supporting train"
-    result = skillbank.resolve_image(env(bank_copy), "rtdetr", "evaluate")
+    result = images.resolve_image(env(bank_copy), "rtdetr", "evaluate")
     assert result.backend == "pytorch" and result.backend_reason == "first backend supporting evaluate"
 
 
 def test_model_lookup() -> None:
     settings = env(BANK)
-    assert skillbank.find_model(settings, "dino").skill == "dino"
-    assert skillbank.find_model(settings, "dino-detr").skill == "dino"  # alias, case-insensitive
-    assert skillbank.find_model(settings, "NVIDIA/dino-fan-small").skill == "dino"  # huggingface_model_ids
-    assert skillbank.find_model(settings, "tao-train-rtdetr").skill == "rtdetr"  # name
-    assert skillbank.find_model(settings, "Classification").skill == "classification_pyt"  # model
-    assert skillbank.find_model(settings, "RT-DETR").skill == "rtdetr"
-    assert skillbank.resolve_image(settings, "Visual_ChangeNet").model == "visual_changenet"
+    assert models.find_model(settings, "dino").skill == "dino"
+    assert models.find_model(settings, "dino-detr").skill == "dino"  # alias, case-insensitive
+    assert models.find_model(settings, "NVIDIA/dino-fan-small").skill == "dino"  # huggingface_model_ids
+    assert models.find_model(settings, "tao-train-rtdetr").skill == "rtdetr"  # name
+    assert models.find_model(settings, "Classification").skill == "classification_pyt"  # model
+    assert models.find_model(settings, "RT-DETR").skill == "rtdetr"
+    assert images.resolve_image(settings, "Visual_ChangeNet").model == "visual_changenet"
 
 
 def test_model_errors() -> None:
     settings = env(BANK)
-    err = code_of(skillbank.resolve_image, settings, "yolo_v9")
+    err = code_of(images.resolve_image, settings, "yolo_v9")
     assert err.code == "E_UNKNOWN_MODEL" and "dino" in err.fix and "list_models" in err.fix
-    err = code_of(skillbank.resolve_image, settings, "detr")
+    err = code_of(images.resolve_image, settings, "detr")
     assert err.code == "E_AMBIGUOUS_MODEL" and "dino" in err.cause and "rtdetr" in err.cause
-    err = code_of(skillbank.resolve_image, settings, "dino", "distill")
+    err = code_of(images.resolve_image, settings, "dino", "distill")
     assert err.code == "E_UNKNOWN_ACTION" and err.fix == "use one of: train, evaluate, export"
-    assert code_of(skillbank.resolve_image, settings, "  ").code == "E_UNKNOWN_MODEL"
+    assert code_of(images.resolve_image, settings, "  ").code == "E_UNKNOWN_MODEL"
     # the deploy variant record is not a model
-    assert code_of(skillbank.resolve_image, settings, "tao-deploy-classification").code == "E_UNKNOWN_MODEL"
+    assert code_of(images.resolve_image, settings, "tao-deploy-classification").code == "E_UNKNOWN_MODEL"
 
 
 def test_bad_model_files_are_named(bank_copy: Path) -> None:
@@ -362,25 +366,25 @@ def test_bad_model_files_are_named(bank_copy: Path) -> None:
     info = bank_copy / "skills/models/dino/references/skill_info.yaml"
     original = info.read_text()
     info.write_text(original + "\n  broken: [\n")
-    err = code_of(skillbank.list_models, settings)
+    err = code_of(models.list_models, settings)
     assert err.code == "E_BAD_SKILL_BANK" and str(info) in str(err)
     info.write_text("- a list\n")
-    assert "not a mapping" in str(code_of(skillbank.resolve_image, settings, "dino"))
+    assert "not a mapping" in str(code_of(images.resolve_image, settings, "dino"))
     info.write_text(original)
     (bank_copy / "versions.yaml").write_text("images: {tao_toolkit: {pyt: [\n")
-    err = code_of(skillbank.resolve_image, settings, "dino")
+    err = code_of(images.resolve_image, settings, "dino")
     assert err.code == "E_BAD_SKILL_BANK" and "versions.yaml" in str(err)
     (bank_copy / "skills/models/rtdetr/references/backends/pytorch.yaml").unlink()
-    err = code_of(skillbank.resolve_image, settings, "rtdetr", "train")
+    err = code_of(images.resolve_image, settings, "rtdetr", "train")
     assert err.code == "E_BAD_SKILL_BANK" and "references/backends/pytorch.yaml" in str(err)
 
 
 def test_edits_are_seen_without_restart(bank_copy: Path) -> None:
     settings = env(bank_copy)
-    assert skillbank.resolve_image(settings, "segformer").image == PYT
+    assert images.resolve_image(settings, "segformer").image == PYT
     info = bank_copy / "skills/models/segformer/references/skill_info.yaml"
     info.write_text(info.read_text().replace(PYT, "registry.example.com/tao/segformer:dev-build-2"))
-    assert skillbank.resolve_image(settings, "segformer").image == "registry.example.com/tao/segformer:dev-build-2"
+    assert images.resolve_image(settings, "segformer").image == "registry.example.com/tao/segformer:dev-build-2"
 
 
 # ---------------------------------------------------------------- the action plan
@@ -388,7 +392,7 @@ def test_edits_are_seen_without_restart(bank_copy: Path) -> None:
 
 def test_action_plan_with_template_and_dotted_overrides() -> None:
     settings = env(BANK)
-    plan = skillbank.action_plan(
+    plan = actions.action_plan(
         settings,
         "DINO-DETR",
         "train",
@@ -431,7 +435,7 @@ def test_action_plan_with_template_and_dotted_overrides() -> None:
     assert specs["model"] == {"backbone": "fan_small", "num_feature_levels": 4}
     assert (plan.image, plan.image_source, plan.image_resolution.resolved_from) == (PYT, "resolved", "versions.yaml")
     # the packaged template is not modified by a plan
-    again = skillbank.action_plan(settings, "dino", "train")
+    again = actions.action_plan(settings, "dino", "train")
     assert again.specs is not None and again.specs["train"]["num_epochs"] == 12
     assert again.specs["dataset"]["train_data_sources"][0]["image_dir"] == "/data/train/images"
     # the plan feeds build_entrypoint unchanged
@@ -445,29 +449,29 @@ def test_action_plan_with_template_and_dotted_overrides() -> None:
 
 def test_action_plan_gpu_count_and_image_override() -> None:
     settings = env(BANK)
-    plan = skillbank.action_plan(
+    plan = actions.action_plan(
         settings, "dino", "train", spec_overrides={"train.num_gpus": 2}, gpu_count=4, image="my.registry/tao:custom"
     )
     assert plan.specs is not None and plan.specs["train"]["num_gpus"] == 4
     assert "gpu_count=4 replaces it" in plan.warnings[0]
     assert plan.image == "my.registry/tao:custom" and plan.image_source == "override"
     assert plan.image_resolution.image == PYT
-    evaluate = skillbank.action_plan(
+    evaluate = actions.action_plan(
         settings, "dino", "evaluate", specs={"evaluate": {"checkpoint": "s3://b/m.pth"}}, gpu_count=2
     )
     assert evaluate.specs == {"evaluate": {"checkpoint": "s3://b/m.pth", "num_gpus": 2}}  # the action's gpu_spec_key
-    assert any("no spec template" in w for w in skillbank.action_plan(settings, "dino", "evaluate").warnings)
-    export = skillbank.action_plan(
+    assert any("no spec template" in w for w in actions.action_plan(settings, "dino", "evaluate").warnings)
+    export = actions.action_plan(
         settings, "dino", "export", specs={"export": {"checkpoint": "s3://b/m.pth"}}, gpu_count=1
     )
     assert export.specs == {"export": {"checkpoint": "s3://b/m.pth"}} and export.gpu_spec_key is None
-    untouched = skillbank.action_plan(settings, "dino", "train")
+    untouched = actions.action_plan(settings, "dino", "train")
     assert untouched.specs is not None and untouched.specs["train"]["num_gpus"] == 1  # no gpu_count: template value
 
 
 def test_action_plan_modes_and_backends() -> None:
     settings = env(BANK)
-    args = skillbank.action_plan(
+    args = actions.action_plan(
         settings,
         "ocdnet",
         "convert",
@@ -483,53 +487,51 @@ def test_action_plan_modes_and_backends() -> None:
     )
     kwargs = args.entrypoint_kwargs()
     assert kwargs["args"] == args.args and "specs" not in kwargs
-    shell = skillbank.action_plan(settings, "ocdnet", "shell")
+    shell = actions.action_plan(settings, "ocdnet", "shell")
     assert shell.mode == "passthrough" and shell.command == "nvidia-smi" and shell.specs is None and shell.args is None
-    err = code_of(skillbank.action_plan, settings, "ocdnet", "shell", specs={"a": 1})
+    err = code_of(actions.action_plan, settings, "ocdnet", "shell", specs={"a": 1})
     assert err.code == "E_BAD_INPUT" and "passthrough" in str(err)
-    trt = skillbank.action_plan(settings, "rtdetr", "inference")
+    trt = actions.action_plan(settings, "rtdetr", "inference")
     assert trt.backend == "tensorrt" and trt.command == "rtdetr-trt inference -e {config_path}"
     assert trt.inputs == {"inference.trt_engine": {"type": "file"}} and trt.image == DEPLOY
-    torch = skillbank.action_plan(settings, "rtdetr", "inference", backend="pytorch")
+    torch = actions.action_plan(settings, "rtdetr", "inference", backend="pytorch")
     assert torch.command == "rtdetr inference -e {config_path}" and torch.image == PYT
-    assert skillbank.action_plan(settings, "segformer", "train").config_format == "toml"
+    assert actions.action_plan(settings, "segformer", "train").config_format == "toml"
 
 
 def test_action_plan_errors() -> None:
     settings = env(BANK)
-    err = code_of(skillbank.action_plan, settings, "ocdnet", "train")
+    err = code_of(actions.action_plan, settings, "ocdnet", "train")
     assert err.code == "E_NO_IMAGE" and "tao_toolkit.tf2" in str(err) and "image=<uri>" in str(err)
-    assert skillbank.action_plan(settings, "ocdnet", "train", image="x.io/ocd:1").image == "x.io/ocd:1"
+    assert actions.action_plan(settings, "ocdnet", "train", image="x.io/ocd:1").image == "x.io/ocd:1"
     err = code_of(
-        skillbank.action_plan,
+        actions.action_plan,
         settings,
         "dino",
         "train",
         spec_overrides={"dataset.train_data_sources[5].image_dir": "s3://b/x"},
     )
     assert err.code == "E_BAD_INPUT" and "past the end" in str(err)
-    err = code_of(skillbank.action_plan, settings, "dino", "train", spec_overrides={"model.backbone.name": "x"})
+    err = code_of(actions.action_plan, settings, "dino", "train", spec_overrides={"model.backbone.name": "x"})
     assert err.code == "E_BAD_INPUT" and "not a mapping" in str(err)
-    err = code_of(skillbank.action_plan, settings, "dino", "train", spec_overrides={"a..b": 1})
+    err = code_of(actions.action_plan, settings, "dino", "train", spec_overrides={"a..b": 1})
     assert err.code == "E_BAD_INPUT" and "dotted spec path" in str(err)
-    assert code_of(skillbank.action_plan, settings, "dino", "train", gpu_count=-1).code == "E_BAD_INPUT"
-    assert code_of(skillbank.action_plan, settings, "dino", "train", specs=["x"]).code == "E_BAD_INPUT"
-    assert code_of(skillbank.action_plan, settings, "dino", "infer").code == "E_UNKNOWN_ACTION"
-    assert (
-        code_of(skillbank.action_plan, settings, "rtdetr", "train", backend="tensorrt").code == "E_BACKEND_UNSUPPORTED"
-    )
+    assert code_of(actions.action_plan, settings, "dino", "train", gpu_count=-1).code == "E_BAD_INPUT"
+    assert code_of(actions.action_plan, settings, "dino", "train", specs=["x"]).code == "E_BAD_INPUT"
+    assert code_of(actions.action_plan, settings, "dino", "infer").code == "E_UNKNOWN_ACTION"
+    assert code_of(actions.action_plan, settings, "rtdetr", "train", backend="tensorrt").code == "E_BACKEND_UNSUPPORTED"
     # flat dotted keys in specs (not spec_overrides) are left to the entrypoint builder, which explains them
-    plan = skillbank.action_plan(settings, "dino", "train", specs={"train.num_epochs": 3})
+    plan = actions.action_plan(settings, "dino", "train", specs={"train.num_epochs": 3})
     err = code_of(build_entrypoint, job_id="j", settings={}, **plan.entrypoint_kwargs())
     assert err.code == "E_FLAT_SPEC_KEY"
 
 
 def test_apply_overrides_helpers() -> None:
     tree = {"a": {"b": [1, {"c": 2}]}}
-    out = skillbank.apply_overrides(tree, {"a.b[1].c": 3, "a.b[2]": 4, "x.y[0].z": "new", "a": {"d": {"e.f": 5}}})
+    out = overrides.apply_overrides(tree, {"a.b[1].c": 3, "a.b[2]": 4, "x.y[0].z": "new", "a": {"d": {"e.f": 5}}})
     assert out == {"a": {"b": [1, {"c": 3}, 4], "d": {"e": {"f": 5}}}, "x": {"y": [{"z": "new"}]}}
     assert tree == {"a": {"b": [1, {"c": 2}]}}
-    assert skillbank.merge_nested({"a": {"b": 1, "c": [1]}}, {"a": {"c": [2]}, "d": 1}) == {
+    assert overrides.merge_nested({"a": {"b": 1, "c": [1]}}, {"a": {"c": [2]}, "d": 1}) == {
         "a": {"b": 1, "c": [2]},
         "d": 1,
     }
