@@ -16,6 +16,8 @@ from tao_mcp.config import load_settings, state_dir
 from tao_mcp.service.extras import PlatformExtras
 from tao_mcp.service.jobs import JobService
 from tao_mcp.service.redaction import RedactingFilter, Redactor
+from tao_mcp.service.registry import DriverRegistry
+from tao_mcp.service.storage import StorageService
 from tao_mcp.service.store import JobStore
 
 INSTRUCTIONS = """\
@@ -36,6 +38,7 @@ class AppState:
     redactor: Redactor
     jobs: JobService
     extras: PlatformExtras
+    storage: StorageService
 
 
 def build_server(environ: Mapping[str, str] | None = None) -> MCPServer[AppState]:
@@ -50,14 +53,21 @@ def build_server(environ: Mapping[str, str] | None = None) -> MCPServer[AppState
         for handler in handlers:
             handler.addFilter(log_filter)
         store = JobStore(state_dir(settings) / "jobs.sqlite3")
-        jobs = JobService(settings, store, redactor)
+        drivers = DriverRegistry(settings)  # one driver per platform, shared by the services
+        jobs = JobService(settings, store, redactor, drivers)
         try:
             async with anyio.create_task_group() as tg:
                 await jobs.start(tg)
-                yield AppState(settings=settings, redactor=redactor, jobs=jobs, extras=PlatformExtras(jobs))
+                yield AppState(
+                    settings=settings,
+                    redactor=redactor,
+                    jobs=jobs,
+                    extras=PlatformExtras(jobs, drivers),
+                    storage=StorageService(settings, drivers),
+                )
                 tg.cancel_scope.cancel()
         finally:
-            await jobs.aclose()
+            await drivers.aclose()
             store.close()
             for handler in handlers:
                 handler.removeFilter(log_filter)

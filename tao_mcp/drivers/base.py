@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 Status = Literal["Pending", "Running", "Paused", "Complete", "Error", "Canceled", "Canceling", "Unknown"]
 TERMINAL: frozenset[str] = frozenset({"Complete", "Error", "Canceled"})
@@ -115,3 +115,41 @@ class Driver(Protocol):
         """Platform facts beyond the state (events, replica issues, OOM flags). May be empty."""
 
     async def aclose(self) -> None: ...
+
+
+# ---- optional capabilities: what only some platforms have. A driver has one when it defines its method(s);
+# the services ask with isinstance(driver, HasX), never with getattr.
+
+
+@runtime_checkable
+class HasReplicas(Protocol):
+    """Per-replica view of a job (Kubernetes pods, Lepton replicas): the diagnosis of a job stuck in Pending."""
+
+    async def replicas(self, ref: JobRef) -> list[dict[str, Any]]:
+        """Rows of {id, node, phase, readiness_issue: {reason, message} | None, ...}; [] before the job exists."""
+
+
+@runtime_checkable
+class HasDiagnostics(Protocol):
+    """Live preflight facts for list_platforms (Docker, Brev)."""
+
+    async def diagnostics(self) -> Mapping[str, Any]:
+        """{reachable: bool, ...}; raise TaoError only for what the agent must fix (it is shown as the error)."""
+
+
+@runtime_checkable
+class HasInstances(Protocol):
+    """Billed machines the user owns and may delete (Brev)."""
+
+    async def list_instances(self) -> list[dict[str, Any]]: ...
+
+    async def delete_instance(self, name: str) -> dict[str, Any]:
+        """Ask for deletion; return {name, status, message, ...}."""
+
+
+@runtime_checkable
+class HasShell(Protocol):
+    """A read-only shell where the platform's shared file system is mounted (SLURM login node: lustre://)."""
+
+    async def exec_readonly(self, cmd: str) -> tuple[int, str, str]:
+        """Run one read-only shell command; (exit code, stdout, stderr). Transport failures: BackendUnreachable."""

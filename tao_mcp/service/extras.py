@@ -1,36 +1,34 @@
-"""What only some platforms have, offered by their drivers as optional methods: replica views (Lepton,
-Kubernetes), live preflight diagnostics (Docker, Brev) and billed instances (Brev)."""
+"""What only some platforms have, offered by their drivers as optional capabilities (drivers/base.py): replica
+views (Lepton, Kubernetes: HasReplicas), live preflight diagnostics (Docker, Brev: HasDiagnostics) and billed
+instances (Brev: HasInstances)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 
+from tao_mcp.drivers.base import HasDiagnostics, HasInstances, HasReplicas
 from tao_mcp.errors import TaoError
 from tao_mcp.models import Instance, InstanceDeletion, InstanceList, Replica, ReplicaList
 from tao_mcp.service.jobs import JobService, next_hint
 from tao_mcp.service.metadata.platforms import find_platform
+from tao_mcp.service.registry import DriverRegistry, unsupported
+
+UNSUPPORTED_FIX = "use job_status, job_logs and failure_analysis"
 
 
 class PlatformExtras:
-    def __init__(self, jobs: JobService) -> None:
+    def __init__(self, jobs: JobService, drivers: DriverRegistry) -> None:
         self.jobs = jobs
-
-    async def _extra(self, platform: str, method: str, what: str) -> Callable[..., Awaitable[Any]]:
-        driver = await self.jobs.driver(platform)
-        fn = getattr(driver, method, None)
-        if fn is None:
-            raise TaoError(
-                "E_NOT_SUPPORTED", f"{platform} has no {what}", "use job_status, job_logs and failure_analysis"
-            )
-        return fn
+        self.drivers = drivers
 
     async def replicas(self, job_id: str) -> ReplicaList:
         record = self.jobs.record(job_id)
-        fetch = await self._extra(record.platform, "replicas", "replica view (Lepton and Kubernetes do)")
-        items = await fetch(record.ref()) if record.backend_id else []
+        driver = await self.drivers.get(record.platform)
+        if not isinstance(driver, HasReplicas):
+            raise unsupported(record.platform, "replica view (Lepton and Kubernetes do)", UNSUPPORTED_FIX)
+        items = await driver.replicas(record.ref()) if record.backend_id else []
         replicas = [Replica.model_validate(self.jobs.redactor.data(item)) for item in items]
         hint = f"failure_analysis(job_id='{job_id}')" if any(r.readiness_issue for r in replicas) else next_hint(record)
         return ReplicaList(
@@ -44,15 +42,14 @@ class PlatformExtras:
     async def diagnostics(self, platform: str) -> dict[str, Any] | None:
         """Live preflight facts for list_platforms; never fails the listing."""
         try:
-            driver = await self.jobs.driver(platform)
+            driver = await self.drivers.get(platform)
         except TaoError:
             return None
-        probe = getattr(driver, "diagnostics", None)
-        if probe is None:
+        if not isinstance(driver, HasDiagnostics):
             return None
         try:
             with anyio.fail_after(15):
-                return dict(await probe())
+                return dict(await driver.diagnostics())
         except TaoError as exc:
             return {"reachable": False, "error": str(exc)}
         except TimeoutError:
@@ -60,8 +57,8 @@ class PlatformExtras:
 
     async def list_instances(self, platform: str) -> InstanceList:
         platform = find_platform(platform, self.jobs.settings).name
-        fetch = await self._extra(platform, "list_instances", "instances (Brev does)")
-        instances = [Instance.model_validate(self.jobs.redactor.data(item)) for item in await fetch()]
+        items = await (await self._instances(platform)).list_instances()
+        instances = [Instance.model_validate(self.jobs.redactor.data(item)) for item in items]
         return InstanceList(
             platform=platform,
             instances=instances,
@@ -70,8 +67,7 @@ class PlatformExtras:
 
     async def delete_instance(self, platform: str, name: str) -> InstanceDeletion:
         platform = find_platform(platform, self.jobs.settings).name
-        delete = await self._extra(platform, "delete_instance", "instances (Brev does)")
-        answer = self.jobs.redactor.data(await delete(name))
+        answer = self.jobs.redactor.data(await (await self._instances(platform)).delete_instance(name))
         return InstanceDeletion(
             platform=platform,
             name=name,
@@ -79,3 +75,9 @@ class PlatformExtras:
             message=str(answer.get("message", "")),
             next=f"list_instances(platform='{platform}') to confirm",
         )
+
+    async def _instances(self, platform: str) -> HasInstances:
+        driver = await self.drivers.get(platform)
+        if not isinstance(driver, HasInstances):
+            raise unsupported(platform, "instances (Brev does)", UNSUPPORTED_FIX)
+        return driver

@@ -21,7 +21,6 @@ from typing import Any
 
 import anyio
 
-from tao_mcp.drivers import load_driver
 from tao_mcp.drivers.base import TERMINAL, Driver, Evidence, LaunchRequest
 from tao_mcp.entrypoint.builder import EntrypointPlan, build_entrypoint
 from tao_mcp.errors import BackendUnreachable, TaoError
@@ -39,6 +38,7 @@ from tao_mcp.service.metadata.actions import ActionPlan
 from tao_mcp.service.metadata.platforms import PlatformRecord, find_platform, require_credentials
 from tao_mcp.service.poller import PlatformPoller
 from tao_mcp.service.redaction import Redactor, is_secret_name
+from tao_mcp.service.registry import DriverRegistry
 from tao_mcp.service.store import JobRecord, JobStore
 
 log = logging.getLogger(__name__)
@@ -137,11 +137,13 @@ def parse_time_limit(value: str | int | None) -> int | None:
 
 
 class JobService:
-    def __init__(self, settings: Mapping[str, str], store: JobStore, redactor: Redactor) -> None:
+    def __init__(
+        self, settings: Mapping[str, str], store: JobStore, redactor: Redactor, drivers: DriverRegistry
+    ) -> None:
         self.settings = dict(settings)
         self.store = store
         self.redactor = redactor
-        self._drivers: dict[str, Driver] = {}
+        self.drivers = drivers
         self._pollers: dict[str, PlatformPoller] = {}
         self._task_group: anyio.abc.TaskGroup | None = None
 
@@ -152,25 +154,9 @@ class JobService:
         for platform in {r.platform for r in self.store.open_jobs()}:
             self.poller(platform).kick()
 
-    async def aclose(self) -> None:
-        for driver in self._drivers.values():
-            with anyio.CancelScope(shield=True):
-                await driver.aclose()
-
-    async def driver(self, platform: str) -> Driver:
-        if platform not in self._drivers:
-            require_credentials(find_platform(platform, self.settings), self.settings)
-            self._drivers[platform] = load_driver(platform, self.settings)
-        return self._drivers[platform]
-
-    async def lustre_exec(self) -> Callable[[str], Awaitable[tuple[int, str, str]]]:
-        """Runs read-only shell commands on the SLURM login node (lustre:// paths live there)."""
-        driver = await self.driver("slurm")
-        return driver.exec_readonly  # type: ignore[attr-defined]
-
     def poller(self, platform: str) -> PlatformPoller:
         if platform not in self._pollers:
-            poller = PlatformPoller(platform, self.store, lambda: self.driver(platform))
+            poller = PlatformPoller(platform, self.store, lambda: self.drivers.get(platform))
             self._pollers[platform] = poller
             if self._task_group is None:
                 raise RuntimeError("JobService.start() was not called")
@@ -337,7 +323,7 @@ class JobService:
 
     async def _prepare(self, p: SubmitParams, action_plan: ActionPlan | None, minutes: int | None) -> PreparedLaunch:
         """Everything decided before the backend is touched: ids, entrypoint, results location, secrets."""
-        driver = await self.driver(p.platform)
+        driver = await self.drivers.get(p.platform)
         options = driver.parse_options(p.options)
         job_id = uuid.uuid4().hex[:12]
         plan = self._entrypoint(job_id, p, action_plan)
@@ -478,7 +464,7 @@ class JobService:
     async def _runner_progress(self, record: JobRecord) -> str | None:
         """The runner's latest progress line ("download 3/120 files"), so status says more than Running."""
         try:
-            driver = await self.driver(record.platform)
+            driver = await self.drivers.get(record.platform)
             chunk = await driver.read_log(record.ref(), start=None, limit=1, grep=RUNNER_TAG)
         except TaoError:
             return None
@@ -529,7 +515,8 @@ class JobService:
 
     async def _last_log_line(self, record: JobRecord) -> str | None:
         try:
-            chunk = await (await self.driver(record.platform)).read_log(record.ref(), start=None, limit=1, grep=None)
+            driver = await self.drivers.get(record.platform)
+            chunk = await driver.read_log(record.ref(), start=None, limit=1, grep=None)
         except TaoError:
             return None
         return self.redactor.text(chunk.lines[-1]) if chunk.lines else None
@@ -550,7 +537,7 @@ class JobService:
                 status=record.status,
                 next=f"job_status(job_id='{job_id}') — the job has not reached the backend yet",
             )
-        driver = await self.driver(record.platform)
+        driver = await self.drivers.get(record.platform)
         chunk = await driver.read_log(record.ref(), start=start, limit=tail, grep=grep)
         lines = [self.redactor.text(line) for line in chunk.lines]
         if grep:
@@ -583,7 +570,7 @@ class JobService:
         first = 0
         evidence: list[Evidence] = []
         if record.backend_id is not None:
-            driver = await self.driver(record.platform)
+            driver = await self.drivers.get(record.platform)
             try:
                 chunk = await driver.read_log(record.ref(), start=None, limit=ANALYSIS_LOG_LINES, grep=None)
                 log_lines, first = [self.redactor.text(x) for x in chunk.lines], chunk.first_line
@@ -624,7 +611,7 @@ class JobService:
         self.store.request_cancel(job_id)
         record = self.record(job_id)
         if record.backend_id is not None:
-            driver = await self.driver(record.platform)
+            driver = await self.drivers.get(record.platform)
             await driver.cancel(record.ref())
         poller = self.poller(record.platform)
         poller.kick()

@@ -8,7 +8,6 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult
 from pydantic import Field
 
-from tao_mcp import storage
 from tao_mcp.storage.models import PathCheck, PathListing
 from tao_mcp.tools._common import READ_ONLY_BACKEND, app, coded_errors, respond
 
@@ -37,11 +36,7 @@ def register(server: MCPServer) -> None:
         """List a folder of job data (datasets, results) with sizes and modification times, one page at a time.
         Use it on a job's results_location after it completes. Next: check_path for one entry, or list_path
         with next_cursor."""
-        state = app(ctx)
-        lustre_exec = await state.jobs.lustre_exec() if uri.startswith("lustre:") else None
-        result = await storage.list_path(
-            uri, limit=limit, cursor=cursor, settings=state.settings, lustre_exec=lustre_exec
-        )
+        result = await app(ctx).storage.list_path(uri, limit=limit, cursor=cursor)
         return respond(ctx, result, render_listing(result))
 
     @server.tool(annotations=READ_ONLY_BACKEND)
@@ -49,9 +44,7 @@ def register(server: MCPServer) -> None:
     async def check_path(ctx: Context, uri: Uri) -> Annotated[CallToolResult, PathCheck]:
         """Check whether a dataset, model or results path exists before submitting a job that reads it; says
         file or folder, size and modification time. Next: list_path for a folder, submit_job with it as input."""
-        state = app(ctx)
-        lustre_exec = await state.jobs.lustre_exec() if uri.startswith("lustre:") else None
-        result = await storage.check_path(uri, settings=state.settings, lustre_exec=lustre_exec)
+        result = await app(ctx).storage.check_path(uri)
         kind = result.kind or "missing"
         text = f"{result.uri}: {'exists' if result.exists else 'does not exist'} ({kind})"
         if result.size is not None:

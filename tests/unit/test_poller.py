@@ -14,6 +14,7 @@ from tao_mcp.drivers.base import Evidence, JobRef, LaunchRequest, LogChunk, Obse
 from tao_mcp.errors import BackendUnreachable
 from tao_mcp.service.jobs import JobService, SubmitParams
 from tao_mcp.service.redaction import Redactor
+from tao_mcp.service.registry import DriverRegistry
 from tao_mcp.service.store import JobStore
 
 pytestmark = pytest.mark.anyio
@@ -72,9 +73,9 @@ class CountingDriver:
 @pytest.fixture
 async def service(tmp_path: Path):  # type: ignore[no-untyped-def]
     settings = {"SLURM_USER": "u", "SLURM_HOSTNAME": "h", "SSH_KEY_PATH": "/k"}
-    svc = JobService(settings, JobStore(tmp_path / "jobs.sqlite3"), Redactor())
     driver = CountingDriver()
-    svc._drivers["slurm"] = driver  # type: ignore[assignment]
+    drivers = DriverRegistry(settings, load=lambda platform, settings: driver)
+    svc = JobService(settings, JobStore(tmp_path / "jobs.sqlite3"), Redactor(), drivers)
     async with anyio.create_task_group() as tg:
         await svc.start(tg)
         yield svc, driver
@@ -141,7 +142,7 @@ async def test_platform_extras_are_refused_where_the_driver_has_none(service) ->
     from tao_mcp.service.extras import PlatformExtras
 
     svc, _ = service
-    extras = PlatformExtras(svc)
+    extras = PlatformExtras(svc, svc.drivers)
     job_id = (await svc.submit(SubmitParams(platform="slurm", command="echo"))).job_id
     with pytest.raises(TaoError) as err:
         await extras.replicas(job_id)
