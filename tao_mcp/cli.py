@@ -19,6 +19,18 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--http", action="store_true", help="serve streamable HTTP on /mcp instead of stdio")
         p.add_argument("--host", default="127.0.0.1")
         p.add_argument("--port", type=int, default=8765)
+        p.add_argument(
+            "--allowed-hosts",
+            default="",
+            help="with a non-loopback --host: comma-separated Host header values clients use (name, name:port or "
+            "name:*); DNS-rebinding protection refuses every other Host",
+        )
+        p.add_argument("--allowed-origins", default="", help="comma-separated browser Origins allowed (e.g. https://x)")
+        p.add_argument(
+            "--no-auth",
+            action="store_true",
+            help="HTTP without authentication, on a loopback host only (local tools: the Inspector, conformance)",
+        )
         p.add_argument("--log-level", default="INFO")
     schema = sub.add_parser("schema", help="print, write or check the tools/list contract")
     schema.add_argument("--write", action="store_true", help=f"write {SCHEMA_PATH}")
@@ -34,11 +46,34 @@ def main(argv: list[str] | None = None) -> None:
     )
     from tao_mcp.server import build_server
 
-    server = build_server()
-    if args.http:
-        server.run("streamable-http", host=args.host, port=args.port)
-    else:
-        server.run()
+    if not args.http:
+        build_server().run()
+        return
+    from tao_mcp.config import load_settings
+    from tao_mcp.errors import TaoError
+    from tao_mcp.http_auth import plan_http
+
+    try:
+        plan = plan_http(
+            load_settings(),
+            host=args.host,
+            port=args.port,
+            allowed_hosts=_csv(args.allowed_hosts),
+            allowed_origins=_csv(args.allowed_origins),
+            no_auth=args.no_auth,
+        )
+    except TaoError as exc:
+        print(f"tao-mcp: {exc}", file=sys.stderr)
+        sys.exit(2)
+    for notice in plan.notices:
+        print(notice, file=sys.stderr)
+    build_server(http=plan).run(
+        "streamable-http", host=args.host, port=args.port, transport_security=plan.transport_security
+    )
+
+
+def _csv(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 def tools_contract() -> list[dict]:

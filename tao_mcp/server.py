@@ -9,12 +9,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver import MCPServer
 
 from tao_mcp import __version__
 from tao_mcp.config import load_settings, state_dir
+from tao_mcp.http_auth import HttpPlan, principal_of
 from tao_mcp.service.extras import PlatformExtras
 from tao_mcp.service.jobs import JobService
+from tao_mcp.service.principal import acting_as
 from tao_mcp.service.redaction import RedactingFilter, Redactor
 from tao_mcp.service.registry import DriverRegistry
 from tao_mcp.service.storage import StorageService
@@ -41,8 +44,9 @@ class AppState:
     storage: StorageService
 
 
-def build_server(environ: Mapping[str, str] | None = None) -> MCPServer[AppState]:
-    """The server with every tool group registered. `environ` replaces os.environ (tests)."""
+def build_server(environ: Mapping[str, str] | None = None, *, http: HttpPlan | None = None) -> MCPServer[AppState]:
+    """The server with every tool group registered. `environ` replaces os.environ (tests); `http` adds the
+    bearer-token authentication of `tao-mcp --http`."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
@@ -73,7 +77,13 @@ def build_server(environ: Mapping[str, str] | None = None) -> MCPServer[AppState
                 handler.removeFilter(log_filter)
 
     server: MCPServer[AppState] = MCPServer(
-        "tao-mcp", instructions=INSTRUCTIONS, version=__version__, lifespan=lifespan, middleware=[redact_results]
+        "tao-mcp",
+        instructions=INSTRUCTIONS,
+        version=__version__,
+        lifespan=lifespan,
+        middleware=[bind_principal, redact_results],
+        auth=http.auth if http else None,
+        token_verifier=http.verifier if http else None,
     )
     from tao_mcp.tools import catalog, extras, jobs, platforms, prompts, storage
 
@@ -85,6 +95,12 @@ def build_server(environ: Mapping[str, str] | None = None) -> MCPServer[AppState
     prompts.register(server)
     forbid_unknown_arguments(server)
     return server
+
+
+async def bind_principal(ctx: Any, call_next: Any) -> Any:
+    """The authenticated HTTP principal (None on stdio and --no-auth) is who the job service acts for."""
+    with acting_as(principal_of(get_access_token())):
+        return await call_next(ctx)
 
 
 async def redact_results(ctx: Any, call_next: Any) -> Any:

@@ -33,6 +33,7 @@ from tao_mcp.models import (
     SubmitResult,
     WaitResult,
 )
+from tao_mcp.service import principal
 from tao_mcp.service.metadata import actions
 from tao_mcp.service.metadata.actions import ActionPlan
 from tao_mcp.service.metadata.platforms import PlatformRecord, find_platform, require_credentials
@@ -165,7 +166,8 @@ class JobService:
 
     def record(self, job_id: str) -> JobRecord:
         record = self.store.get(job_id)
-        if record is None:
+        # Another principal's job answers exactly like a missing one: no existence oracle.
+        if record is None or not principal.may_see(record.principal):
             raise TaoError(
                 "E_UNKNOWN_JOB",
                 f"no job with id '{job_id}' in this server's store",
@@ -269,7 +271,7 @@ class JobService:
         p.platform = platform_record.name
         digest = self._digest(p)
         if p.idempotency_key and not p.dry_run:
-            existing = self.store.by_idempotency_key(p.idempotency_key)
+            existing = self.store.by_idempotency_key(principal.scoped_key(p.idempotency_key))
             if existing:
                 return self._reused(existing, digest)
         launch = await self._prepare(p, action_plan, minutes)
@@ -279,7 +281,8 @@ class JobService:
             launch.request,
             platform=p.platform,
             digest=digest,
-            idempotency_key=p.idempotency_key,
+            idempotency_key=principal.scoped_key(p.idempotency_key) if p.idempotency_key else None,
+            principal=principal.owner(),
             command=self.redactor.text(p.command),
             results_location=launch.results_location,
             facts={
@@ -637,7 +640,9 @@ class JobService:
                 raise TaoError(
                     "E_BAD_CURSOR", "the cursor is not one list_jobs returned", "call list_jobs without a cursor"
                 ) from None
-        records = self.store.list(status=status, platform=platform, limit=limit + 1, before=before)
+        records = self.store.list(
+            status=status, platform=platform, limit=limit + 1, before=before, owned_by=principal.visible_owner()
+        )
         page, more = records[:limit], len(records) > limit
         next_cursor = None
         if more:

@@ -42,11 +42,15 @@ CREATE TABLE IF NOT EXISTS jobs (
     image TEXT,
     options TEXT NOT NULL DEFAULT '{}',
     request TEXT NOT NULL DEFAULT '{}',  -- non-secret request facts (resources, declared inputs/outputs)
-    results_location TEXT
+    results_location TEXT,
+    principal TEXT                       -- who submitted it over authenticated HTTP (NULL: single-user mode)
 );
 CREATE INDEX IF NOT EXISTS jobs_open ON jobs(platform, status);
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
 """
+
+# Columns added after the first release: (name, declaration) added to an existing database at open.
+MIGRATIONS = (("principal", "TEXT"),)
 
 OPEN_STATUSES = ("Pending", "Running", "Paused", "Canceling", "Unknown")
 
@@ -75,6 +79,7 @@ class JobRecord:
     options: dict[str, Any] = field(default_factory=dict)
     request: dict[str, Any] = field(default_factory=dict)
     results_location: str | None = None
+    principal: str | None = None
 
     @classmethod
     def launching(
@@ -87,6 +92,7 @@ class JobRecord:
         idempotency_key: str | None = None,
         results_location: str | None = None,
         facts: dict[str, Any] | None = None,
+        principal: str | None = None,
     ) -> JobRecord:
         """A new record written before the backend is touched (launch_state 'launching', status Pending)."""
         now = time.time()
@@ -113,6 +119,7 @@ class JobRecord:
             options=dict(launch.options),
             request=facts or {},
             results_location=results_location,
+            principal=principal,
         )
 
     @property
@@ -142,7 +149,14 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=30000")
         self._db.executescript(SCHEMA)
+        self._migrate()
         path.chmod(0o600)
+
+    def _migrate(self) -> None:
+        present = {row["name"] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        for name, declaration in MIGRATIONS:
+            if name not in present:
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {declaration}")
 
     def close(self) -> None:
         with self._lock:
@@ -182,9 +196,19 @@ class JobStore:
         return [JobRecord.from_row(r) for r in rows]
 
     def list(
-        self, *, status: str | None, platform: str | None, limit: int, before: tuple[float, str] | None
+        self,
+        *,
+        status: str | None,
+        platform: str | None,
+        limit: int,
+        before: tuple[float, str] | None,
+        owned_by: tuple[bool, str | None] = (False, None),
     ) -> list[JobRecord]:
+        """Newest first. `owned_by=(True, name)` keeps only the jobs of principal `name`."""
         sql, params = "SELECT * FROM jobs WHERE 1=1", []
+        if owned_by[0]:
+            sql += " AND principal IS ?"
+            params.append(owned_by[1])
         if status:
             sql += " AND status = ?"
             params.append(status)

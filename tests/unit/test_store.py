@@ -77,3 +77,36 @@ def test_failed_launch_is_terminal_error(store: JobStore) -> None:
     got = store.get("abc123")
     assert got is not None and got.status == "Error" and got.launch_state == "failed"
     assert store.open_jobs() == []
+
+
+def test_a_database_from_before_principals_gains_the_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    from tao_mcp.service.store import SCHEMA
+
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(_without_principal(SCHEMA))
+    old.execute(
+        "INSERT INTO jobs (job_id, platform, backend_name, launch_state, status, created_at, updated_at, "
+        "request_digest, command) VALUES ('old1', 'slurm', 'tao-old1', 'launched', 'Complete', 1, 1, 'd', 'echo')"
+    )
+    old.commit()
+    old.close()
+    store = JobStore(path)
+    assert store.get("old1") is not None and store.get("old1").principal is None
+    mine = JobRecord.launching(launch_request("new1"), platform="slurm", digest="d", command="x", principal="alice")
+    store.insert(mine)
+    assert store.get("new1").principal == "alice"
+    listed = store.list(status=None, platform=None, limit=10, before=None, owned_by=(True, "alice"))
+    assert [r.job_id for r in listed] == ["new1"]
+    everyone = store.list(status=None, platform=None, limit=10, before=None)
+    assert {r.job_id for r in everyone} == {"old1", "new1"}
+    store.close()
+    JobStore(path).close()  # opening a migrated database again changes nothing
+
+
+def _without_principal(schema: str) -> str:
+    lines = [line for line in schema.splitlines() if not line.strip().startswith("principal ")]
+    text = "\n".join(lines)
+    return text.replace("results_location TEXT,", "results_location TEXT")
