@@ -56,7 +56,7 @@ def build_server(environ: Mapping[str, str] | None = None, *, http: HttpPlan | N
         handlers = logging.getLogger().handlers
         for handler in handlers:
             handler.addFilter(log_filter)
-        store = JobStore(state_dir(settings) / "jobs.sqlite3")
+        store = JobStore(state_dir(settings) / "jobs.sqlite3", redactor)
         drivers = DriverRegistry(settings)  # one driver per platform, shared by the services
         jobs = JobService(settings, store, redactor, drivers)
         try:

@@ -89,6 +89,7 @@ class PreparedLaunch:
     plan: EntrypointPlan
     action_plan: ActionPlan | None
     results_location: str | None
+    secret_names: set[str]  # server variables whose values the job receives (kept with the job record)
 
     def result(self, status: str, message: str, hint: str, **extra: Any) -> SubmitResult:
         return SubmitResult(
@@ -151,6 +152,9 @@ class JobService:
     # ---- lifecycle ----
     async def start(self, task_group: anyio.abc.TaskGroup) -> None:
         self._task_group = task_group
+        # Values forwarded with secret_env stay redacted for the life of their jobs, across restarts: the
+        # store keeps the names, the values come from the current environment.
+        self.redactor.add_settings(self.settings, self.store.forwarded_secret_names())
         # Open records from an earlier process are watched (and reconciled by name) straight away.
         for platform in {r.platform for r in self.store.open_jobs()}:
             self.poller(platform).kick()
@@ -294,6 +298,7 @@ class JobService:
                 "action": p.action,
                 "env_names": sorted(p.env),
                 "secret_env": sorted(launch.request.secret_env),
+                "secret_names": sorted(launch.secret_names),
                 "mode": launch.plan.mode,
                 "inputs": p.inputs,
                 "outputs": p.outputs,
@@ -339,9 +344,13 @@ class JobService:
             env["TAO_RESULTS_ROOT"] = root
             results_location = f"{driver.storage_scheme}://{root}/{job_id}"
         secret_env = {name: self.settings[name] for name in p.secret_env}
+        secret_names = set(p.secret_env)
         for container_name, server_name in plan.secret_env.items():
             if self.settings.get(server_name):
                 secret_env[container_name] = self.settings[server_name]
+                secret_names.add(server_name)
+        # Whatever a job receives as a secret is redacted from everything it prints, whatever its name.
+        self.redactor.add_settings(self.settings, secret_names)
         request = LaunchRequest(
             job_id=job_id,
             backend_name=f"tao-{job_id}",
@@ -354,7 +363,9 @@ class JobService:
             time_limit_minutes=minutes,
             options=options,
         )
-        return PreparedLaunch(request, p.platform, driver, plan, action_plan, results_location or plan.results_location)
+        return PreparedLaunch(
+            request, p.platform, driver, plan, action_plan, results_location or plan.results_location, secret_names
+        )
 
     async def _dry_run(self, launch: PreparedLaunch) -> SubmitResult:
         preview = await launch.driver.preview(launch.request)

@@ -1,51 +1,298 @@
-"""One redactor for everything that leaves the server: results, errors, log lines, stderr logging.
+"""One redactor for everything that leaves the server or is stored: results, notifications, errors, log
+windows, store rows, stderr logging.
 
-It replaces the value of every configured secret variable and well-known token shapes. Values are
-compared verbatim; very short values are ignored (redacting "1" everywhere would destroy output).
+It knows every secret the server holds and masks three kinds of text:
+- known values: every configured credential variable, every name forwarded with `secret_env` (registered
+  while the server runs), the password of any URL in the settings, each line of a multi-line value and the
+  string leaves of a JSON value (DOCKER_AUTH_CONFIG), plus the encoded forms of each value: base64 (standard
+  and URL-safe, the substrings that are the same at all three byte alignments, with the neighbouring partial
+  characters), URL-encoding, JSON escaping, hex. Configured credentials are masked down to 4 characters.
+- secret shapes: PEM private keys (also the part of one a window cut), URL userinfo, Authorization headers,
+  `NAME=value` where NAME is a secret name, well-known token formats (nvapi-, hf_, AKIA, ghp_ ...).
+- nothing else: ordinary words must survive (tests run it over a real training log).
+
+Masking preserves line breaks (a masked PEM key of 28 lines becomes 28 mask lines), so line numbers of a
+redacted log window stay true.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import re
+import string
+import threading
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 MASK = "[REDACTED]"
-MIN_SECRET_LEN = 6
+MIN_SECRET_LEN = 4  # a configured credential is masked down to this length
+MIN_GUESSED_LEN = 8  # a value known only by its variable's name
+MIN_ENCODED_LEN = 6  # shorter encoded fragments would hit ordinary text
 
-# Names whose values are secrets even when no platform record lists them.
-SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|ACCESS_KEY|PRIVATE_KEY|_KEY$|^NGC_KEY$|CREDENTIAL)")
-NOT_SECRET_NAME = re.compile(r"(_PATH|_FILE|_URL|_DIR|_SOCK|_HOST|_ID)$")
-
-TOKEN_SHAPES = re.compile(
-    r"(nvapi-[A-Za-z0-9_-]{20,}"  # NGC / NVIDIA API keys
-    r"|hf_[A-Za-z0-9]{20,}"  # Hugging Face tokens
-    r"|AKIA[0-9A-Z]{16}"  # AWS access key ids
-    r"|gh[pousr]_[A-Za-z0-9]{30,}"  # GitHub tokens
-    r"|(?<=Bearer )[A-Za-z0-9._~+/=-]{16,}"  # bearer headers
-    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----)"
+# Credentials the server may hold whatever their names look like; their values are masked down to 4 chars.
+CREDENTIAL_NAMES = frozenset(
+    {
+        "NGC_KEY",
+        "NGC_API_KEY",
+        "NGC_CLI_API_KEY",
+        "HF_TOKEN",
+        "HUGGING_FACE_HUB_TOKEN",
+        "WANDB_API_KEY",
+        "ACCESS_KEY",
+        "SECRET_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "LEPTON_AUTH_TOKEN",
+        "BREV_API_TOKEN",
+        "DOCKER_AUTH_CONFIG",
+        "GITHUB_TOKEN",
+    }
 )
+
+# A secret name: a segment ending in one of the strong words, or one of the short words as a whole segment.
+SECRET_NAME = re.compile(
+    r"(?:^|_)[A-Z0-9]*(?:TOKENS?|SECRETS?|PASSWORDS?|PASSWD|PASSPHRASE|APIKEY|CREDENTIALS?)(?:_|$)"
+    r"|(?:^|_)(?:PASS|AUTH|KEY|KEYS|PAT|PSK|PRIVATE)(?:_|$)"
+)
+# ... unless the name says its value is a location, an identity or a setting (SSH_KEY_PATH, AUTH_MODE).
+NOT_SECRET_NAME = re.compile(
+    r"_(?:PATH|FILE|FILES|DIR|URL|URI|ENDPOINT|HOST|HOSTNAME|PORT|ID|SOCK|USER|USERNAME|NAME|TYPE|MODE|METHOD"
+    r"|REGION|TIMEOUT|TIMEOUT_S|TTL|ENABLED|EXPIRY|LENGTH|HEADER|VERSION)$"
+)
+# Values a guessed name may hold that are settings, not secrets.
+PLAIN_VALUE = re.compile(r"(?i)^(?:true|false|yes|no|on|off|none|null|\d{1,7}|[~.]?/\S*)$")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A secret shape. `group` names the part masked (None: the whole match); the regex runs only when one of
+    `markers` is in the text (lowercased when `fold`): most log windows skip most rules at the cost of a find."""
+
+    markers: tuple[str, ...]
+    pattern: re.Pattern[str]
+    group: str | None = None
+    fold: bool = True
+
+
+def _rule(markers: str, pattern: str, group: str | None = None, fold: bool = True) -> Rule:
+    return Rule(tuple(markers.split("|")), re.compile(pattern), group, fold)
+
+
+RULES = (
+    # PEM private keys, also the part of one a log window cut at its start or end.
+    _rule(
+        "private key-----", r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)"
+    ),
+    _rule("private key-----", r"\A(?:(?!-----BEGIN )[\s\S])*?-----END [A-Z0-9 ]*PRIVATE KEY-----"),
+    # Well-known token formats: NGC, Hugging Face, AWS key ids, GitHub, Slack, JWTs.
+    _rule("nvapi-", r"nvapi-[A-Za-z0-9_-]{20,}"),
+    _rule("hf_", r"\bhf_[A-Za-z0-9]{20,}"),
+    _rule("akia", r"\bAKIA[0-9A-Z]{16}\b"),
+    _rule("p_|o_|u_|s_|r_", r"\bgh[pousr]_[A-Za-z0-9]{30,}"),
+    _rule("github_pat_", r"\bgithub_pat_[A-Za-z0-9_]{30,}"),
+    _rule("xox", r"\bxox[abpr]-[A-Za-z0-9-]{10,}"),
+    _rule("eyj", r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"),
+    # URL userinfo: https://user:pass@host, https://<token>@host (not ssh://git@host).
+    _rule("@", r"\b[A-Za-z][A-Za-z0-9+.-]*://(?P<s>[^\s/@:]*:[^\s/@]*|[A-Za-z0-9_.~+-]{16,})@", "s"),
+    # Authorization headers and API-key headers, as curl or a client library prints them.
+    _rule(
+        "authorization",
+        r"(?i:\b(?:proxy-)?authorization\b[\"']?\s*[:=]\s*[\"']?(?:(?:bearer|basic|token|bot)\s+)?)"
+        r"(?P<s>[^\s\"',;]{4,})",
+        "s",
+    ),
+    _rule(
+        "api-key|private-token|auth-token",
+        r"(?i:\b(?:x-api-key|api-key|private-token|x-auth-token)\b[\"']?\s*[:=]\s*[\"']?)(?P<s>[^\s\"',;]{4,})",
+        "s",
+    ),
+    _rule("--", r"(?i:--(?:password|passwd|token|api-key|apikey|secret|passphrase)[= ])(?P<s>\S{4,})", "s"),
+    # "password": "...", 'api_key': '...' in JSON, YAML flow maps and Python reprs.
+    _rule(
+        "pass|secret|key|token",
+        r"(?i:[\"'](?:[a-z0-9_]*_)?(?:password|passwd|passphrase|secret|api_?key|access_?token|auth_?token|"
+        r"secret_?key|private_?key|client_?secret|hf_token|ngc_key)[\"']\s*:\s*[\"'])(?P<s>[^\"']{4,})",
+        "s",
+    ),
+    # NAME=value where NAME is a secret name (an `env` dump, a shell trace).
+    _rule(
+        "TOKEN|SECRET|PASS|KEY|AUTH|CREDENTIAL|PAT|PSK|PRIVATE",
+        r"\b(?P<n>[A-Z][A-Z0-9_]*)=(?P<s>[^\s\"']{4,}|\"[^\"\n]{4,}\"|'[^'\n]{4,}')",
+        "s",
+        fold=False,
+    ),
+)
+URL_USERINFO = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*:([^\s/@]+)@")
+B64_ALPHABETS = {
+    "std": frozenset(string.ascii_letters + string.digits + "+/"),
+    "url": frozenset(string.ascii_letters + string.digits + "-_"),
+}
 
 
 def is_secret_name(name: str) -> bool:
-    return bool(SECRET_NAME.search(name)) and not NOT_SECRET_NAME.search(name)
+    upper = name.upper()
+    if upper in CREDENTIAL_NAMES:
+        return True
+    return bool(SECRET_NAME.search(upper)) and not NOT_SECRET_NAME.search(upper)
+
+
+def _masked(text: str) -> str:
+    """One mask per line of `text`: line numbers survive."""
+    return "\n".join([MASK] * (text.count("\n") + 1))
+
+
+def _apply(rule: Rule, text: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        if rule.group is None:
+            return _masked(match.group())
+        if "n" in rule.pattern.groupindex and not is_secret_name(match.group("n")):
+            return match.group()
+        start, end = (i - match.start() for i in match.span(rule.group))
+        whole = match.group()
+        return whole[:start] + _masked(whole[start:end]) + whole[end:]
+
+    return rule.pattern.sub(replace, text)
+
+
+def _sub_known(pattern: re.Pattern[str], text: str) -> str:
+    """Mask known values; a base64 fragment takes its partial neighbour characters and padding with it."""
+    out: list[str] = []
+    done = 0
+    for match in pattern.finditer(text):
+        start, end = match.span()
+        alphabet = B64_ALPHABETS.get(match.lastgroup or "")
+        if alphabet is not None:
+            for _ in range(2):
+                if start > done and text[start - 1] in alphabet:
+                    start -= 1
+            for _ in range(3):
+                if end < len(text) and text[end] in alphabet:
+                    end += 1
+            while end < len(text) and text[end] == "=":
+                end += 1
+        start = max(start, done)
+        if end <= start:
+            continue
+        out += [text[done:start], _masked(text[start:end])]
+        done = end
+    return "".join(out) + text[done:] if out else text
+
+
+def base64_cores(raw: bytes) -> set[str]:
+    """The base64 characters that encode only `raw`, at each of the three alignments it may sit at inside a
+    longer encoded stream (standard and URL-safe alphabets)."""
+    cores = set()
+    for shift in range(3):
+        encoded = base64.b64encode(b"\0" * shift + raw).decode().rstrip("=")
+        first = -(-8 * shift // 6)  # the first character whose six bits all come from `raw`
+        last = (8 * (shift + len(raw))) // 6  # one past the last such character
+        core = encoded[first:last]
+        if len(core) >= MIN_ENCODED_LEN:
+            cores.add(core)
+            cores.add(core.replace("+", "-").replace("/", "_"))
+    return cores
+
+
+def encoded_forms(value: str) -> set[str]:
+    """JSON-escaped, URL-encoded and hex forms of a value (the base64 ones are `base64_cores`)."""
+    raw = value.encode()
+    forms = {
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        quote(value, safe=""),
+        quote_plus(value, safe=""),
+        quote(value, safe="/:@"),
+        raw.hex(),
+        raw.hex().upper(),
+    }
+    return {f for f in forms if f != value and len(f) >= MIN_ENCODED_LEN}
+
+
+def _literal(word: str) -> str:
+    """`word` as a regex; its %XX escapes match in either case (%2f and %2F)."""
+    return re.sub(r"%([0-9A-F])([0-9A-F])", lambda m: f"%[{m[1]}{m[1].lower()}][{m[2]}{m[2].lower()}]", re.escape(word))
+
+
+def _alternation(words: Iterable[str]) -> str:
+    """A regex matching any of `words`, longest first (alternation takes the first branch that matches)."""
+    return "|".join(_literal(w) for w in sorted(set(words), key=lambda w: (-len(w), w)))
 
 
 class Redactor:
+    """Masks the secrets it was told about and secret shapes. Thread-safe; values can be added while serving."""
+
     def __init__(self, secret_values: Iterable[str] = ()) -> None:
-        values = sorted({v for v in secret_values if v and len(v) >= MIN_SECRET_LEN}, key=len, reverse=True)
-        self._values = re.compile("|".join(re.escape(v) for v in values)) if values else None
+        self._lock = threading.Lock()
+        self._values: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+        self.add(secret_values)
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, str], extra_names: Iterable[str] = ()) -> Redactor:
-        names = {n for n in settings if is_secret_name(n)} | set(extra_names)
-        return cls(settings[n] for n in names if settings.get(n))
+        redactor = cls()
+        redactor.add_settings(settings, extra_names)
+        return redactor
+
+    def add_settings(self, settings: Mapping[str, str], names: Iterable[str] = ()) -> None:
+        """Register the values of secret-named settings, of `names` (forwarded with secret_env), and the
+        password of every URL in the settings."""
+        values: list[str] = []
+        forced = set(names)
+        for name, value in settings.items():
+            if not value:
+                continue
+            values += URL_USERINFO.findall(value)
+            known = name in forced or name.upper() in CREDENTIAL_NAMES
+            guessed = is_secret_name(name) and len(value) >= MIN_GUESSED_LEN and not PLAIN_VALUE.match(value.strip())
+            if known or guessed:
+                values.append(value)
+        self.add(values)
+
+    def add(self, values: Iterable[str]) -> None:
+        """Register secret values (and, through them, their lines, JSON leaves and encoded forms)."""
+        fresh = set()
+        for value in values:
+            for item in _parts(value):
+                if len(item) >= MIN_SECRET_LEN and MASK not in item and item not in self._values:
+                    fresh.add(item)
+        if not fresh:
+            return
+        with self._lock:
+            self._values |= fresh
+            plain: set[str] = set()
+            std: set[str] = set()
+            url: set[str] = set()
+            for value in self._values:
+                plain.add(value)
+                plain |= encoded_forms(value)
+                for core in base64_cores(value.encode()):
+                    (url if ("-" in core or "_" in core) else std).add(core)
+            branches = [f"(?P<plain>{_alternation(plain)})"]
+            branches += [f"(?P<{name}>{_alternation(cores)})" for name, cores in (("std", std), ("url", url)) if cores]
+            self._pattern = re.compile("|".join(branches))
+
+    @property
+    def longest(self) -> int:
+        """Length of the longest known value (a cut raw line drops this much of its end before redaction)."""
+        with self._lock:
+            return max((len(v) for v in self._values), default=0)
 
     def text(self, value: str) -> str:
-        if self._values is not None:
-            value = self._values.sub(MASK, value)
-        return TOKEN_SHAPES.sub(MASK, value)
+        pattern = self._pattern
+        if pattern is not None:
+            value = _sub_known(pattern, value)
+        folded = value.lower()
+        for rule in RULES:
+            haystack = folded if rule.fold else value
+            if any(marker in haystack for marker in rule.markers):
+                value = _apply(rule, value)
+                folded = value.lower()
+        return value
 
     def data(self, value: Any) -> Any:
         """Redact every string inside JSON-like data (dict keys included)."""
@@ -59,6 +306,43 @@ class Redactor:
 
     def contains_secret(self, value: str) -> bool:
         return self.text(value) != value
+
+
+def _parts(value: str) -> list[str]:
+    """A value, each line of a multi-line value, and the string leaves of a JSON value."""
+    parts = [value, value.strip()]
+    lines = [line.strip() for line in value.splitlines()]
+    if len(lines) > 1:
+        parts += [line for line in lines if len(line) >= MIN_GUESSED_LEN]
+    if value.lstrip()[:1] in ("{", "["):
+        try:
+            leaves = [leaf for leaf in _leaves(json.loads(value)) if len(leaf) >= MIN_GUESSED_LEN]
+        except ValueError:
+            leaves = []
+        parts += leaves
+        for leaf in leaves:  # registry auths are base64("user:password")
+            decoded = _b64text(leaf)
+            if decoded:
+                parts += [decoded, decoded.partition(":")[2]]
+    return parts
+
+
+def _b64text(value: str) -> str | None:
+    try:
+        text = base64.b64decode(value, validate=True).decode()
+    except ValueError:
+        return None
+    return text if text.isprintable() else None
+
+
+def _leaves(data: Any) -> list[str]:
+    if isinstance(data, str):
+        return [data]
+    if isinstance(data, dict):
+        return [leaf for v in data.values() for leaf in _leaves(v)]
+    if isinstance(data, list):
+        return [leaf for v in data for leaf in _leaves(v)]
+    return []
 
 
 class RedactingFilter(logging.Filter):

@@ -2,7 +2,8 @@
 
 Rules (architecture.md): the record is written before the backend is touched; status only moves
 forward (terminal is final; Canceling may only become terminal); a missing exit code or end time may
-still be filled in after the terminal state (accounting can lag). No secret value is ever written here.
+still be filled in after the terminal state (accounting can lag). No secret value is ever written here:
+every text the store writes passes through the redactor here, in the write path, so no caller can forget.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tao_mcp.drivers.base import TERMINAL, JobRef, LaunchRequest, Observation
+from tao_mcp.service.redaction import Redactor
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -140,9 +142,14 @@ class JobRecord:
         return cls(**data)
 
 
+# Columns that hold text a backend, a user or a job produced: redacted on every write.
+TEXT_COLUMNS = ("raw_state", "message", "pending_reason", "command", "image", "results_location")
+
+
 class JobStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, redactor: Redactor | None = None) -> None:
         self.path = path
+        self.redactor = redactor or Redactor()
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.row_factory = sqlite3.Row
@@ -224,6 +231,15 @@ class JobStore:
             rows = self._db.execute(sql, params).fetchall()
         return [JobRecord.from_row(r) for r in rows]
 
+    def forwarded_secret_names(self) -> set[str]:
+        """Every server variable name a stored job forwarded with secret_env (names only, never values)."""
+        with self._lock:
+            rows = self._db.execute("SELECT request FROM jobs").fetchall()
+        names: set[str] = set()
+        for row in rows:
+            names.update(json.loads(row["request"]).get("secret_names") or ())
+        return names
+
     # ---- writes ----
     def insert(self, record: JobRecord) -> JobRecord:
         """Insert a new record; with an idempotency key already used, return the existing record instead."""
@@ -233,8 +249,9 @@ class JobStore:
                 if row:
                     return JobRecord.from_row(row)
             data = record.__dict__ | {
-                "options": json.dumps(record.options, sort_keys=True),
-                "request": json.dumps(record.request, sort_keys=True),
+                **{col: self._clean(getattr(record, col)) for col in TEXT_COLUMNS},
+                "options": json.dumps(self.redactor.data(record.options), sort_keys=True),
+                "request": json.dumps(self.redactor.data(record.request), sort_keys=True),
                 "cancel_requested": int(record.cancel_requested),
             }
             cols = ", ".join(data)
@@ -256,7 +273,7 @@ class JobStore:
                 "UPDATE jobs SET launch_state = 'failed', status = 'Error', raw_state = 'LAUNCH_REFUSED', "
                 "message = ?, updated_at = ?, ended_at = ? WHERE job_id = ? AND status NOT IN "
                 "('Complete', 'Error', 'Canceled')",
-                (message, time.time(), time.time(), job_id),
+                (self._clean(message), time.time(), time.time(), job_id),
             )
 
     def request_cancel(self, job_id: str) -> None:
@@ -300,9 +317,9 @@ class JobStore:
                     "started_at = COALESCE(?, started_at), ended_at = ?, updated_at = ? WHERE job_id = ?",
                     (
                         status,
-                        obs.raw_state,
-                        message,
-                        obs.pending_reason,
+                        self._clean(obs.raw_state),
+                        self._clean(message),
+                        self._clean(obs.pending_reason),
                         obs.exit_code,
                         obs.started_at,
                         ended,
@@ -319,5 +336,8 @@ class JobStore:
             db.execute(
                 "UPDATE jobs SET message = ?, updated_at = ? WHERE job_id = ? AND status NOT IN "
                 "('Complete', 'Error', 'Canceled')",
-                (message, time.time(), job_id),
+                (self._clean(message), time.time(), job_id),
             )
+
+    def _clean(self, text: str | None) -> str | None:
+        return None if text is None else self.redactor.text(text)

@@ -46,6 +46,11 @@ def respond(ctx: Context, model: BaseModel, text: str) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=redactor.text(text))], structured_content=data)
 
 
+async def report_progress(ctx: Context, progress: float, message: str) -> None:
+    """A progress notification, redacted like every result (backend messages ride in it)."""
+    await ctx.report_progress(progress, None, app(ctx).redactor.text(message))
+
+
 def coded_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     """Anticipated failures become `E_CODE: cause. Fix: ...` tool errors, redacted like every result."""
 

@@ -11,7 +11,15 @@ from pydantic import Field
 from tao_mcp.errors import TaoError
 from tao_mcp.models import FailureAnalysis, JobList, JobStatus, LogPage, SubmitResult, WaitResult
 from tao_mcp.service.jobs import SubmitParams
-from tao_mcp.tools._common import READ_ONLY_BACKEND, READ_ONLY_LOCAL, annotations, app, coded_errors, respond
+from tao_mcp.tools._common import (
+    READ_ONLY_BACKEND,
+    READ_ONLY_LOCAL,
+    annotations,
+    app,
+    coded_errors,
+    report_progress,
+    respond,
+)
 
 JobId = Annotated[str, Field(description="the job_id submit_job returned", min_length=1, max_length=64)]
 MAX_WAIT_S = 50
@@ -218,7 +226,7 @@ def register(server: MCPServer) -> None:
         async def progress(elapsed: float, message: str) -> None:
             nonlocal last
             last = max(elapsed, last + 0.001)  # progress must strictly increase
-            await ctx.report_progress(round(last, 3), None, message)
+            await report_progress(ctx, round(last, 3), message)
 
         result = await app(ctx).jobs.wait(job_id, timeout_s, until, progress)
         return respond(ctx, result, f"done={result.done} after {result.waited_s}s\n" + render_status(result))

@@ -1,8 +1,36 @@
 from __future__ import annotations
 
+import base64
+import json
 import logging
+import secrets
+from pathlib import Path
+from urllib.parse import quote, quote_plus
+
+import pytest
 
 from tao_mcp.service.redaction import MASK, RedactingFilter, Redactor, is_secret_name
+
+REPO = Path(__file__).resolve().parents[2]
+TRAINING_LOG = REPO / "fixtures" / "logs" / "tao_rtdetr_train.log"
+
+
+def encodings(value: str) -> dict[str, str]:
+    """Every encoded form of `value` the redactor must catch, as a job could print it."""
+    raw = value.encode()
+    forms = {
+        "plain": value,
+        "json": json.dumps(value)[1:-1],
+        "url": quote(value, safe=""),
+        "url_plus": quote_plus(value),
+        "url_lower": quote(value, safe="").replace("%2F", "%2f").replace("%2B", "%2b"),
+        "hex": raw.hex(),
+        "HEX": raw.hex().upper(),
+    }
+    for pad in range(3):  # the secret at each byte alignment inside a longer base64 stream
+        forms[f"b64+{pad}"] = base64.b64encode(b"x" * pad + raw + b"tail").decode()
+        forms[f"b64url+{pad}"] = base64.urlsafe_b64encode(b"yz"[:pad] + raw).decode()
+    return forms
 
 
 def test_secret_names() -> None:
@@ -14,9 +42,32 @@ def test_secret_names() -> None:
         "LEPTON_AUTH_TOKEN",
         "BREV_API_TOKEN",
         "DB_PASSWORD",
+        "SSH_PASSPHRASE",
+        "MY_APIKEY",
+        "SMTP_PASS",
+        "DOCKER_AUTH_CONFIG",
+        "GCP_CREDENTIALS",
+        "GITHUB_PAT",
+        "TLS_PRIVATE",
+        "AWS_ACCESS_KEY_ID",  # a known credential despite the _ID
     ):
         assert is_secret_name(name), name
-    for name in ("SSH_KEY_PATH", "SLURM_USER", "S3_ENDPOINT_URL", "LEPTON_WORKSPACE_ID", "SSH_AUTH_SOCK", "PATH"):
+    for name in (
+        "SSH_KEY_PATH",
+        "SLURM_USER",
+        "S3_ENDPOINT_URL",
+        "LEPTON_WORKSPACE_ID",
+        "SSH_AUTH_SOCK",
+        "PATH",
+        "PWD",
+        "TOKENIZERS_PARALLELISM",
+        "TAO_MCP_HTTP_TOKENS_FILE",
+        "AUTH_MODE",
+        "GIT_AUTHOR_NAME",
+        "XAUTHORITY",
+        "PASSENGER_COUNT",
+        "KEYBOARD",
+    ):
         assert not is_secret_name(name), name
 
 
@@ -28,8 +79,80 @@ def test_values_and_token_shapes_are_masked() -> None:
     assert "user=alice" in out and out.count(MASK) == 3
 
 
-def test_short_values_are_not_masked() -> None:
-    assert Redactor(["1", "abc"]).text("1 abc") == "1 abc"
+@pytest.mark.parametrize("length", [4, 5, 7, 16, 40, 64])
+def test_every_encoding_at_every_alignment(length: int) -> None:
+    value = secrets.token_urlsafe(64)[:length]
+    r = Redactor.from_settings({"HF_TOKEN": value})
+    for kind, form in encodings(value).items():
+        if kind != "plain" and (form == value or (kind.startswith("b64") and length < 6)):
+            continue  # an encoding that changes nothing, or a base64 fragment too short to mean anything
+        out = r.text(f"before {form} after")
+        assert form not in out and MASK in out, (kind, form, out)
+        assert out.startswith("before ") and out.endswith(" after"), (kind, out)
+
+
+def test_special_characters_in_values() -> None:
+    value = 'p@ss/w+rd "quoted" \\ ünï'
+    r = Redactor.from_settings({"DB_PASSWORD": value})
+    for kind, form in encodings(value).items():
+        assert form not in r.text(f"x {form} y"), kind
+
+
+def test_short_configured_values_are_masked_down_to_four_chars() -> None:
+    r = Redactor.from_settings({"NGC_KEY": "Zq7x", "HF_TOKEN": "abc", "FORWARDED": "k9#w"}, ["FORWARDED"])
+    assert r.text("a Zq7x b k9#w c abc") == f"a {MASK} b {MASK} c abc"
+
+
+def test_guessed_names_need_longer_values_and_skip_settings() -> None:
+    settings = {"AUTH_RETRIES": "3", "SMTP_PASS": "open", "WIDGET_TOKEN": "long-enough-value", "MY_SECRET": "/etc/x"}
+    r = Redactor.from_settings(settings)
+    assert r.text("3 open /etc/x long-enough-value") == f"3 open /etc/x {MASK}"
+
+
+def test_forwarded_names_are_registered_while_serving() -> None:
+    r = Redactor.from_settings({"GITHUB_PAT": "pat-value-123", "BUILD_NOTE": "internal-thing-42"})
+    assert "pat-value-123" not in r.text("pat-value-123")  # a secret name
+    assert r.text("internal-thing-42") == "internal-thing-42"
+    r.add_settings({"BUILD_NOTE": "internal-thing-42"}, ["BUILD_NOTE"])  # forwarded with secret_env
+    assert r.text("x internal-thing-42") == f"x {MASK}"
+
+
+def test_url_userinfo_and_headers() -> None:
+    r = Redactor.from_settings({"S3_ENDPOINT_URL": "https://svc:hunter2@s3.example"})
+    assert r.text("hunter2") == MASK  # the password of a URL in the settings is a known value
+    out = r.text("clone https://bob:pa55w0rd@git.example/x.git and https://ghp_abcdefghijklmnopqrst@github.com/y")
+    assert "pa55w0rd" not in out and "ghp_abc" not in out and "git.example/x.git" in out
+    assert r.text("ssh://git@github.com/a.git and user@host") == "ssh://git@github.com/a.git and user@host"
+    out = r.text('curl -H "Authorization: Bearer abc123.def" -H "x-api-key: zzz999" --password=qwerty12')
+    assert "abc123" not in out and "zzz999" not in out and "qwerty12" not in out
+
+
+def test_assignments_and_quoted_keys() -> None:
+    r = Redactor()
+    out = r.text("NGC_KEY=abcd1234 TOKENIZERS_PARALLELISM=false PATH=/usr/bin {'password': 'swordfish'}")
+    assert "abcd1234" not in out and "swordfish" not in out
+    assert "TOKENIZERS_PARALLELISM=false PATH=/usr/bin" in out and "NGC_KEY=" in out
+
+
+def test_docker_auth_config_leaves() -> None:
+    auth = base64.b64encode(b"robot:registry-pass-77").decode()
+    config = json.dumps({"auths": {"nvcr.io": {"auth": auth}}})
+    r = Redactor.from_settings({"DOCKER_AUTH_CONFIG": config})
+    assert auth not in r.text(f"auth is {auth}") and "registry-pass-77" not in r.text("registry-pass-77")
+
+
+def test_pem_keys_keep_line_count_also_when_a_window_cuts_them() -> None:
+    body = [base64.b64encode(secrets.token_bytes(48)).decode() for _ in range(6)]
+    key = "\n".join(["-----BEGIN OPENSSH PRIVATE KEY-----", *body, "-----END OPENSSH PRIVATE KEY-----"])
+    r = Redactor()
+    text = f"before\n{key}\nafter"
+    out = r.text(text)
+    assert out.count("\n") == text.count("\n") and out.split("\n")[0] == "before" and out.endswith("\nafter")
+    assert not any(line in out for line in body)
+    head = "\n".join(text.split("\n")[:4])  # the window ends inside the key
+    assert not any(line in r.text(head) for line in body)
+    tail = "\n".join(text.split("\n")[4:])  # the window starts inside the key
+    assert not any(line in r.text(tail) for line in body) and r.text(tail).endswith("\nafter")
 
 
 def test_nested_data_and_keys() -> None:
@@ -37,11 +160,40 @@ def test_nested_data_and_keys() -> None:
     assert r.data({"a": ["x topsecret!", {"topsecret!": 1}]}) == {"a": [f"x {MASK}", {MASK: 1}]}
 
 
+def test_masking_is_idempotent() -> None:
+    r = Redactor.from_settings({"NGC_KEY": "nvapi-" + "q" * 30, "DB_PASSWORD": "hunter2hunter2"})
+    once = r.text("NGC_KEY=nvapi-" + "q" * 30 + " Authorization: Bearer hunter2hunter2")
+    assert r.text(once) == once
+
+
+def test_a_real_training_log_survives_a_realistic_secret_set() -> None:
+    """False positives: ordinary training output must come back unchanged."""
+    settings = {
+        "NGC_KEY": "nvapi-" + secrets.token_urlsafe(48),
+        "HF_TOKEN": "hf_" + secrets.token_hex(17),
+        "WANDB_API_KEY": secrets.token_hex(20),
+        "ACCESS_KEY": "TAOCEPHUSER7Q2M4XKZP",
+        "SECRET_KEY": secrets.token_urlsafe(30),
+        "LEPTON_AUTH_TOKEN": secrets.token_urlsafe(32),
+        "BREV_API_TOKEN": secrets.token_hex(16),
+        "DB_PASSWORD": "Zq7!",
+        "SLURM_USER": "tao",
+        "SSH_KEY_PATH": "/home/tao/.ssh/id_ed25519",
+        "S3_ENDPOINT_URL": "https://s3.internal.example:7480",
+        "TOKENIZERS_PARALLELISM": "false",
+        "AUTH_MODE": "oauth",
+    }
+    r = Redactor.from_settings(settings)
+    log = TRAINING_LOG.read_text()
+    assert len(log.splitlines()) > 300
+    out = r.text(log)
+    changed = [(a, b) for a, b in zip(log.splitlines(), out.splitlines(), strict=True) if a != b]
+    assert not changed, changed[:5]
+
+
 def test_logging_filter_masks_messages_and_args(caplog) -> None:  # type: ignore[no-untyped-def]
     r = Redactor(["topsecret!"])
     logger = logging.getLogger("test.redaction")
-    handler = logging.StreamHandler()
-    handler.addFilter(RedactingFilter(r))
     caplog.handler.addFilter(RedactingFilter(r))
     logger.warning("value %s here", "topsecret!")
     assert "topsecret!" not in caplog.text and MASK in caplog.text

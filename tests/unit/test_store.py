@@ -110,3 +110,30 @@ def _without_principal(schema: str) -> str:
     lines = [line for line in schema.splitlines() if not line.strip().startswith("principal ")]
     text = "\n".join(lines)
     return text.replace("results_location TEXT,", "results_location TEXT")
+
+
+def test_every_text_written_is_redacted_in_the_write_path(tmp_path: Path) -> None:
+    """Callers hand the store raw backend text; the sqlite file never holds a secret value."""
+    import sqlite3
+
+    from tao_mcp.service.redaction import Redactor
+
+    secret = "store-canary-7f3e9a"
+    store = JobStore(tmp_path / "jobs.sqlite3", Redactor.from_settings({"NGC_KEY": secret}))
+    request = launch_request("j1", options={"note": f"x {secret}"})
+    store.insert(
+        JobRecord.launching(
+            request, platform="slurm", digest="d", command=f"echo {secret}", facts={"why": secret, "secret_names": []}
+        )
+    )
+    store.apply("j1", Observation("Pending", f"PENDING {secret}", message=f"NGC_KEY={secret}", pending_reason=secret))
+    store.touch_message("j1", f"progress {secret}")
+    store.insert(JobRecord.launching(launch_request("j2"), platform="slurm", digest="d", command="echo"))
+    store.mark_failed_launch("j2", f"E_BACKEND_REJECTED: Authorization: Bearer {secret}")
+    store.close()
+    db = sqlite3.connect(tmp_path / "jobs.sqlite3")
+    dump = "\n".join(db.iterdump())
+    assert secret not in dump and "[REDACTED]" in dump
+    for table in ("jobs",):
+        for row in db.execute(f"SELECT * FROM {table}"):
+            assert all(secret not in str(v) for v in row)
