@@ -11,6 +11,7 @@ import pytest
 from tao_mcp.drivers.base import Observation
 from tao_mcp.service.jobs import JobService
 from tao_mcp.service.redaction import MASK, Redactor
+from tao_mcp.service.registry import DriverRegistry
 from tao_mcp.service.store import JobRecord, JobStore
 from tests.conftest import launch_request
 
@@ -32,7 +33,8 @@ async def test_forwarded_names_are_registered_again_on_start(tmp_path: Path) -> 
     # A new server process: a fresh redactor that does not know BUILD_NOTE until the store says so.
     redactor = Redactor.from_settings(settings)
     assert redactor.text(value) == value
-    service = JobService(settings, JobStore(tmp_path / "jobs.sqlite3", redactor), redactor)
+    store = JobStore(tmp_path / "jobs.sqlite3", redactor)
+    service = JobService(settings, store, redactor, DriverRegistry(settings))
     async with anyio.create_task_group() as tg:
         await service.start(tg)
         tg.cancel_scope.cancel()
