@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import textwrap
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,17 +23,13 @@ from tao_mcp.service.redaction import RedactingFilter, Redactor
 from tao_mcp.service.registry import DriverRegistry
 from tao_mcp.service.storage import StorageService
 from tao_mcp.service.store import JobStore
+from tao_mcp.tools.prompts import intake_summary
 
-INSTRUCTIONS = """\
-tao-mcp launches NVIDIA TAO (or any container) GPU jobs on SLURM, Kubernetes, Docker, Lepton and Brev,
-watches them, reads their logs, explains failures and cancels them.
-Launch intake (also the launch_workflow prompt), one question at a time:
-1. confirm the goal; 2. choose the platform from list_platforms; 3. ask whether long-running monitoring stays on
-(default on) and the status interval (default 5 minutes); 4. for a TAO model action, resolve_image(model, action)
-and have the user confirm the image (never invent one); 5. list_platforms(platform=...) and ask only for that
-platform's missing variables, by name (the user sets them in the server environment; never ask for values in
-chat; forward secrets with secret_env); 6. submit_job(..., dry_run=True) and show the plan; 7. submit_job with an
-idempotency_key; 8. wait_for_job while done is false, then job_logs / failure_analysis / list_path."""
+INSTRUCTIONS = (
+    "tao-mcp launches NVIDIA TAO (or any container) GPU jobs on SLURM, Kubernetes, Docker, Lepton and Brev,\n"
+    "watches them, reads their logs, explains failures and cancels them.\n"
+    "Launch intake (also the launch_workflow prompt), one question at a time:\n" + textwrap.fill(intake_summary(), 115)
+)
 
 
 @dataclass

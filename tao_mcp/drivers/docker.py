@@ -16,7 +16,6 @@ import json
 import logging
 import re
 import shlex
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -666,23 +665,13 @@ def _explain(exc: Any) -> str:
 
 def _scan_log(container: Any, *, start: int | None, limit: int, grep: str | None) -> LogChunk:
     """Stream the whole log once (bounded memory): count lines, keep only the window asked for."""
-    first = max(int(start or 0), 0)
-    tail: deque[tuple[int, str]] = deque(maxlen=limit)
-    window: list[str] = []
+    window = logfile.Window(start=start, limit=limit, grep=grep)
     total = 0
 
     def take(text: str) -> None:
         nonlocal total
-        n = total
+        window.take(total, text[:LOG_LINE_CHARS])
         total += 1
-        line = text[:LOG_LINE_CHARS]
-        if grep is not None:
-            if n >= first and grep in line:
-                tail.append((n, line))
-        elif start is None:
-            tail.append((n, line))
-        elif first <= n < first + limit:
-            window.append(line)
 
     pending = b""
     for chunk in container.logs(stdout=True, stderr=True, stream=True, follow=False):
@@ -694,14 +683,4 @@ def _scan_log(container: Any, *, start: int | None, limit: int, grep: str | None
             pending = pending[: LOG_LINE_CHARS * 4]
     if pending:
         take(pending.decode("utf-8", errors="replace").rstrip("\r"))
-    if grep is not None:
-        return LogChunk(
-            lines=[line for _, line in tail],
-            first_line=first,
-            total_lines=max(total - first, 0),
-            line_numbers=[n for n, _ in tail],
-        )
-    if start is None:
-        lines = [line for _, line in tail]
-        return LogChunk(lines=lines, first_line=max(total - len(lines), 0), total_lines=total)
-    return LogChunk(lines=window, first_line=first, total_lines=max(total, first + len(window)))
+    return window.chunk(total)

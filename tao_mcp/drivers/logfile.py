@@ -3,12 +3,15 @@
 - `window_script` + `parse_window`: a log FILE read through a remote shell (SLURM over SSH, Brev over
   `brev exec`). Never `cat` a whole file: the command returns the line count plus at most `limit` lines, each
   cut to LOG_LINE_CHARS, so a huge log costs the same as a small one.
-- `window`: a log the driver already holds as lines (Kubernetes pod logs, Lepton's Loki pages).
+- `Window`: a log read line by line (Docker's stream); `window`: lines the driver already holds (Kubernetes pod
+  logs, Lepton's Loki pages).
+- `chunk`: the one rule that numbers every window's answer, whichever of the above read it.
 """
 
 from __future__ import annotations
 
 import shlex
+from collections import deque
 
 from tao_mcp.drivers.base import LOG_LINE_CHARS, MAX_LOG_LINES, LogChunk
 from tao_mcp.errors import TaoError
@@ -32,25 +35,55 @@ def empty(start: int | None, grep: str | None) -> LogChunk:
     return LogChunk(lines=[], first_line=max(int(start or 0), 0), total_lines=0, line_numbers=[] if grep else None)
 
 
-def window(lines: list[str], *, start: int | None, limit: int, grep: str | None, offset: int = 0) -> LogChunk:
-    """The tail, a page from `start`, or the last `limit` lines containing `grep`, of lines held in memory.
-    `offset` is the position of lines[0] in the whole log (when older lines were dropped)."""
+class Window:
+    """The lines one read keeps, taken one by one in log order (numbered from 0 in the whole log): the last
+    `limit` lines containing `grep` from `start` on; else the tail (start None); else `limit` lines from `start`."""
+
+    def __init__(self, *, start: int | None, limit: int, grep: str | None) -> None:
+        self.start, self.limit, self.grep = start, limit, grep
+        self.first = max(int(start or 0), 0)
+        self.kept: deque[tuple[int, str]] = deque(maxlen=limit)
+
+    def take(self, number: int, line: str) -> None:
+        if self.grep is not None:
+            if number >= self.first and self.grep in line:
+                self.kept.append((number, line))
+        elif self.start is None or self.first <= number < self.first + self.limit:
+            self.kept.append((number, line))
+
+    def chunk(self, total: int) -> LogChunk:
+        return chunk(list(self.kept), start=self.start, grep=self.grep, total=total)
+
+
+def chunk(kept: list[tuple[int, str]], *, start: int | None, grep: str | None, total: int) -> LogChunk:
+    """The LogChunk of the numbered lines a window kept, `total` being the log's line count: one rule for every
+    reader (in memory, streamed, or printed by window_script)."""
+    lines = [line for _, line in kept]
     first = max(int(start or 0), 0)
-    total = offset + len(lines)
-    lo = max(first - offset, 0)
     if grep is not None:
-        hits = [(offset + i, line) for i, line in enumerate(lines[lo:], lo) if grep in line]
-        hits = hits[-limit:] if limit else []
         return LogChunk(
-            lines=[line for _, line in hits],
-            first_line=first,
-            total_lines=max(total - first, 0),
-            line_numbers=[n for n, _ in hits],
+            lines=lines, first_line=first, total_lines=max(total - first, 0), line_numbers=[n for n, _ in kept]
         )
     if start is None:
-        tail = lines[-limit:] if limit else []
-        return LogChunk(lines=list(tail), first_line=total - len(tail), total_lines=total)
-    return LogChunk(lines=list(lines[lo : lo + limit]), first_line=offset + lo, total_lines=max(total, first))
+        first = max(total - len(lines), 0)
+    elif kept:
+        first = kept[0][0]
+    return LogChunk(lines=lines, first_line=first, total_lines=max(total, first + len(lines)))
+
+
+def window(lines: list[str], *, start: int | None, limit: int, grep: str | None, offset: int = 0) -> LogChunk:
+    """The Window of lines held in memory. `offset` is the position of lines[0] in the whole log (when older
+    lines were dropped); a page that begins among dropped lines begins at lines[0]."""
+    lo = max(max(int(start or 0), 0) - offset, 0)
+    hi = len(lines)
+    if grep is None and start is None:
+        lo = max(hi - limit, 0) if limit else hi  # only the tail can be kept: do not walk the rest
+    elif grep is None:
+        start, hi = offset + lo, min(lo + limit, hi)
+    win = Window(start=start, limit=limit, grep=grep)
+    for i in range(lo, hi):
+        win.take(offset + i, lines[i])
+    return win.chunk(offset + len(lines))
 
 
 def window_script(path: str, *, start: int | None, limit: int, grep: str | None) -> str:
@@ -86,14 +119,14 @@ def parse_window(out: str, *, start: int | None, grep: str | None) -> LogChunk |
     if raw and raw[-1] == "":
         raw.pop()
     if grep is not None:
-        lines, numbers = [], []
+        kept = []
         for item in raw:
             num, _, text = item.partition(":")
             if num.isdigit():
-                numbers.append(first + int(num) - 1)
-                lines.append(text[:LOG_LINE_CHARS])
-        return LogChunk(lines=lines, first_line=first, total_lines=max(total - first, 0), line_numbers=numbers)
-    lines = [line[:LOG_LINE_CHARS] for line in raw]
+                kept.append((first + int(num) - 1, text[:LOG_LINE_CHARS]))
+        return chunk(kept, start=start, grep=grep, total=total)
     if start is None:
-        first = max(total - len(lines), 0)
-    return LogChunk(lines=lines, first_line=first, total_lines=max(total, first + len(lines)))
+        first = max(total - len(raw), 0)
+    return chunk(
+        [(first + i, line[:LOG_LINE_CHARS]) for i, line in enumerate(raw)], start=start, grep=None, total=total
+    )

@@ -1,29 +1,63 @@
-"""The launch_workflow prompt: the intake the reference workflow walks before any job is launched."""
+"""The launch intake the reference workflow walks before any job is launched: the launch_workflow prompt, and the
+same steps summarised in the server instructions."""
 
 from __future__ import annotations
 
 from mcp.server.mcpserver import MCPServer
 
-STEPS = (
-    "Confirm the goal: what to train/evaluate/export, on which data, and where results should go. Restate it and "
-    "wait for the user's yes.",
-    "Choose the platform: call list_platforms and offer only the platforms it lists; let the user pick one.",
-    "Monitoring: ask whether long-running monitoring should stay on (default: on — you stay attached and post "
-    "status until the job ends, including long PENDING waits) and the status interval in minutes (default: 5).",
-    "Resolve the image: for a TAO model action call list_models (scope='automl' for training, to see whether the "
-    "model is AutoML-capable) and resolve_image(model, action); show the image and where it came from and ask "
-    "the user to confirm it or give image=<override>. Never invent an image.",
-    "Credentials: call list_platforms(platform=<chosen>) and ask only for that platform's MISSING variables "
-    "(and S3 keys only when s3:// data is involved). Tell the user which variable to set in the server "
-    "environment or ~/.config/tao/.env; never ask for or repeat a value in chat. Forward secrets the container "
-    "needs by name with secret_env.",
-    "Dry run: call submit_job(..., dry_run=True) (model=/action= for a TAO action) and show the rendered plan; "
-    "check inputs with check_path first when they are s3:// or lustre:// paths.",
-    "Submit: call submit_job with the same arguments and an idempotency_key, and report the job_id.",
-    "Monitor: call wait_for_job(job_id) again while done is false (each call waits at most 50 s), posting a status "
-    "line every chosen interval; on Error call failure_analysis and job_logs; on Complete report the results "
-    "location (list_path shows it).",
+# The launch intake, written once: each step as one line of the server instructions (sent at initialize) and in
+# full as a step of the launch_workflow prompt.
+INTAKE = (
+    (
+        "confirm the goal",
+        "Confirm the goal: what to train/evaluate/export, on which data, and where results should go. Restate it "
+        "and wait for the user's yes.",
+    ),
+    (
+        "choose the platform from list_platforms",
+        "Choose the platform: call list_platforms and offer only the platforms it lists; let the user pick one.",
+    ),
+    (
+        "ask whether long-running monitoring stays on (default on) and the status interval (default 5 minutes)",
+        "Monitoring: ask whether long-running monitoring should stay on (default: on — you stay attached and post "
+        "status until the job ends, including long PENDING waits) and the status interval in minutes (default: 5).",
+    ),
+    (
+        "for a TAO model action, resolve_image(model, action) and have the user confirm the image (never invent one)",
+        "Resolve the image: for a TAO model action call list_models (scope='automl' for training, to see whether "
+        "the model is AutoML-capable) and resolve_image(model, action); show the image and where it came from and "
+        "ask the user to confirm it or give image=<override>. Never invent an image.",
+    ),
+    (
+        "list_platforms(platform=...) and ask only for that platform's missing variables, by name (the user sets "
+        "them in the server environment; never ask for values in chat; forward secrets with secret_env)",
+        "Credentials: call list_platforms(platform=<chosen>) and ask only for that platform's MISSING variables "
+        "(and S3 keys only when s3:// data is involved). Tell the user which variable to set in the server "
+        "environment or ~/.config/tao/.env; never ask for or repeat a value in chat. Forward secrets the container "
+        "needs by name with secret_env.",
+    ),
+    (
+        "submit_job(..., dry_run=True) and show the plan",
+        "Dry run: call submit_job(..., dry_run=True) (model=/action= for a TAO action) and show the rendered plan; "
+        "check inputs with check_path first when they are s3:// or lustre:// paths.",
+    ),
+    (
+        "submit_job with an idempotency_key",
+        "Submit: call submit_job with the same arguments and an idempotency_key, and report the job_id.",
+    ),
+    (
+        "wait_for_job while done is false, then job_logs / failure_analysis / list_path",
+        "Monitor: call wait_for_job(job_id) again while done is false (each call waits at most 50 s), posting a "
+        "status line every chosen interval; on Error call failure_analysis and job_logs; on Complete report the "
+        "results location (list_path shows it).",
+    ),
 )
+STEPS = tuple(step for _, step in INTAKE)
+
+
+def intake_summary() -> str:
+    """The intake in one numbered paragraph (the server instructions)."""
+    return "; ".join(f"{i}. {line}" for i, (line, _) in enumerate(INTAKE, 1)) + "."
 
 
 def render(goal: str | None) -> str:

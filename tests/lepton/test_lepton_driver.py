@@ -18,14 +18,8 @@ import pytest
 from fixtures.lepton.fake_lepton import FakeLepton
 from tao_mcp.drivers import load_driver
 from tao_mcp.drivers.base import JobRef, LaunchRequest
-from tao_mcp.drivers.lepton import (
-    GATEWAY,
-    LeptonDriver,
-    _loki_entries,
-    backend_job_name,
-    choose_shape,
-    map_state,
-)
+from tao_mcp.drivers.lepton import GATEWAY, LeptonDriver, backend_job_name, choose_shape, map_state
+from tao_mcp.drivers.lepton.logs import loki_entries
 from tao_mcp.errors import BackendRejected, BackendUnreachable, TaoError
 from tests.conftest import REPO
 from tests.lepton.conftest import TOKEN
@@ -82,13 +76,16 @@ async def observe_until(d: LeptonDriver, r: JobRef, predicate: Any, budget_s: fl
 
 def test_workspace_id_alone_builds_the_dgxc_gateway_url() -> None:
     d = LeptonDriver({"LEPTON_WORKSPACE_ID": "abc123", "LEPTON_AUTH_TOKEN": "t"})
-    assert d.base == f"{GATEWAY}/api/v2/workspaces/abc123"
-    session = d._session()
+    assert d.client.base == f"{GATEWAY}/api/v2/workspaces/abc123"
+    session = d.client.session()
     assert session.headers["origin"] == GATEWAY and session.headers["Authorization"] == "Bearer t"
     explicit = LeptonDriver(
         {"LEPTON_WORKSPACE_URL": "https://x.example/api/v2/workspaces/w/", "LEPTON_AUTH_TOKEN": "t"}
     )
-    assert explicit.base == "https://x.example/api/v2/workspaces/w" and "origin" not in explicit._session().headers
+    assert (
+        explicit.client.base == "https://x.example/api/v2/workspaces/w"
+        and "origin" not in explicit.client.session().headers
+    )
     assert isinstance(load_driver("lepton", {"LEPTON_WORKSPACE_ID": "w", "LEPTON_AUTH_TOKEN": "t"}), LeptonDriver)
 
 
@@ -160,8 +157,8 @@ def test_loki_streams_are_merged_and_sorted() -> None:
             ]
         }
     }
-    assert _loki_entries(answer) == [(10, "b1"), (20, "a1"), (20, "a2"), (30, "b2"), (40, "a3")]
-    assert _loki_entries({"data": {"result": []}}) == [] and _loki_entries(None) == []
+    assert loki_entries(answer) == [(10, "b1"), (20, "a1"), (20, "a2"), (30, "b2"), (40, "a3")]
+    assert loki_entries({"data": {"result": []}}) == [] and loki_entries(None) == []
 
 
 def test_options_are_validated() -> None:
@@ -207,7 +204,7 @@ async def test_archived_after_ttl_is_resolved_from_counts(fake_lepton: FakeLepto
     req = request(d, "a0a0a0a0a0a0", env={"FAKE_DURATION_S": "0.5"}, options={"ttl_seconds_after_finished": 0})
     r = ref(req, await d.launch(req))
     with anyio.fail_after(20):
-        while (await d._get(f"/jobs/{r.backend_id}", job_query_mode="alive_and_archive"))["status"][
+        while (await d.client.get(f"/jobs/{r.backend_id}", job_query_mode="alive_and_archive"))["status"][
             "state"
         ] != "Archived":
             await anyio.sleep(0.2)

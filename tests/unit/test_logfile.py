@@ -43,16 +43,34 @@ def test_garbage_answer_is_not_a_log_and_grep_is_one_line() -> None:
         logfile.check_grep("two\nlines")
 
 
-def test_in_memory_window_matches_the_file_window(tmp_path: Path) -> None:
+def streamed(lines: list[str], **kw: object) -> LogChunk:
+    """The window of a log read line by line (how the Docker driver reads a container's log stream)."""
+    win = logfile.Window(**kw)  # type: ignore[arg-type]
+    for number, line in enumerate(lines):
+        win.take(number, line)
+    return win.chunk(len(lines))
+
+
+def test_in_memory_and_streamed_windows_match_the_file_window(tmp_path: Path) -> None:
     lines = [f"line {i}" for i in range(1, 101)]
     log = tmp_path / "job.log"
     log.write_text("\n".join(lines) + "\n")
     for kw in (
         {"start": None, "limit": 7, "grep": None},
         {"start": 20, "limit": 5, "grep": None},
+        {"start": 98, "limit": 5, "grep": None},
+        {"start": 150, "limit": 5, "grep": None},
+        {"start": None, "limit": 0, "grep": None},
         {"start": None, "limit": 4, "grep": "line 9"},
         {"start": 50, "limit": 3, "grep": "line 9"},
+        {"start": 150, "limit": 3, "grep": "line 9"},
     ):
-        assert logfile.window(lines, **kw) == window(log, **kw), kw  # type: ignore[arg-type]
+        expected = window(log, **kw)
+        assert logfile.window(lines, **kw) == expected, kw  # type: ignore[arg-type]
+        assert streamed(lines, **kw) == expected, kw
     dropped = logfile.window(lines[40:], start=None, limit=3, grep=None, offset=40)
     assert dropped.first_line == 97 and dropped.total_lines == 100
+    early = logfile.window(lines[40:], start=10, limit=2, grep=None, offset=40)  # the page begins among dropped lines
+    assert early.lines == ["line 41", "line 42"] and early.first_line == 40 and early.total_lines == 100
+    hits = logfile.window(lines[40:], start=10, limit=2, grep="line 5", offset=40)
+    assert hits.lines == ["line 58", "line 59"] and hits.line_numbers == [57, 58] and hits.first_line == 10

@@ -1,0 +1,429 @@
+"""LeptonDriver: DGX Cloud Lepton batch jobs over plain HTTP (no leptonai SDK).
+
+Every status sweep is one paged `GET /jobs?job_query_mode=alive_and_archive` listing for all active jobs (it stops
+as soon as every wanted job was seen); stuck-pending jobs additionally get a rate-limited replica read so their
+pending reason (NoCapacity, ImagePullBackOff, ConfigError ...) is known. Transport failures, timeouts and 5xx answers
+raise BackendUnreachable, never a job state. Secrets go to the workspace secret store (`POST /usersecrets`) and reach
+the container as `value_from.secret_name_ref`; they are never plain `envs` values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from tao_mcp.drivers import logfile
+from tao_mcp.drivers.base import TERMINAL, Evidence, JobRef, LaunchRequest, LogChunk, Observation, Preview
+from tao_mcp.drivers.lepton import render, status
+from tao_mcp.drivers.lepton.client import GATEWAY_BASE, PLATFORM, Conflict, LeptonClient, NotFound, reject_fix
+from tao_mcp.drivers.lepton.logs import LokiLogs
+from tao_mcp.drivers.lepton.render import backend_job_name, secret_ref_name
+from tao_mcp.errors import BackendRejected, BackendUnreachable, TaoError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_S = 20.0
+DEFAULT_UNK_GRACE_S = 300.0
+MISSING_GRACE_S = 60.0  # a job absent from listings and answering 404 this long after creation is gone
+PAGE_SIZE = 100
+MAX_PAGES = 50
+REPLICA_TTL_S = 5.0  # pending diagnostics are re-read at most this often per job
+MAX_REPLICA_READS = 8  # per sweep
+
+
+class LeptonDriver:
+    platform = "lepton"
+    storage_scheme = "file"
+
+    def __init__(self, settings: Mapping[str, str]) -> None:
+        get = lambda name: (settings.get(name) or "").strip()  # noqa: E731
+        token = get("LEPTON_AUTH_TOKEN")
+        if not token:
+            raise TaoError(
+                "E_MISSING_CREDENTIALS", "LEPTON_AUTH_TOKEN is not set", "set LEPTON_AUTH_TOKEN to a workspace token"
+            )
+        url, workspace = get("LEPTON_WORKSPACE_URL"), get("LEPTON_WORKSPACE_ID")
+        if url:
+            if not re.match(r"^https?://", url):
+                raise TaoError(
+                    "E_BAD_SETTING",
+                    "LEPTON_WORKSPACE_URL is not an http(s) URL",
+                    "set it to the workspace base, e.g. https://<host>/api/v2/workspaces/<id>",
+                )
+            base = url.rstrip("/")
+        elif workspace:
+            if not re.fullmatch(r"[A-Za-z0-9_-]+", workspace):
+                raise TaoError(
+                    "E_BAD_SETTING", "LEPTON_WORKSPACE_ID has unexpected characters", "set it to the workspace id"
+                )
+            base = GATEWAY_BASE.format(workspace_id=workspace)
+        else:
+            raise TaoError(
+                "E_MISSING_CREDENTIALS",
+                "neither LEPTON_WORKSPACE_ID nor LEPTON_WORKSPACE_URL is set",
+                "set LEPTON_WORKSPACE_ID (or the full LEPTON_WORKSPACE_URL)",
+            )
+        self.default_node_group = get("LEPTON_NODE_GROUP") or None
+        timeout = self._number(get, "LEPTON_HTTP_TIMEOUT_S", DEFAULT_TIMEOUT_S)
+        self.unk_grace = self._number(get, "LEPTON_UNK_GRACE_S", DEFAULT_UNK_GRACE_S)
+        self.client = LeptonClient(base, token, timeout)
+        self.logs = LokiLogs(self.client)
+        self._node_groups: list[dict[str, Any]] | None = None
+        self._canceled: set[str] = set()  # backend ids this process asked to stop
+        self._unk_since: dict[str, float] = {}
+        self._replica_seen: dict[str, tuple[str, float, tuple[str, str] | None]] = {}
+
+    @staticmethod
+    def _number(get: Callable[[str], str], name: str, default: float) -> float:
+        raw = get(name)
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise TaoError(
+                "E_BAD_SETTING", f"{name} is not a number", f"set {name} to seconds, e.g. {default:g}"
+            ) from None
+        if value <= 0:
+            raise TaoError("E_BAD_SETTING", f"{name} must be positive", f"set {name} to seconds, e.g. {default:g}")
+        return value
+
+    def parse_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        return render.parse_options(options, self.default_node_group)
+
+    # --- workspace facts --------------------------------------------------------------------------------------
+
+    async def node_groups(self) -> list[dict[str, Any]]:
+        if self._node_groups is None:
+            answer = await self.client.workspace_get("/dedicated-node-groups")
+            groups = answer if isinstance(answer, list) else (answer or {}).get("node_groups") or []
+            self._node_groups = [g for g in groups if isinstance(g, Mapping)]
+        return self._node_groups
+
+    async def _node_group(self, wanted: str | None) -> dict[str, Any] | None:
+        groups = await self.node_groups()
+        if wanted:
+            for group in groups:
+                meta = group.get("metadata") or {}
+                if wanted in (meta.get("id"), meta.get("name")):
+                    return group
+            names = ", ".join(str((g.get("metadata") or {}).get("name")) for g in groups) or "none"
+            raise TaoError(
+                "E_BAD_INPUT",
+                f"the workspace has no dedicated node group named {wanted!r} (it has: {names})",
+                "pass options={'node_group': <one of those>} or fix LEPTON_NODE_GROUP",
+            )
+        if len(groups) == 1:
+            return groups[0]
+        if not groups:
+            return None
+        names = ", ".join(str((g.get("metadata") or {}).get("name")) for g in groups)
+        raise TaoError(
+            "E_BAD_INPUT",
+            f"the workspace has several dedicated node groups ({names}) and none was chosen",
+            "pass options={'node_group': '<name>'} or set LEPTON_NODE_GROUP",
+        )
+
+    async def _mounts(self, options: Mapping[str, Any], group: Mapping[str, Any] | None) -> list[dict[str, str]]:
+        mounts = [dict(m) for m in options.get("mounts") or []]
+        if options.get("persistent_results") and not mounts:
+            volume = render.persistent_volume(group)
+            if volume is None:
+                name = ((group or {}).get("metadata") or {}).get("name", "none")
+                raise TaoError(
+                    "E_BAD_INPUT",
+                    f"persistent_results was asked for but node group {name} has no NFS/Lustre volume",
+                    "pass options={'mounts': [{'path': ..., 'mount_path': ..., 'from': 'node-nfs:<volume>'}]} "
+                    "or drop persistent_results (results then go to S3 with results_uri)",
+                )
+            mounts = [volume]
+        for mount in mounts:
+            if "from" not in mount:
+                volume = render.persistent_volume(group)
+                if volume is None:
+                    raise TaoError(
+                        "E_BAD_INPUT",
+                        f"mount {mount['mount_path']} names no volume and the node group has none to default to",
+                        "give each mount a 'from': 'node-nfs:<volume>'",
+                    )
+                mount["from"] = volume["from"]
+        return mounts
+
+    async def results_root(self, options: Mapping[str, Any]) -> str | None:
+        if not options.get("persistent_results"):
+            return None
+        mounts = await self._mounts(options, await self._node_group(options.get("node_group")))
+        return f"{mounts[0]['mount_path'].rstrip('/')}/{render.RESULTS_SUBDIR}" if mounts else None
+
+    async def _shape(self, req: LaunchRequest, group: Mapping[str, Any] | None) -> str:
+        if req.options.get("resource_shape"):
+            return str(req.options["resource_shape"])
+        params: dict[str, Any] = {"purpose": "job"}
+        group_id = ((group or {}).get("metadata") or {}).get("id")
+        if group_id:
+            params["node_groups"] = group_id
+        answer = await self.client.workspace_get("/shapes", **params)
+        shapes = answer if isinstance(answer, list) else (answer or {}).get("shapes") or []
+        chosen = render.choose_shape([s for s in shapes if isinstance(s, Mapping)], req.gpu_count)
+        if chosen is None:
+            sizes = sorted({int((s.get("spec") or {}).get("accelerator_num") or 0) for s in shapes})
+            raise TaoError(
+                "E_BAD_INPUT",
+                f"no Lepton shape has {req.gpu_count} GPU(s) or more (shapes offer {sizes or 'none'})",
+                "lower gpu_count, or pass options={'resource_shape': '<shape id>'}",
+            )
+        return chosen
+
+    # --- launch -----------------------------------------------------------------------------------------------
+
+    def _require_image(self, req: LaunchRequest) -> None:
+        if not req.image:
+            raise TaoError(
+                "E_BAD_INPUT", "Lepton jobs need a container image", "pass image=... (e.g. an nvcr.io/nvidia/tao image)"
+            )
+
+    async def preview(self, req: LaunchRequest) -> Preview:
+        self._require_image(req)
+        try:
+            group = await self._node_group(req.options.get("node_group"))
+            shape = await self._shape(req, group)
+            mounts = await self._mounts(req.options, group)
+        except BackendUnreachable as exc:
+            log.info("lepton preview: workspace not read (%s)", exc.cause)
+            name = req.options.get("node_group")
+            group = {"metadata": {"id": name}} if name else None
+            shape = req.options.get("resource_shape") or f"<smallest /shapes entry with >= {req.gpu_count} GPUs>"
+            mounts = [dict(m) for m in req.options.get("mounts") or []]
+        body = render.job_body(req, shape, group, mounts)
+        files = {"job.json": json.dumps(body, indent=2, sort_keys=True)}
+        steps = []
+        if req.secret_env:
+            names = ", ".join(secret_ref_name(req.job_id, n) for n in sorted(req.secret_env))
+            steps.append(f"POST {self.client.base}/usersecrets (workspace secrets {names}; values not shown)")
+        steps.append(f"POST {self.client.base}/jobs (job.json)")
+        return Preview(files=files, submit="\n".join(steps))
+
+    async def launch(self, req: LaunchRequest) -> str:
+        self._require_image(req)
+        group = await self._node_group(req.options.get("node_group"))
+        shape = await self._shape(req, group)
+        mounts = await self._mounts(req.options, group)
+        body = render.job_body(req, shape, group, mounts)
+        if req.secret_env:
+            items = [{"name": secret_ref_name(req.job_id, n), "value": v} for n, v in sorted(req.secret_env.items())]
+            try:
+                await self.client.http("POST", "/usersecrets", body=items, read=False)
+            except NotFound:
+                raise BackendRejected(
+                    PLATFORM,
+                    "this workspace has no secret store (POST /usersecrets answered 404); secrets are never sent as "
+                    "plain environment values",
+                    "drop secret_env, or use a workspace with user secrets",
+                ) from None
+            except Conflict as exc:
+                raise BackendRejected(PLATFORM, f"POST /usersecrets: {exc.message}", "retry submit_job") from None
+        try:
+            answer = await self.client.http("POST", "/jobs", body=body, read=False)
+        except Conflict:
+            # Our deterministic name is taken: an earlier attempt of this very launch got through.
+            found = await self.find([JobRef(req.job_id, req.backend_name, None, req.options, time.time())])
+            if req.job_id in found:
+                return found[req.job_id]
+            raise BackendRejected(
+                PLATFORM,
+                f"a job named {body['metadata']['id']} already exists",
+                "submit_job again (a new job id gives a new name)",
+            ) from None
+        except NotFound as exc:
+            raise BackendRejected(PLATFORM, f"POST /jobs answered 404: {exc}", reject_fix("/jobs")) from None
+        job_id = ((answer or {}).get("metadata") or {}).get("id") if isinstance(answer, Mapping) else None
+        if not job_id:
+            raise BackendUnreachable(
+                PLATFORM,
+                "POST /jobs answered without metadata.id; the job is reconciled by its name",
+                "check job_status shortly; do not resubmit",
+            )
+        return str(job_id)
+
+    # --- status -----------------------------------------------------------------------------------------------
+
+    async def _list(self, wanted: Callable[[Mapping[str, Any]], bool], need: int) -> list[dict[str, Any]]:
+        """Paged alive_and_archive listing; stops at an empty page or once `need` wanted jobs were seen."""
+        seen: list[dict[str, Any]] = []
+        for page in range(1, MAX_PAGES + 1):
+            answer = await self.client.workspace_get(
+                "/jobs", job_query_mode="alive_and_archive", page=page, page_size=PAGE_SIZE
+            )
+            jobs = answer if isinstance(answer, list) else (answer or {}).get("jobs") or []
+            if not jobs:
+                break
+            seen += [j for j in jobs if isinstance(j, Mapping) and wanted(j)]
+            if need and len(seen) >= need:
+                break
+        return seen
+
+    async def find(self, refs: list[JobRef]) -> dict[str, str]:
+        by_name = {backend_job_name(ref.backend_name): ref for ref in refs}
+        if not by_name:
+            return {}
+
+        def ours(job: Mapping[str, Any]) -> bool:
+            meta = job.get("metadata") or {}
+            return meta.get("name") in by_name or meta.get("id") in by_name
+
+        found: dict[str, tuple[float, str]] = {}
+        for job in await self._list(ours, 0):
+            meta = job.get("metadata") or {}
+            ref = by_name.get(meta.get("name")) or by_name.get(meta.get("id"))
+            label = (meta.get("labels") or {}).get("tao-mcp-job-id")
+            if ref is None or (label and label != ref.job_id) or not meta.get("id"):
+                continue
+            created = status.to_epoch((job.get("status") or {}).get("creation_time")) or 0.0
+            if ref.job_id not in found or created > found[ref.job_id][0]:
+                found[ref.job_id] = (created, str(meta["id"]))
+        return {job_id: backend_id for job_id, (_, backend_id) in found.items()}
+
+    async def observe(self, refs: list[JobRef]) -> dict[str, Observation]:
+        by_id = {ref.backend_id: ref for ref in refs if ref.backend_id}
+        if not by_id:
+            return {}
+        jobs = {
+            str(j["metadata"]["id"]): j
+            for j in await self._list(lambda j: (j.get("metadata") or {}).get("id") in by_id, len(by_id))
+        }
+        for backend_id in set(by_id) - set(jobs):  # rare: not listed; one direct read says whether it still exists
+            try:
+                jobs[backend_id] = await self.client.get(f"/jobs/{backend_id}", job_query_mode="alive_and_archive")
+            except NotFound:
+                jobs[backend_id] = {}
+        now = time.time()
+        result: dict[str, Observation] = {}
+        replica_reads = 0
+        for backend_id, ref in by_id.items():
+            job = jobs.get(backend_id)
+            ours = backend_id in self._canceled
+            if not job:
+                if ours or now - ref.created_at > MISSING_GRACE_S:
+                    who = "deleted by cancel_job" if ours else "deleted outside tao-mcp (unless cancel_job asked)"
+                    result[ref.job_id] = Observation(
+                        "Canceled", "Deleted", f"the job no longer exists on Lepton: {who}"
+                    )
+                continue
+            obs = status.map_state(job, canceled_by_us=ours)
+            if obs is None:
+                first = self._unk_since.setdefault(backend_id, now)
+                if now - first >= self.unk_grace:
+                    result[ref.job_id] = Observation(
+                        "Unknown", "UNK", f"Lepton reports UNK since {status.human_age(now - first)} ago"
+                    )
+                continue
+            self._unk_since.pop(backend_id, None)
+            if obs.status == "Pending" and replica_reads < MAX_REPLICA_READS:
+                issue, fresh = await self._pending_issue(backend_id, obs.raw_state, now)
+                replica_reads += fresh
+                if issue:
+                    reason, message = issue
+                    obs.pending_reason = reason
+                    obs.message = f"{obs.message}: {reason}" + (f" — {message[:300]}" if message else "")
+            result[ref.job_id] = obs
+            if obs.status in TERMINAL:
+                self._replica_seen.pop(backend_id, None)
+        finished = [
+            ref.job_id for ref in by_id.values() if ref.job_id in result and result[ref.job_id].status in TERMINAL
+        ]
+        if finished:
+            await self._drop_secrets(finished)
+        return result
+
+    async def _drop_secrets(self, job_ids: list[str]) -> None:
+        """Best effort: delete the per-job workspace secrets of jobs that ended (one list call, then deletes)."""
+        prefixes = tuple(secret_ref_name(job_id, "") for job_id in job_ids)
+        try:
+            answer = await self.client.get("/usersecrets")
+            items = answer if isinstance(answer, list) else (answer or {}).get("secrets") or []
+            for item in items:
+                name = item.get("name") if isinstance(item, Mapping) else item
+                if isinstance(name, str) and name.startswith(prefixes):
+                    with contextlib.suppress(NotFound):
+                        await self.client.http("DELETE", f"/usersecrets/{name}", read=False)
+        except (TaoError, NotFound, Conflict) as exc:
+            log.info("lepton: secrets of finished jobs not deleted (%s)", exc)
+
+    async def _pending_issue(self, backend_id: str, raw_state: str, now: float) -> tuple[tuple[str, str] | None, int]:
+        cached = self._replica_seen.get(backend_id)
+        if cached and cached[0] == raw_state and now - cached[1] < REPLICA_TTL_S:
+            return cached[2], 0
+        issue = None
+        try:
+            for replica in await self.replicas(JobRef("", "", backend_id, {}, now)):
+                readiness = replica.get("readiness_issue") or {}
+                if readiness.get("reason"):
+                    issue = (str(readiness["reason"]), str(readiness.get("message") or ""))
+                    break
+        except (BackendUnreachable, NotFound) as exc:  # diagnostics only: never changes the state
+            log.info("lepton: replicas of %s not read (%s)", backend_id, exc)
+            return (cached[2] if cached else None), 1
+        self._replica_seen[backend_id] = (raw_state, now, issue)
+        return issue, 1
+
+    async def replicas(self, ref: JobRef) -> list[dict[str, Any]]:
+        """The job's replicas: [{id, node, phase, readiness_issue: {reason, message}}] (stuck-Pending diagnostics)."""
+        if not ref.backend_id:
+            return []
+        return status.replicas(
+            await self.client.get(f"/jobs/{ref.backend_id}/replicas", job_query_mode="alive_and_archive")
+        )
+
+    # --- logs -------------------------------------------------------------------------------------------------
+
+    async def read_log(self, ref: JobRef, *, start: int | None, limit: int, grep: str | None) -> LogChunk:
+        logfile.check_grep(grep)
+        if not ref.backend_id:
+            return logfile.empty(start, grep)
+        since = int(max(ref.created_at - 300, 0) * 1e9)
+        try:
+            cache = await self.logs.fetch_new_lines(ref.backend_id, since)
+        except NotFound:
+            return logfile.empty(start, grep)
+        return logfile.window(cache.lines, start=start, limit=logfile.clamp(limit), grep=grep, offset=cache.offset)
+
+    # --- cancel / evidence ------------------------------------------------------------------------------------
+
+    async def cancel(self, ref: JobRef) -> None:
+        backend_id = ref.backend_id
+        if not backend_id:
+            backend_id = (await self.find([ref])).get(ref.job_id)
+            if not backend_id:
+                return
+        self._canceled.add(backend_id)
+        try:
+            await self.client.http("DELETE", f"/jobs/{backend_id}", read=False)
+        except NotFound:
+            return  # already gone; observe() confirms
+
+    async def failure_evidence(self, ref: JobRef) -> list[Evidence]:
+        if not ref.backend_id:
+            return []
+        try:
+            job = await self.client.get(f"/jobs/{ref.backend_id}", job_query_mode="alive_and_archive")
+        except NotFound:
+            return [Evidence("state", f"Lepton has no job {ref.backend_id} any more (deleted)")]
+        evidence = status.job_evidence(job)
+        try:
+            events = await self.client.get(f"/jobs/{ref.backend_id}/events")
+        except NotFound:
+            events = []
+        evidence += status.event_evidence(events)
+        try:
+            replicas = await self.replicas(ref)
+        except NotFound:
+            replicas = []
+        return evidence + status.replica_evidence(replicas)
+
+    async def aclose(self) -> None:
+        self.client.close()
