@@ -15,7 +15,7 @@ from dotenv import dotenv_values
 
 from tao_mcp.drivers.base import JobRef
 from tao_mcp.drivers.slurm import SlurmDriver
-from tests.conftest import launch_request
+from tests.helpers import launch_request
 
 REPO = Path(__file__).resolve().parents[1]
 

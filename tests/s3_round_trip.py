@@ -8,7 +8,7 @@ import json
 import uuid
 from typing import Any
 
-from tests.conftest import assert_no_canary, call, dev_settings, wait_done
+from tests.helpers import assert_no_canary, call, dev_settings, wait_done
 
 # Reads the spec the runner wrote, counts the downloaded dataset, writes results_dir/count.txt.
 COUNT_FILES = (

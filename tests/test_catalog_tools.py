@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.conftest import REPO, call, call_error, mcp_client
+from tests.helpers import REPO, call, call_error, mcp_client
 
 pytestmark = pytest.mark.anyio
 

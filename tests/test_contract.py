@@ -9,7 +9,7 @@ from mcp.client import Client
 
 from tao_mcp.cli import SCHEMA_PATH, tools_contract
 from tao_mcp.server import build_server
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 pytestmark = pytest.mark.anyio
 

@@ -23,7 +23,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from fixtures.lepton.fake_lepton import FakeLepton
-from tests.conftest import REPO, call, call_error, wait_done
+from tests.helpers import REPO, call, call_error, wait_done
 from tests.http_server import bearer_client, free_port, http_server
 
 pytestmark = pytest.mark.anyio

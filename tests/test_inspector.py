@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 INSPECTOR = REPO / ".tools" / "inspector" / "node_modules" / ".bin" / "mcp-inspector"
 
@@ -70,7 +70,7 @@ async def test_job_status_of_a_real_slurm_job(slurm_env: dict[str, str], tmp_pat
     from mcp.client import Client
 
     from tao_mcp.server import build_server
-    from tests.conftest import DEV, structured
+    from tests.helpers import DEV, structured
 
     async with Client(build_server(slurm_env), mode="legacy") as c:
         sub = structured(await c.call_tool("submit_job", {"platform": "slurm", "command": "echo hi", "gpu_count": 0}))

@@ -11,8 +11,8 @@ from typing import Any
 
 from mcp.client import Client
 
-from tests.conftest import REPO, call, mcp_client
-from tests.conftest import wait_done as shared_wait_done
+from tests.helpers import REPO, call, mcp_client
+from tests.helpers import wait_done as shared_wait_done
 
 FAKE = REPO / "fixtures" / "brev"
 TOKEN = "brev-tok-7f3a9c2e1d"  # what the fake accepts for `brev login --token`

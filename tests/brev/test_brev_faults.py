@@ -20,7 +20,7 @@ from tests.brev.brevkit import (
     submit,
     wait_done,
 )
-from tests.conftest import call, wait_status
+from tests.helpers import call, wait_status
 
 pytestmark = [pytest.mark.anyio]
 

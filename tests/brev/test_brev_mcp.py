@@ -22,7 +22,7 @@ from tests.brev.brevkit import (
     submit,
     wait_done,
 )
-from tests.conftest import (
+from tests.helpers import (
     FAILING_COMMAND,
     REPO,
     Transcript,

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import dev_settings
+from tests.helpers import dev_settings
 
 START = "scripts/dev/docker up"
 DEV_DIR = Path(os.environ.get("TAO_DEV_DOCKER_DIR", "/var/tmp/tao-mcp-dev/docker"))

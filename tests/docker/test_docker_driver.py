@@ -16,7 +16,7 @@ from tao_mcp.drivers import load_driver
 from tao_mcp.drivers.base import TERMINAL, JobRef, LaunchRequest, Observation
 from tao_mcp.drivers.docker import DockerDriver, observation_from_summary, split_image
 from tao_mcp.errors import BackendRejected, BackendUnreachable, TaoError
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 pytestmark = [pytest.mark.anyio, pytest.mark.docker]
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import (
+from tests.docker.conftest import PrivateDockerd
+from tests.helpers import (
     FAILING_COMMAND,
     Transcript,
     assert_no_canary,
@@ -21,8 +22,7 @@ from tests.conftest import (
     wait_done,
     wait_with_progress,
 )
-from tests.conftest import mcp_client as client
-from tests.docker.conftest import PrivateDockerd
+from tests.helpers import mcp_client as client
 from tests.s3_round_trip import s3_round_trip, with_s3
 
 pytestmark = [pytest.mark.anyio, pytest.mark.docker]

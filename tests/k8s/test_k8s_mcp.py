@@ -23,7 +23,7 @@ from tao_mcp.config import load_settings
 from tao_mcp.drivers.base import JobRef
 from tao_mcp.drivers.k8s import KubernetesDriver
 from tao_mcp.service.store import JobRecord, JobStore
-from tests.conftest import (
+from tests.helpers import (
     REPO,
     Transcript,
     assert_no_canary,
@@ -34,7 +34,7 @@ from tests.conftest import (
     wait_done,
     wait_status,
 )
-from tests.conftest import mcp_client as client
+from tests.helpers import mcp_client as client
 from tests.s3_round_trip import s3_round_trip, with_s3
 
 

@@ -21,7 +21,7 @@ from tao_mcp.drivers.base import JobRef, LaunchRequest
 from tao_mcp.drivers.lepton import GATEWAY, LeptonDriver, backend_job_name, choose_shape, map_state
 from tao_mcp.drivers.lepton.logs import loki_entries
 from tao_mcp.errors import BackendRejected, BackendUnreachable, TaoError
-from tests.conftest import REPO
+from tests.helpers import REPO
 from tests.lepton.conftest import TOKEN
 
 pytestmark = [pytest.mark.anyio]

@@ -10,7 +10,7 @@ import pytest
 from mcp.client import Client
 
 from fixtures.lepton.fake_lepton import FakeLepton
-from tests.conftest import (
+from tests.helpers import (
     assert_no_canary,
     assert_progress_increasing,
     call,

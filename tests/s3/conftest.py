@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import dev_settings
+from tests.helpers import dev_settings
 
 START = "scripts/dev/s3 up"
 

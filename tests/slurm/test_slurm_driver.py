@@ -20,7 +20,7 @@ from tao_mcp.drivers.base import TERMINAL, JobRef, LaunchRequest, Observation
 from tao_mcp.drivers.slurm import SlurmDriver, script
 from tao_mcp.drivers.slurm import ssh as ssh_module
 from tao_mcp.errors import BackendRejected, BackendUnreachable, TaoError
-from tests.conftest import launch_request
+from tests.helpers import launch_request
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slurm]
 

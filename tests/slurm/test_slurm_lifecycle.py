@@ -16,7 +16,7 @@ from tao_mcp.config import load_settings
 from tao_mcp.drivers.slurm import SlurmDriver
 from tao_mcp.server import build_server
 from tao_mcp.service.store import JobRecord, JobStore
-from tests.conftest import REPO, Transcript, assert_no_canary, launch_request, structured
+from tests.helpers import REPO, Transcript, assert_no_canary, launch_request, structured
 from tests.slurm.test_slurm_mcp import call, sacct_names, wait_done
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slurm]

@@ -8,7 +8,7 @@ import time
 import anyio
 import pytest
 
-from tests.conftest import (
+from tests.helpers import (
     FAILING_COMMAND,
     assert_program_error,
     assert_progress_increasing,
@@ -17,7 +17,7 @@ from tests.conftest import (
     wait_done,
     wait_with_progress,
 )
-from tests.conftest import mcp_client as client
+from tests.helpers import mcp_client as client
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slurm]
 

@@ -12,7 +12,7 @@ import pytest
 from mcp.client import Client
 
 from tao_mcp.server import build_server
-from tests.conftest import REPO, dev_settings, structured
+from tests.helpers import REPO, dev_settings, structured
 from tests.slurm.test_slurm_mcp import call, wait_done
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slurm]

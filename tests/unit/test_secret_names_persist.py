@@ -13,7 +13,7 @@ from tao_mcp.service.jobs import JobService
 from tao_mcp.service.redaction import MASK, Redactor
 from tao_mcp.service.registry import DriverRegistry
 from tao_mcp.service.store import JobRecord, JobStore
-from tests.conftest import launch_request
+from tests.helpers import launch_request
 
 pytestmark = pytest.mark.anyio
 

@@ -8,7 +8,7 @@ import pytest
 
 from tao_mcp.drivers.base import Observation
 from tao_mcp.service.store import JobRecord, JobStore
-from tests.conftest import launch_request
+from tests.helpers import launch_request
 
 
 def record(job_id: str = "abc123", key: str | None = None) -> JobRecord:
