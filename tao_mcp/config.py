@@ -30,14 +30,19 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     return environ
 
 
-def state_dir(settings: Mapping[str, str]) -> Path:
-    """Private state directory: $TAO_MCP_STATE_DIR, else $XDG_STATE_HOME/tao-mcp, else ~/.local/state/tao-mcp."""
+def state_dir_path(settings: Mapping[str, str]) -> Path:
+    """Where the private state lives: $TAO_MCP_STATE_DIR, else $XDG_STATE_HOME/tao-mcp, else
+    ~/.local/state/tao-mcp (not created: see state_dir)."""
     explicit = settings.get("TAO_MCP_STATE_DIR")
     if explicit:
-        path = Path(explicit).expanduser()
-    else:
-        base = settings.get("XDG_STATE_HOME") or str(Path("~/.local/state").expanduser())
-        path = Path(base) / "tao-mcp"
+        return Path(explicit).expanduser()
+    base = settings.get("XDG_STATE_HOME") or str(Path("~/.local/state").expanduser())
+    return Path(base) / "tao-mcp"
+
+
+def state_dir(settings: Mapping[str, str]) -> Path:
+    """The private state directory, created (mode 0700) if needed."""
+    path = state_dir_path(settings)
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     path.chmod(0o700)
     return path

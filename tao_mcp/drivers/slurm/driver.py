@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from tao_mcp.config import state_dir_path
 from tao_mcp.drivers import logfile
 from tao_mcp.drivers.base import Evidence, JobRef, LaunchRequest, LogChunk, Observation, Preview
 from tao_mcp.drivers.slurm import parse, script
@@ -110,6 +111,7 @@ class SlurmDriver:
                 key_path=get("SSH_KEY_PATH") or None,
                 agent_sock=get("SSH_AUTH_SOCK") or None,
                 known_hosts=get("SLURM_SSH_KNOWN_HOSTS") or None,
+                learned_hosts=str(state_dir_path(settings) / "known_hosts"),
                 strict_host_keys=strict == "yes",
             )
         )

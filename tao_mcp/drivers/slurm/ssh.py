@@ -42,8 +42,9 @@ class SSHConfig:
     port: int = 22
     key_path: str | None = None
     agent_sock: str | None = None
-    known_hosts: str | None = None
-    strict_host_keys: bool = False  # False = accept-new: accept unknown keys, remember them in memory
+    known_hosts: str | None = None  # the operator's file (SLURM_SSH_KNOWN_HOSTS, else ~/.ssh/known_hosts): read only
+    learned_hosts: str | None = None  # tao-mcp's own known_hosts (in the state dir): accept-new appends to it
+    strict_host_keys: bool = False  # False = accept-new: trust an unknown host once, then insist on its key
     connect_timeout: float = 15.0
 
 
@@ -64,7 +65,7 @@ class SSHPool:
         self._lock = threading.Lock()  # guards _clients and _preferred
         self._host_locks = {host: threading.Lock() for host in config.hosts}
         self._preferred = 0
-        self._accepted_keys: dict[str, Any] = {}  # accept-new: host keys learned this process
+        self._trust = HostTrust(config)
 
     # --- public, async ----------------------------------------------------------------------------------------
 
@@ -145,22 +146,8 @@ class SSHPool:
 
         cfg = self.config
         client = paramiko.SSHClient()
-        known = cfg.known_hosts or os.path.expanduser("~/.ssh/known_hosts")
-        if os.path.exists(known):
-            try:
-                client.load_system_host_keys(known)  # read-only: paramiko never writes this file back
-            except (OSError, paramiko.SSHException) as exc:
-                raise TaoError(
-                    "E_SSH_HOSTKEY",
-                    f"the known_hosts file named by SLURM_SSH_KNOWN_HOSTS cannot be read ({type(exc).__name__})",
-                    "point SLURM_SSH_KNOWN_HOSTS at a readable known_hosts file",
-                ) from None
-        hostkeys = client.get_host_keys()
-        for name, key in self._accepted_keys.items():
-            hostkeys.add(name, key.get_name(), key)
-        client.set_missing_host_key_policy(
-            paramiko.RejectPolicy() if cfg.strict_host_keys else _AcceptNew(self._accepted_keys)
-        )
+        self._trust.load(client)
+        client.set_missing_host_key_policy(paramiko.RejectPolicy() if cfg.strict_host_keys else self._trust)
         base = {
             "hostname": host,
             "port": cfg.port,
@@ -181,11 +168,7 @@ class SSHPool:
             raise
         except paramiko.BadHostKeyException:
             client.close()
-            raise TaoError(
-                "E_SSH_HOSTKEY",
-                f"the host key of {host} does not match the one in known_hosts (possible man-in-the-middle)",
-                "verify the login node's key with the cluster admins and update the known_hosts file",
-            ) from None
+            raise self._trust.changed(host) from None
         except paramiko.AuthenticationException:
             client.close()
             raise TaoError(
@@ -434,19 +417,90 @@ def _agent_keys(sock_path: str) -> list[Any]:
         ) from None
 
 
-class _AcceptNew:
-    """accept-new: trust a host key never seen before (remembered for this process), warn on stderr."""
+class HostTrust:
+    """Which host keys are trusted: the operator's known_hosts (read only) plus tao-mcp's own file in the state
+    dir. With accept-new (the missing-host-key policy) a host seen for the first time is trusted and its key
+    appended to the own file, so after a restart a different key is refused (E_HOST_KEY_CHANGED), not trusted
+    again. paramiko asks this policy only about hosts with no key at all: a host known under another key type
+    is a changed key (BadHostKeyException), so a man in the middle cannot pass by offering a new key type."""
 
-    def __init__(self, store: dict[str, Any]) -> None:
-        self.store = store
+    def __init__(self, config: SSHConfig) -> None:
+        self.operator_file = config.known_hosts or os.path.expanduser("~/.ssh/known_hosts")
+        self.explicit = config.known_hosts is not None
+        self.learned_file = config.learned_hosts
+        self.port = config.port
+        self._learned: dict[str, Any] = {}  # keys accepted by this process (when there is no file to keep them)
+        self._lock = threading.Lock()
+
+    def key_name(self, host: str) -> str:
+        """The known_hosts name of `host` (OpenSSH and paramiko write `[host]:port` for a port other than 22)."""
+        return host if self.port == 22 else f"[{host}]:{self.port}"
+
+    def load(self, client: Any) -> None:
+        import paramiko
+
+        for path, what in ((self.operator_file, self._operator_setting()), (self.learned_file, "the own")):
+            if path and os.path.exists(path):
+                try:
+                    client.load_system_host_keys(path)  # read only: paramiko never writes these back
+                except (OSError, paramiko.SSHException) as exc:
+                    raise TaoError(
+                        "E_SSH_HOSTKEY",
+                        f"{what} known_hosts file {path} cannot be read ({type(exc).__name__})",
+                        f"make {path} a readable known_hosts file (or delete tao-mcp's own file to trust anew)",
+                    ) from None
+        hostkeys = client.get_host_keys()
+        with self._lock:
+            for name, key in self._learned.items():
+                hostkeys.add(name, key.get_name(), key)
+
+    def _operator_setting(self) -> str:
+        return "the SLURM_SSH_KNOWN_HOSTS" if self.explicit else "the user's"
 
     def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
+        """paramiko's policy hook: `hostname` is already in known_hosts form (`[host]:port`)."""
+        import paramiko
+
         log.warning(
-            "ssh: accepting the unknown %s host key of %s (%s) — set SLURM_SSH_KNOWN_HOSTS and "
-            "SLURM_SSH_STRICT_HOST_KEY_CHECKING=yes to pin it",
+            "ssh: trusting the new %s host key of %s (%s) and keeping it in %s — set SLURM_SSH_KNOWN_HOSTS and "
+            "SLURM_SSH_STRICT_HOST_KEY_CHECKING=yes to pin keys yourself",
             key.get_name(),
             hostname,
             getattr(key, "fingerprint", "fingerprint unavailable"),
+            self.learned_file or "memory",
         )
-        self.store[hostname] = key
+        with self._lock:
+            self._learned[hostname] = key
+            if self.learned_file:
+                self._append(paramiko.hostkeys.HostKeyEntry([hostname], key).to_line())
         client.get_host_keys().add(hostname, key.get_name(), key)
+
+    def _append(self, line: str) -> None:
+        assert self.learned_file is not None
+        folder = os.path.dirname(self.learned_file)
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        fd = os.open(self.learned_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "a") as handle:
+            handle.write(line)
+
+    def changed(self, host: str) -> TaoError:
+        """E_HOST_KEY_CHANGED naming the file that holds the key trusted so far."""
+        import paramiko
+
+        name = self.key_name(host)
+        path = self.operator_file
+        if self.learned_file and os.path.exists(self.learned_file):
+            own = paramiko.HostKeys()
+            own.load(self.learned_file)
+            operator = paramiko.HostKeys()
+            if os.path.exists(self.operator_file):
+                operator.load(self.operator_file)
+            if own.lookup(name) and not operator.lookup(name):
+                path = self.learned_file
+        return TaoError(
+            "E_HOST_KEY_CHANGED",
+            f"the SSH host key of {name} is not the one trusted before (kept in {path}): the login node was "
+            "reinstalled or someone is in the middle; nothing was sent to it",
+            f"check the new key's fingerprint with the cluster admins, then remove the old entry with "
+            f"`ssh-keygen -R '{name}' -f {path}` (with accept-new the next connection then trusts the new key)",
+        )
