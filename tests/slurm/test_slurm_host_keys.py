@@ -13,11 +13,10 @@ import paramiko
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from dotenv import dotenv_values
 
 from tao_mcp.drivers.slurm import SlurmDriver
 from tao_mcp.errors import TaoError
-from tests.conftest import DEV
+from tests.helpers import dev_settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slurm]
 
@@ -35,10 +34,7 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> dict[str, str]:
-    path = DEV / "slurm.env"
-    if not path.is_file():
-        pytest.fail(f"{path} is missing: run `scripts/dev/slurm-cluster up` first (README: Development)")
-    dev = {k: v for k, v in dotenv_values(path).items() if v is not None}
+    dev = dev_settings("slurm", "scripts/dev/slurm-cluster up")
     operator_file = tmp_path / "operator_known_hosts"
     operator_file.write_text("")
     return {**dev, "SLURM_SSH_KNOWN_HOSTS": str(operator_file), "TAO_MCP_STATE_DIR": str(tmp_path / "state")}
@@ -46,7 +42,7 @@ def settings(tmp_path: Path) -> dict[str, str]:
 
 def real_key(settings: dict[str, str]) -> tuple[str, str, str]:
     """(known_hosts name, key type, base64) of the dev sshd, from the file the dev script wrote."""
-    dev = {k: v for k, v in dotenv_values(DEV / "slurm.env").items() if v is not None}
+    dev = dev_settings("slurm", "scripts/dev/slurm-cluster up")
     name = f"[{settings['SLURM_HOSTNAME'].split(',')[0]}]:{settings['SLURM_SSH_PORT']}"
     keys = paramiko.HostKeys(dev["SLURM_SSH_KNOWN_HOSTS"]).lookup(name)
     assert keys, f"{name} is not in the dev cluster's known_hosts"
