@@ -23,7 +23,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from fixtures.lepton.fake_lepton import FakeLepton
-from tests.helpers import REPO, call, call_error, wait_done
+from tao_mcp.service.store import JobRecord, JobStore
+from tests.helpers import REPO, call, call_error, launch_request, wait_done
 from tests.http_server import bearer_client, free_port, http_server
 
 pytestmark = pytest.mark.anyio
@@ -244,12 +245,23 @@ async def test_oauth_jwt_from_the_issuer(base_env: dict[str, str], issuer: Issue
     port = free_port()
     resource = f"http://127.0.0.1:{port}/mcp"
     env = {**base_env, "TAO_MCP_OAUTH_ISSUER": issuer.url}
+    # A job alice launched earlier (a refused launch: terminal, so no backend is asked about it).
+    store = JobStore(Path(env["TAO_MCP_STATE_DIR"]) / "jobs.sqlite3")
+    alices = JobRecord.launching(launch_request(), platform="slurm", digest="d", command="x", principal="alice")
+    store.insert(alices)
+    store.mark_failed_launch(alices.job_id, "refused")
+    store.close()
     async with http_server(env, tmp_path / "server.log", port=port) as url:
         assert url == resource
         good = issuer.token(resource, scope="tao-mcp:admin other")
         assert post_initialize(url, good).status_code == 200
-        async with bearer_client(url, issuer.token(resource)) as c:
-            assert (await call(c, "list_jobs"))["jobs"] == []
+        async with bearer_client(url, issuer.token(resource)) as carol:
+            assert (await call(carol, "list_jobs"))["jobs"] == []
+            assert (await call_error(carol, "job_status", job_id=alices.job_id)).startswith("E_UNKNOWN_JOB")
+        async with bearer_client(url, issuer.token(resource, subject="alice")) as alice:
+            assert (await call(alice, "job_status", job_id=alices.job_id))["status"] == "Error"
+        async with bearer_client(url, good) as admin:
+            assert [j["job_id"] for j in (await call(admin, "list_jobs"))["jobs"]] == [alices.job_id]
 
         refused = {
             "expired": issuer.token(resource, ttl=-600),
