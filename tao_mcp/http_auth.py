@@ -153,6 +153,7 @@ class JwtVerifier:
 
         s = self.settings
         try:
+            jwt.get_unverified_header(token)  # not a JWT at all (a mistyped static token): no trip to the issuer
             key = self._client().get_signing_key_from_jwt(token).key
             claims = jwt.decode(
                 token,
