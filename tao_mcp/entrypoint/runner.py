@@ -906,29 +906,145 @@ def results_location(job_id: str) -> tuple[str, str | None]:
     return staging, None
 
 
+class Stopped(BaseException):
+    """Raised by the signal handler during the downloads: skip the command, go to the uploads. A BaseException,
+    so no `except Exception` on the way swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+# TERM/INT/HUP: the platform or a user stops the job. USR1: "finish uploads now", sent ahead of a time limit
+# (SLURM --signal=B:USR1@margin): the command is stopped like on TERM and the outputs are uploaded.
+STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1")
+
+
 class State:
-    child: subprocess.Popen | None = None
-    signals = 0
     phase = "start"
+    pgid = 0  # the command's process group (its leader's pid) while it may have members
+    starting = False  # between "may start the command" and State.pgid being set: signals are queued, not lost
+    pending: tuple = ()  # signals queued while starting, forwarded once the command's group exists
+    stop_signal = 0  # the first stop signal received; 0 = none
+    stop_phase = ""  # the phase it came in
+    stop_time = 0.0
+    interrupts = 0
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(OSError):
+        os.killpg(pgid, signum)
+
+
+def forwarded(signum: int) -> int:
+    return signal.SIGTERM if signum == getattr(signal, "SIGUSR1", -1) else signum
 
 
 def on_signal(signum: int, _frame: object) -> None:
-    State.signals += 1
-    child = State.child
-    if child is not None and child.poll() is None:
-        with contextlib.suppress(OSError):
-            os.killpg(child.pid, signum)
+    """Never prints (a handler may interrupt a print); the main flow reports what happened."""
+    if not State.stop_signal:
+        State.stop_signal, State.stop_time, State.stop_phase = signum, time.monotonic(), State.phase
+    State.interrupts += signum == signal.SIGINT
+    if State.phase == "download":
+        raise Stopped(signum)
+    if State.phase == "run":
+        if State.starting:
+            State.pending += (signum,)
+        elif State.pgid:
+            signal_group(State.pgid, forwarded(signum))
         return
-    if State.phase == "upload" and State.signals == 1:
-        return  # keep uploading partial results while the platform's grace period lasts
-    raise SystemExit(128 + signum)
+    if State.phase == "upload" and State.interrupts >= 2:
+        raise Stopped(signum)  # Ctrl-C twice: the user does not want to wait for the uploads
+    # "start": checked before the downloads begin. "upload": keep uploading while the platform's grace lasts.
 
 
-def run_command(command: str, env: dict) -> int:
+def stop_grace() -> float:
+    try:
+        return max(0.0, float(os.environ.get("TAO_RUNNER_STOP_GRACE") or 10))
+    except ValueError:
+        return 10.0
+
+
+def adopt_orphans() -> None:
+    """Become the subreaper of the command's processes, so that its orphaned background jobs are ours to reap
+    (a zombie keeps its process group alive). Linux only; without it the platform's init reaps them."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+
+def group_alive(pgid: int) -> bool:
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-pgid, os.WNOHANG)[0]:
+            pass  # reap the group's zombies we adopted
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def wait_group_gone(pgid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while group_alive(pgid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def end_group(pgid: int) -> None:
+    """After the command exited: stop what it left running in its process group (TERM, then KILL)."""
+    if not group_alive(pgid):
+        return
+    say("stopping the processes the command left running")
+    signal_group(pgid, signal.SIGTERM)
+    if not wait_group_gone(pgid, stop_grace()):
+        signal_group(pgid, signal.SIGKILL)
+        if not wait_group_gone(pgid, 5):
+            say(f"WARNING: process group {pgid} is still alive after SIGKILL")
+
+
+def run_command(command: str, env: dict) -> int | None:
+    """Run the command in its own session; None when a stop signal came before it could start.
+
+    Not pthread_sigmask: the command would inherit the blocked mask. Python runs handlers in the main thread
+    between bytecodes, so a signal during the start sees State.starting and is queued, then forwarded below."""
     shell = shutil.which("bash") or ("/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh")
-    State.child = subprocess.Popen([shell, "-c", command], env=env, start_new_session=True)
-    rc = State.child.wait()
-    State.child = None
+    State.starting = True
+    try:
+        if State.stop_signal:
+            return None
+        child = subprocess.Popen([shell, "-c", command], env=env, start_new_session=True)
+        State.pgid = child.pid
+    finally:
+        State.starting = False
+    for signum in State.pending:
+        signal_group(child.pid, forwarded(signum))
+    State.pending = ()
+    killed = False
+    while True:
+        try:
+            rc = child.wait(timeout=1)
+            break
+        except subprocess.TimeoutExpired:
+            overdue = State.stop_signal and time.monotonic() - State.stop_time > stop_grace()
+            if overdue and not killed:
+                say(f"the command did not stop within {stop_grace():.0f}s of {signal_name(State.stop_signal)}: SIGKILL")
+                signal_group(child.pid, signal.SIGKILL)
+                killed = True
+    end_group(child.pid)
+    State.pgid = 0
     return 128 - rc if rc < 0 else rc
 
 
@@ -944,17 +1060,19 @@ def main(argv: list) -> int:
         say("error E_BAD_JOB: the job description is missing or unreadable. Fix: rebuild the command with tao-mcp")
         say(f"exit {EXIT_SOFTWARE}")
         return EXIT_SOFTWARE
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, on_signal)
+    for name in STOP_SIGNALS:
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), on_signal)
+    adopt_orphans()
     rc = EXIT_SOFTWARE
     try:
         rc = run_job(job)
     except RunnerError as exc:
         say(f"error {exc}")
         rc = exc.exit_code
-    except SystemExit as exc:
-        rc = exc.code if isinstance(exc.code, int) else EXIT_SOFTWARE
-        say(f"stopped by a signal during {State.phase}")
+    except Stopped as exc:
+        rc = 128 + exc.signum
+        say(f"stopped by {signal_name(exc.signum)} during {State.phase}")
     except Exception as exc:  # a bug: say so in one line, keep the traceback on stderr
         import traceback
 
@@ -998,7 +1116,44 @@ def run_job(job: dict) -> int:
     inputs_dir = os.environ.get("TAO_INPUTS_DIR") or os.path.join(results_dir, "inputs")
     plan = prepare(job, results_dir, inputs_dir)
 
-    State.phase = "download"
+    rc = None
+    try:
+        State.phase = "download"
+        if State.stop_signal:  # came while starting up
+            raise Stopped(State.stop_signal)
+        prepare_inputs(job, plan, s3_factory)
+        State.phase = "run"
+        say("phase running command")
+        env = dict(os.environ, TAO_JOB_ID=job_id, TAO_RESULTS_DIR=results_dir)
+        if plan["config_path"]:
+            env["TAO_CONFIG_PATH"] = plan["config_path"]
+        started = time.time()
+        rc = run_command(final_command(job, plan), env)
+        if rc is not None:
+            say(f"command exited with {rc} after {time.time() - started:.1f}s")
+    except Stopped:
+        pass
+    if State.stop_signal:
+        what = "the command" if rc is not None else f"{State.phase}: the command did not run"
+        say(f"stopped by {signal_name(State.stop_signal)} during {what}")
+    if rc is None:
+        rc = 128 + State.stop_signal
+
+    State.phase = "upload"
+    try:
+        rc = upload(job, plan, results_dir, remote, rc, s3_factory)
+    except Exception as exc:  # never let a surprise here hide the command's exit code
+        say(f"error E_UPLOAD_FAILED: {type(exc).__name__}: {exc}")
+        rc = rc or EXIT_IO
+    if State.stop_phase == "upload":
+        say(f"{signal_name(State.stop_signal)} came during the uploads: they were finished first")
+    State.phase = "done"
+    return rc
+
+
+def prepare_inputs(job: dict, plan: dict, s3_factory: S3Factory) -> None:
+    """Download the inputs, point the spec/args at them, create the output folders, write the spec file."""
+    mode = job["mode"]
     if plan["fetches"]:
         say("phase downloading inputs")
         changed = fetch_all(plan["fetches"], s3_factory)
@@ -1017,24 +1172,6 @@ def run_job(job: dict) -> int:
         with open(plan["config_path"], "w", encoding="utf-8") as fh:
             fh.write(render_spec(plan["spec"], plan["config_path"].rsplit(".", 1)[-1]))
         say(f"spec written to {plan['config_path']}")
-
-    State.phase = "run"
-    say("phase running command")
-    env = dict(os.environ, TAO_JOB_ID=job_id, TAO_RESULTS_DIR=results_dir)
-    if plan["config_path"]:
-        env["TAO_CONFIG_PATH"] = plan["config_path"]
-    started = time.time()
-    rc = run_command(final_command(job, plan), env)
-    say(f"command exited with {rc} after {time.time() - started:.1f}s")
-
-    State.phase = "upload"
-    try:
-        rc = upload(job, plan, results_dir, remote, rc, s3_factory)
-    except Exception as exc:  # never let a surprise here hide the command's exit code
-        say(f"error E_UPLOAD_FAILED: {type(exc).__name__}: {exc}")
-        rc = rc or EXIT_IO
-    State.phase = "done"
-    return rc
 
 
 def upload(job: dict, plan: dict, results_dir: str, remote: str | None, rc: int, s3_factory: S3Factory) -> int:

@@ -7,18 +7,22 @@ Every run also asserts that no secret value (S3 keys, planted NGC/HF canaries) a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 import tomllib
+import urllib.parse
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -622,3 +626,196 @@ def test_sigterm_reaches_the_command_and_outputs_still_upload(hs: Harness, s3: A
     hs.check_secrets("".join(seen) + out)
     assert proc.returncode == 143, out
     assert keys_under(s3, hs.bucket, f"results/{hs.jobs[-1]}/") == {"term.txt": 8}
+
+
+class StallProxy:
+    """A TCP relay in front of the RGW that holds back one answer, so a test knows which phase the runner is in.
+
+    The first request whose bytes contain `trigger` gets `after` bytes of its answer; then `triggered` is set and
+    the rest waits for `release`. Every other request passes unchanged (SigV4 signs the proxy's Host, which the RGW
+    checks as received)."""
+
+    def __init__(self, endpoint: str, trigger: str, after: int = 0) -> None:
+        parsed = urllib.parse.urlsplit(endpoint)
+        self.upstream = (parsed.hostname or "127.0.0.1", parsed.port or 80)
+        self.trigger, self.after = trigger.encode(), after
+        self.triggered, self.release = threading.Event(), threading.Event()
+        self.fired = False
+        self.lock = threading.Lock()
+        self.sockets: list[socket.socket] = []
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+                upstream = socket.create_connection(self.upstream)
+            except OSError:
+                return
+            self.sockets += [client, upstream]
+            held = threading.Event()  # this connection carried the trigger: hold its answer
+            threading.Thread(target=self._to_server, args=(client, upstream, held), daemon=True).start()
+            threading.Thread(target=self._to_client, args=(upstream, client, held), daemon=True).start()
+
+    def _to_server(self, src: socket.socket, dst: socket.socket, held: threading.Event) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := src.recv(65536):
+                with self.lock:
+                    if not self.fired and self.trigger in chunk:
+                        self.fired = True
+                        held.set()
+                dst.sendall(chunk)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def _to_client(self, src: socket.socket, dst: socket.socket, held: threading.Event) -> None:
+        sent = 0
+        with contextlib.suppress(OSError):
+            while chunk := src.recv(65536):
+                if held.is_set() and not self.release.is_set():
+                    room = max(0, self.after - sent)
+                    if len(chunk) >= room:  # the answer reaches the hold point
+                        dst.sendall(chunk[:room])
+                        self.triggered.set()
+                        self.release.wait()
+                        chunk = chunk[room:]
+                    sent += len(chunk)
+                dst.sendall(chunk)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.release.set()
+        for sock in [self.server, *self.sockets]:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
+@pytest.fixture
+def stall() -> Iterator[Callable[..., StallProxy]]:
+    proxies: list[StallProxy] = []
+
+    def make(endpoint: str, trigger: str, after: int = 0) -> StallProxy:
+        proxies.append(StallProxy(endpoint, trigger, after))
+        return proxies[-1]
+
+    yield make
+    for proxy in proxies:
+        proxy.close()
+
+
+def start_runner(h: Harness, plan: EntrypointPlan, extra: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        ["/bin/bash", "-c", plan.command],
+        env=h.env(plan, extra),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def read_until(proc: subprocess.Popen[str], prefix: str, seconds: float = 30) -> tuple[str, list[str]]:
+    """The first stdout line starting with prefix (and every line read), within a deadline."""
+    assert proc.stdout is not None
+    seen: list[str] = []
+    box: list[str] = []
+
+    def reader() -> None:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            seen.append(line)
+            if line.startswith(prefix):
+                box.append(line)
+                return
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert box, f"no line starting with {prefix!r} within {seconds}s: " + "".join(seen)
+    return box[0], seen
+
+
+def finish(h: Harness, proc: subprocess.Popen[str], seen: list[str]) -> Result:
+    out, _ = proc.communicate(timeout=60)
+    out = "".join(seen) + out
+    h.check_secrets(out)
+    return Result(proc.returncode, out, "")
+
+
+def group_gone(pgid: int, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_sigterm_during_download_skips_the_command_and_uploads_what_exists(
+    h: Harness, s3: Any, prefix: str, tmp_path: Path, stall: Callable[..., StallProxy]
+) -> None:
+    put(s3, h.bucket, f"{prefix}/in/slow.bin", os.urandom(1024 * 1024))
+    proxy = stall(h.settings["S3_ENDPOINT_URL"], f"GET /{h.bucket}/{prefix}/in/slow.bin", after=64 * 1024)
+    marker = tmp_path / "command-ran"
+    plan = h.plan(
+        command=f"touch {marker}; echo x > {{results_dir}}/late.txt",
+        outputs=[],
+        inputs={str(tmp_path / "in" / "slow.bin"): f"s3://{h.bucket}/{prefix}/in/slow.bin"},
+    )
+    job_id = h.jobs[-1]
+    h.staging(job_id).mkdir(parents=True)
+    (h.staging(job_id) / "before.txt").write_text("left by an earlier attempt\n")
+    proc = start_runner(h, plan, {"AWS_ENDPOINT_URL": proxy.url})
+    assert proxy.triggered.wait(60), "the runner never started downloading the input"
+    proc.send_signal(signal.SIGTERM)  # the runner is blocked in the middle of the input's body
+    r = finish(h, proc, [])
+    assert r.rc == 143, r.out
+    assert r.has("stopped by SIGTERM during download: the command did not run"), r.out
+    assert r.has("phase uploading outputs") and r.lines[-1] == "[tao-runner] exit 143", r.out
+    assert not marker.exists(), "the command must not start after a stop signal"
+    assert keys_under(s3, h.bucket, f"results/{job_id}/") == {"before.txt": 27}
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGUSR1"])
+def test_stop_signal_during_the_command_ends_its_process_group_and_uploads(
+    hs: Harness, s3: Any, signame: str, tmp_path: Path
+) -> None:
+    ready = tmp_path / "background-ignores-term"
+    command = (
+        "trap 'echo stopped > {results_dir}/term.txt; exit 143' TERM; echo partial > {results_dir}/partial.txt; "
+        f"(trap '' TERM; touch {ready}; exec sleep 300) & "  # a background job that ignores TERM: the runner KILLs it
+        f"until [ -e {ready} ]; do sleep 0.01; done; echo started $$ $!; wait"
+    )
+    plan = hs.plan(command=command, outputs=[])
+    proc = start_runner(hs, plan, {"TAO_RUNNER_STOP_GRACE": "1"})
+    line, seen = read_until(proc, "started ")
+    pgid, background = (int(x) for x in line.split()[1:])
+    proc.send_signal(getattr(signal, signame))
+    r = finish(hs, proc, seen)
+    assert r.rc == 143, r.out  # USR1 stops the command like TERM does
+    assert r.has(f"stopped by {signame} during the command"), r.out
+    assert r.has("stopping the processes the command left running"), r.out
+    assert group_gone(pgid), f"the command's process group {pgid} outlived the runner"
+    with pytest.raises(ProcessLookupError):
+        os.kill(background, 0)
+    assert keys_under(s3, hs.bucket, f"results/{hs.jobs[-1]}/") == {"term.txt": 8, "partial.txt": 8}
+
+
+def test_sigterm_during_upload_finishes_the_uploads(h: Harness, s3: Any, stall: Callable[..., StallProxy]) -> None:
+    job_id = uuid.uuid4().hex[:12]
+    proxy = stall(h.settings["S3_ENDPOINT_URL"], f"PUT /{h.bucket}/results/{job_id}/a.txt")
+    command = "echo a > {results_dir}/a.txt; echo b > {results_dir}/b.txt; (exec sleep 300) & echo started $$"
+    plan = h.plan(command=command, outputs=[], job_id=job_id)
+    proc = start_runner(h, plan, {"AWS_ENDPOINT_URL": proxy.url, "TAO_RUNNER_STOP_GRACE": "1"})
+    line, seen = read_until(proc, "started ")
+    assert proxy.triggered.wait(60), "the runner never uploaded a.txt"
+    proc.send_signal(signal.SIGTERM)
+    proxy.release.set()
+    r = finish(h, proc, seen)
+    assert r.rc == 0, r.out  # the command had succeeded; the uploads went on
+    assert r.has("SIGTERM came during the uploads: they were finished first"), r.out
+    assert group_gone(int(line.split()[1])), "the command's background job outlived the runner"
+    assert keys_under(s3, h.bucket, f"results/{job_id}/") == {"a.txt": 2, "b.txt": 2}
