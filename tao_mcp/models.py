@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-StatusName = Literal["Pending", "Running", "Paused", "Complete", "Error", "Canceled", "Canceling", "Unknown"]
+from tao_mcp.states import JobState, JobStateField
 
 
 class CredentialState(BaseModel):
@@ -54,7 +54,7 @@ class PlatformList(BaseModel):
 class JobStatus(BaseModel):
     job_id: str
     platform: str
-    status: StatusName
+    status: JobStateField
     raw_state: str
     message: str
     pending_reason: str | None = None
@@ -73,7 +73,7 @@ class JobStatus(BaseModel):
 class SubmitResult(BaseModel):
     job_id: str
     platform: str
-    status: StatusName
+    status: JobStateField
     backend_id: str | None = None
     backend_name: str
     results_location: str | None = None
@@ -95,7 +95,7 @@ class LogPage(BaseModel):
     first_line: int = Field(description="0-based position of the first returned line in the log")
     truncated: bool = Field(description="more lines exist than were returned")
     next_cursor: str | None = Field(description="pass as cursor to read the lines after this page")
-    status: StatusName
+    status: JobStateField
     next: str
 
 
@@ -107,7 +107,7 @@ class EvidenceItem(BaseModel):
 
 class FailureAnalysis(BaseModel):
     job_id: str = ""
-    status: StatusName = "Unknown"
+    status: JobStateField = JobState.UNKNOWN
     category: str
     err_class: Literal["ERR_PROGRAM", "ERR_INFRA", "ERR_RESOURCE", "ERR_CONFIG", "ERR_UNKNOWN", "NONE"]
     retriable: bool | None
@@ -122,7 +122,7 @@ class FailureAnalysis(BaseModel):
 class JobSummary(BaseModel):
     job_id: str
     platform: str
-    status: StatusName
+    status: JobStateField
     backend_id: str | None
     created_at: str
     command: str = Field(description="first 120 characters of the command")
@@ -149,7 +149,7 @@ class Replica(BaseModel):
 class ReplicaList(BaseModel):
     job_id: str
     platform: str
-    status: StatusName
+    status: JobStateField
     replicas: list[Replica]
     next: str
 

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-Status = Literal["Pending", "Running", "Paused", "Complete", "Error", "Canceled", "Canceling", "Unknown"]
-TERMINAL: frozenset[str] = frozenset({"Complete", "Error", "Canceled"})
+from tao_mcp.states import JobState
+
 # Bounds of one read_log answer on every platform: results stay small whatever the job printed.
 LOG_LINE_CHARS = 4000
 MAX_LOG_LINES = 5000
@@ -50,13 +50,16 @@ class JobRef:
 class Observation:
     """One normalized reading of a job's state from the backend."""
 
-    status: Status
+    status: JobState
     raw_state: str
     message: str = ""
     pending_reason: str | None = None
     exit_code: int | None = None
     started_at: float | None = None  # epoch seconds
     ended_at: float | None = None
+
+    def __post_init__(self) -> None:
+        self.status = JobState(self.status)  # a misspelled state fails here, in the driver, not in the store
 
 
 @dataclass

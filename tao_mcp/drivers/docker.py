@@ -32,6 +32,7 @@ from tao_mcp.drivers.base import (
     Preview,
 )
 from tao_mcp.errors import BackendRejected, BackendUnreachable, TaoError
+from tao_mcp.states import JobState
 
 log = logging.getLogger(__name__)
 
@@ -144,30 +145,36 @@ def observation_from_summary(item: Mapping[str, Any]) -> Observation:
     canceled = any(n.endswith(CANCELED_SUFFIX) for n in names)
     if state == "created":
         if canceled:
-            return Observation("Canceled", "canceled (never started)", "canceled before the container started")
-        return Observation("Pending", state, "container created, not started yet", pending_reason="ContainerCreated")
+            return Observation(JobState.CANCELED, "canceled (never started)", "canceled before the container started")
+        return Observation(
+            JobState.PENDING, state, "container created, not started yet", pending_reason="ContainerCreated"
+        )
     if state in ("running", "restarting"):
-        return Observation("Running", state, status_text or state, started_at=None)
+        return Observation(JobState.RUNNING, state, status_text or state, started_at=None)
     if state == "paused":
-        return Observation("Paused", state, status_text or state)
+        return Observation(JobState.PAUSED, state, status_text or state)
     if state in ("exited", "dead"):
         match = EXITED.match(status_text)
         code = int(match.group(1)) if match else None
         if canceled:
-            return Observation("Canceled", f"canceled ({state}, exit {code})", "stopped by cancel_job", exit_code=code)
+            return Observation(
+                JobState.CANCELED, f"canceled ({state}, exit {code})", "stopped by cancel_job", exit_code=code
+            )
         if state == "exited" and code == 0:
-            return Observation("Complete", state, "exited with code 0", exit_code=0)
+            return Observation(JobState.COMPLETE, state, "exited with code 0", exit_code=0)
         what = f"exit code {code}" if code is not None else "no exit code"
         note = " (SIGKILL: out of memory or killed)" if code == 137 else ""
-        return Observation("Error", state, f"container {state} with {what}{note}", exit_code=code)
+        return Observation(JobState.ERROR, state, f"container {state} with {what}{note}", exit_code=code)
     if state == "removing":
-        return Observation("Unknown", state, "the container is being removed")
-    return Observation("Unknown", state or "unknown", status_text or f"unrecognized container state {state!r}", None)
+        return Observation(JobState.UNKNOWN, state, "the container is being removed")
+    return Observation(
+        JobState.UNKNOWN, state or "unknown", status_text or f"unrecognized container state {state!r}", None
+    )
 
 
 def removed_observation(ref: JobRef) -> Observation:
     return Observation(
-        "Error",
+        JobState.ERROR,
         "REMOVED",
         f"container {ref.backend_name} is no longer on the docker engine (removed outside tao-mcp); "
         "its outcome is unknown",

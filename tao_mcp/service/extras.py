@@ -34,7 +34,7 @@ class PlatformExtras:
         return ReplicaList(
             job_id=job_id,
             platform=record.platform,
-            status=record.status,  # type: ignore[arg-type]
+            status=record.status,
             replicas=replicas,
             next=hint,
         )

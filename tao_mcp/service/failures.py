@@ -43,6 +43,7 @@ from typing import Final, Literal
 
 from tao_mcp.drivers.base import Evidence
 from tao_mcp.models import EvidenceItem, FailureAnalysis
+from tao_mcp.states import JobState
 
 ErrClass = Literal["ERR_PROGRAM", "ERR_INFRA", "ERR_RESOURCE", "ERR_CONFIG", "ERR_UNKNOWN", "NONE"]
 Confidence = Literal["high", "medium", "low"]
@@ -568,7 +569,7 @@ class _LogScan:
 @dataclass
 class _Inputs:
     platform: str
-    status: str
+    status: JobState
     raw_state: str
     exit_code: int | None
     reason: str
@@ -587,7 +588,7 @@ class _Inputs:
 def analyze(
     *,
     platform: str,
-    status: str,
+    status: JobState,
     raw_state: str,
     exit_code: int | None,
     pending_reason: str | None,
@@ -613,18 +614,18 @@ def analyze(
     node_events = _node_events(inp)
     base_evidence = _fact_evidence(inp, facts)
 
-    if status == "Complete":
+    if status == JobState.COMPLETE:
         return _result(
             "none", inp, summary="the job completed successfully", confidence="high", evidence=base_evidence
         ).model_copy(update={"node_events": node_events})
-    if status in ("Pending", "Paused"):
-        result = _pending(inp, facts, base_evidence) if status == "Pending" else _paused(inp, base_evidence)
+    if status in (JobState.PENDING, JobState.PAUSED):
+        result = _pending(inp, facts, base_evidence) if status == JobState.PENDING else _paused(inp, base_evidence)
         return result.model_copy(update={"node_events": node_events})
 
     scan = _scan_log(log_lines, log_first_line)
-    if status in ("Canceled", "Canceling"):
+    if status in (JobState.CANCELED, JobState.CANCELING):
         result = _canceled(inp, facts, scan, base_evidence)
-    elif status == "Running":
+    elif status == JobState.RUNNING:
         result = _running(inp, scan, base_evidence)
     else:
         result = _failed(inp, facts, scan, base_evidence)
@@ -1013,7 +1014,7 @@ def _paused(inp: _Inputs, evidence: list[EvidenceItem]) -> FailureAnalysis:
 def _canceled(inp: _Inputs, facts: list[_Hit], scan: _LogScan, evidence: list[EvidenceItem]) -> FailureAnalysis:
     hit = next((h for h in facts if h.category == "canceled" and h.fact), None)
     summary = _headline(hit, inp) if hit else "the job was canceled"
-    if inp.status == "Canceling":
+    if inp.status == JobState.CANCELING:
         summary = "a cancel of the job is in progress"
     log_hit = _reportable(scan)
     log_evidence: list[EvidenceItem] = []
@@ -1102,7 +1103,7 @@ def _failed(inp: _Inputs, facts: list[_Hit], scan: _LogScan, evidence: list[Evid
     facts_phrase = _facts_phrase(inp, with_exit=not exit_mentioned)
     if primary.source == "log" and facts_phrase:
         notes.append(facts_phrase)
-    if inp.status == "Unknown":
+    if inp.status == JobState.UNKNOWN:
         notes.append("the job's status is Unknown")
     summary = "; ".join([_headline(primary, inp), *notes])
     log_evidence = _log_evidence(scan, primary if primary.source == "log" else log, tail=False)

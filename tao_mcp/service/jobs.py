@@ -21,7 +21,7 @@ from typing import Any
 
 import anyio
 
-from tao_mcp.drivers.base import TERMINAL, Driver, Evidence, LaunchRequest
+from tao_mcp.drivers.base import Driver, Evidence, LaunchRequest
 from tao_mcp.entrypoint.builder import EntrypointPlan, build_entrypoint
 from tao_mcp.errors import BackendUnreachable, TaoError
 from tao_mcp.models import (
@@ -41,6 +41,7 @@ from tao_mcp.service.poller import PlatformPoller
 from tao_mcp.service.redaction import Redactor, is_secret_name
 from tao_mcp.service.registry import DriverRegistry
 from tao_mcp.service.store import JobRecord, JobStore
+from tao_mcp.states import OPEN, JobState
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +92,11 @@ class PreparedLaunch:
     results_location: str | None
     secret_names: set[str]  # server variables whose values the job receives (kept with the job record)
 
-    def result(self, status: str, message: str, hint: str, **extra: Any) -> SubmitResult:
+    def result(self, status: JobState, message: str, hint: str, **extra: Any) -> SubmitResult:
         return SubmitResult(
             job_id=self.request.job_id,
             platform=self.platform,
-            status=status,  # type: ignore[arg-type]
+            status=status,
             backend_name=self.request.backend_name,
             results_location=self.results_location,
             message=message,
@@ -313,7 +314,7 @@ class JobService:
             # The launch may or may not have happened: the poller reconciles by name; never launch twice.
             self.poller(p.platform).kick()
             return launch.result(
-                "Unknown",
+                JobState.UNKNOWN,
                 f"{exc.cause}; the launch outcome is unknown and will be reconciled by the name {record.backend_name}",
                 f"job_status(job_id='{record.job_id}')",
             )
@@ -323,7 +324,7 @@ class JobService:
         self.store.set_launch_state(record.job_id, "launched", backend_id)
         self.poller(p.platform).kick()
         return launch.result(
-            "Pending",
+            JobState.PENDING,
             f"submitted as {p.platform} job {backend_id}",
             f"wait_for_job(job_id='{record.job_id}')",
             backend_id=backend_id,
@@ -391,7 +392,7 @@ class JobService:
                 sort_keys=True,
             )
         return launch.result(
-            "Pending",
+            JobState.PENDING,
             "; ".join(["dry run: nothing was launched; secrets appear as names only", *plan.warnings]),
             "submit_job(...) again without dry_run to launch it",
             dry_run=True,
@@ -408,7 +409,7 @@ class JobService:
         return SubmitResult(
             job_id=existing.job_id,
             platform=existing.platform,
-            status=existing.status,  # type: ignore[arg-type]
+            status=existing.status,
             backend_id=existing.backend_id,
             backend_name=existing.backend_name,
             results_location=existing.results_location,
@@ -452,14 +453,14 @@ class JobService:
         message = record.message
         if unreachable:
             message = f"backend unreachable ({unreachable}); last known status {record.status}: {record.message}"
-        elif record.status == "Running" and record.request.get("mode", "plain") != "plain":
+        elif record.status == JobState.RUNNING and record.request.get("mode", "plain") != "plain":
             progress = await self._runner_progress(record)
             if progress:
                 message = f"{record.message} — {progress}"
         return JobStatus(
             job_id=record.job_id,
             platform=record.platform,
-            status=record.status,  # type: ignore[arg-type]
+            status=record.status,
             raw_state=record.raw_state,
             message=message,
             pending_reason=record.pending_reason,
@@ -502,11 +503,11 @@ class JobService:
         unreachable: str | None = None
         while True:
             record, unreachable = await self.refresh(record, max_age=WAIT_POLL_S / 2)
-            done = record.terminal or (until == "running" and record.status in ("Running", "Paused"))
+            done = record.terminal or (until == "running" and record.status in (JobState.RUNNING, JobState.PAUSED))
             now = time.monotonic()
             if done or now >= deadline:
                 break
-            if record.status == "Running" and now - last_hint_at >= LOG_HINT_EVERY_S:
+            if record.status == JobState.RUNNING and now - last_hint_at >= LOG_HINT_EVERY_S:
                 last_hint_at = now
                 last_line = await self._last_log_line(record) or last_line
             await progress(now - started, self._progress_message(record, unreachable, last_line))
@@ -519,10 +520,10 @@ class JobService:
     def _progress_message(self, record: JobRecord, unreachable: str | None, last_line: str | None) -> str:
         if unreachable:
             return f"{record.status.upper()} — backend unreachable: {unreachable}"
-        if record.status == "Pending":
+        if record.status == JobState.PENDING:
             reason = f" ({record.pending_reason})" if record.pending_reason else ""
             return f"PENDING{reason} {human_duration(time.time() - record.created_at)}"
-        if record.status == "Running":
+        if record.status == JobState.RUNNING:
             text = f"RUNNING {human_duration(time.time() - (record.started_at or record.created_at))}"
             return f"{text} — last log line: {last_line[:160]}" if last_line else text
         return f"{record.status.upper()} {record.message}".strip()
@@ -571,7 +572,7 @@ class JobService:
             first_line=chunk.first_line,
             truncated=truncated,
             next_cursor=next_cursor,
-            status=record.status,  # type: ignore[arg-type]
+            status=record.status,
             next=f"job_logs(job_id='{job_id}', cursor='{next_cursor}') for new lines; {more}",
         )
 
@@ -588,7 +589,7 @@ class JobService:
             try:
                 chunk = await driver.read_log(record.ref(), start=None, limit=ANALYSIS_LOG_LINES, grep=None)
                 log_lines, first = [self.redactor.text(x) for x in chunk.lines], chunk.first_line
-                if record.status not in ("Complete", "Pending"):
+                if record.status not in (JobState.COMPLETE, JobState.PENDING):
                     evidence = await driver.failure_evidence(record.ref())
             except BackendUnreachable as exc:
                 unreachable = exc.cause
@@ -639,7 +640,7 @@ class JobService:
         return await self._status_model(record, unreachable)
 
     # ---- list ----
-    def list(self, status: str | None, platform: str | None, limit: int, cursor: str | None) -> JobList:
+    def list(self, status: JobState | None, platform: str | None, limit: int, cursor: str | None) -> JobList:
         if platform:
             platform = find_platform(platform, self.settings).name
         before = None
@@ -664,7 +665,7 @@ class JobService:
                 JobSummary(
                     job_id=r.job_id,
                     platform=r.platform,
-                    status=r.status,  # type: ignore[arg-type]
+                    status=r.status,
                     backend_id=r.backend_id,
                     created_at=iso(r.created_at) or "",
                     command=r.command[:120],
@@ -692,14 +693,14 @@ def decode_cursor(cursor: str) -> int:
 
 def next_hint(record: JobRecord) -> str:
     jid = record.job_id
-    if record.status in ("Pending", "Running", "Paused", "Canceling", "Unknown"):
+    if record.status in OPEN:
         return f"wait_for_job(job_id='{jid}')"
-    if record.status == "Error":
+    if record.status == JobState.ERROR:
         return f"failure_analysis(job_id='{jid}')"
-    if record.status == "Complete":
+    if record.status == JobState.COMPLETE:
         where = f"; results at {record.results_location}" if record.results_location else ""
         return f"job_logs(job_id='{jid}'){where}"
     return f"job_logs(job_id='{jid}')"
 
 
-__all__ = ["TERMINAL", "JobService", "SubmitParams"]
+__all__ = ["JobService", "SubmitParams"]

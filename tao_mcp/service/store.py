@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tao_mcp.drivers.base import TERMINAL, JobRef, LaunchRequest, Observation
+from tao_mcp.drivers.base import JobRef, LaunchRequest, Observation
 from tao_mcp.service.redaction import Redactor
+from tao_mcp.states import OPEN, TERMINAL, JobState, sql_list
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -54,8 +55,6 @@ CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
 # Columns added after the first release: (name, declaration) added to an existing database at open.
 MIGRATIONS = (("principal", "TEXT"),)
 
-OPEN_STATUSES = ("Pending", "Running", "Paused", "Canceling", "Unknown")
-
 
 @dataclass
 class JobRecord:
@@ -64,7 +63,7 @@ class JobRecord:
     backend_name: str
     backend_id: str | None
     launch_state: str
-    status: str
+    status: JobState
     raw_state: str
     message: str
     pending_reason: str | None
@@ -104,7 +103,7 @@ class JobRecord:
             backend_name=launch.backend_name,
             backend_id=None,
             launch_state="launching",
-            status="Pending",
+            status=JobState.PENDING,
             raw_state="SUBMITTING",
             message="submitting",
             pending_reason=None,
@@ -139,6 +138,7 @@ class JobRecord:
         data["options"] = json.loads(data["options"])
         data["request"] = json.loads(data["request"])
         data["cancel_requested"] = bool(data["cancel_requested"])
+        data["status"] = JobState(data["status"])
         return cls(**data)
 
 
@@ -192,9 +192,8 @@ class JobStore:
         return JobRecord.from_row(row) if row else None
 
     def open_jobs(self, platform: str | None = None) -> list[JobRecord]:
-        marks = ",".join("?" * len(OPEN_STATUSES))
-        sql = f"SELECT * FROM jobs WHERE status IN ({marks}) AND launch_state != 'recorded'"
-        params: list[Any] = list(OPEN_STATUSES)
+        sql = f"SELECT * FROM jobs WHERE status IN {sql_list(OPEN)} AND launch_state != 'recorded'"
+        params: list[Any] = []
         if platform:
             sql += " AND platform = ?"
             params.append(platform)
@@ -205,14 +204,14 @@ class JobStore:
     def list(
         self,
         *,
-        status: str | None,
+        status: JobState | None,
         platform: str | None,
         limit: int,
         before: tuple[float, str] | None,
         owned_by: tuple[bool, str | None] = (False, None),
     ) -> list[JobRecord]:
         """Newest first. `owned_by=(True, name)` keeps only the jobs of principal `name`."""
-        sql, params = "SELECT * FROM jobs WHERE 1=1", []
+        sql, params = "SELECT * FROM jobs WHERE 1=1", list[Any]()
         if owned_by[0]:
             sql += " AND principal IS ?"
             params.append(owned_by[1])
@@ -270,19 +269,17 @@ class JobStore:
         """The backend refused the launch: nothing runs, the record ends as Error."""
         with self._tx() as db:
             db.execute(
-                "UPDATE jobs SET launch_state = 'failed', status = 'Error', raw_state = 'LAUNCH_REFUSED', "
-                "message = ?, updated_at = ?, ended_at = ? WHERE job_id = ? AND status NOT IN "
-                "('Complete', 'Error', 'Canceled')",
-                (self._clean(message), time.time(), time.time(), job_id),
+                "UPDATE jobs SET launch_state = 'failed', status = ?, raw_state = 'LAUNCH_REFUSED', "
+                f"message = ?, updated_at = ?, ended_at = ? WHERE job_id = ? AND status NOT IN {sql_list(TERMINAL)}",
+                (JobState.ERROR, self._clean(message), time.time(), time.time(), job_id),
             )
 
     def request_cancel(self, job_id: str) -> None:
         with self._tx() as db:
             db.execute(
                 "UPDATE jobs SET cancel_requested = 1, updated_at = ?, "
-                "status = CASE WHEN status IN ('Complete', 'Error', 'Canceled') THEN status ELSE 'Canceling' END "
-                "WHERE job_id = ?",
-                (time.time(), job_id),
+                f"status = CASE WHEN status IN {sql_list(TERMINAL)} THEN status ELSE ? END WHERE job_id = ?",
+                (time.time(), JobState.CANCELING, job_id),
             )
 
     def apply(self, job_id: str, obs: Observation) -> JobRecord | None:
@@ -302,12 +299,14 @@ class JobStore:
                 )
             else:
                 status = obs.status
-                if current.status == "Canceling" and status not in TERMINAL:
-                    status = "Canceling"  # only a terminal observation ends a cancel in progress
-                elif current.cancel_requested and status == "Error" and obs.raw_state.upper().startswith("CANCEL"):
-                    status = "Canceled"
+                if current.status == JobState.CANCELING and status not in TERMINAL:
+                    status = JobState.CANCELING  # only a terminal observation ends a cancel in progress
+                elif (
+                    current.cancel_requested and status == JobState.ERROR and obs.raw_state.upper().startswith("CANCEL")
+                ):
+                    status = JobState.CANCELED
                 message = obs.message
-                if status == "Canceling" and obs.status != "Canceling":
+                if status == JobState.CANCELING and obs.status != JobState.CANCELING:
                     message = f"cancel requested; backend still reports {obs.raw_state}"
                 ended = obs.ended_at if status in TERMINAL else None
                 if status in TERMINAL and ended is None:
@@ -334,8 +333,7 @@ class JobStore:
         """Update the human message of an open job (e.g. runner progress) without changing its status."""
         with self._tx() as db:
             db.execute(
-                "UPDATE jobs SET message = ?, updated_at = ? WHERE job_id = ? AND status NOT IN "
-                "('Complete', 'Error', 'Canceled')",
+                f"UPDATE jobs SET message = ?, updated_at = ? WHERE job_id = ? AND status NOT IN {sql_list(TERMINAL)}",
                 (self._clean(message), time.time(), job_id),
             )
 

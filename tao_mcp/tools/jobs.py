@@ -11,6 +11,7 @@ from pydantic import Field
 from tao_mcp.errors import TaoError
 from tao_mcp.models import FailureAnalysis, JobList, JobStatus, LogPage, SubmitResult, WaitResult
 from tao_mcp.service.jobs import SubmitParams
+from tao_mcp.states import JobStateField
 from tao_mcp.tools._common import (
     READ_ONLY_BACKEND,
     READ_ONLY_LOCAL,
@@ -273,7 +274,7 @@ def register(server: MCPServer) -> None:
     async def list_jobs(
         ctx: Context,
         status: Annotated[
-            Literal["Pending", "Running", "Paused", "Complete", "Error", "Canceled", "Canceling", "Unknown"] | None,
+            JobStateField | None,
             Field(description="only jobs in this status"),
         ] = None,
         platform: Annotated[str | None, Field(description="only jobs on this platform")] = None,

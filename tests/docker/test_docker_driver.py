@@ -13,9 +13,10 @@ import anyio
 import pytest
 
 from tao_mcp.drivers import load_driver
-from tao_mcp.drivers.base import TERMINAL, JobRef, LaunchRequest, Observation
+from tao_mcp.drivers.base import JobRef, LaunchRequest, Observation
 from tao_mcp.drivers.docker import DockerDriver, observation_from_summary, split_image
 from tao_mcp.errors import BackendRejected, BackendUnreachable, TaoError
+from tao_mcp.states import TERMINAL
 from tests.helpers import REPO
 
 pytestmark = [pytest.mark.anyio, pytest.mark.docker]

@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 from dotenv import dotenv_values
 
-from tao_mcp.drivers.base import TERMINAL, JobRef, LaunchRequest, Observation
+from tao_mcp.drivers.base import JobRef, LaunchRequest, Observation
 from tao_mcp.drivers.slurm import SlurmDriver, script
 from tao_mcp.drivers.slurm import ssh as ssh_module
 from tao_mcp.errors import BackendRejected, BackendUnreachable, TaoError
+from tao_mcp.states import TERMINAL
 from tests.helpers import launch_request
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slurm]

@@ -31,6 +31,7 @@ from tao_mcp.drivers.base import Evidence, JobRef, LaunchRequest, LogChunk, Obse
 from tao_mcp.drivers.brev import remote
 from tao_mcp.drivers.brev.cli import PLATFORM, STARTING, BrevCLI, Instance, Result
 from tao_mcp.errors import BackendRejected, BackendUnreachable, TaoError
+from tao_mcp.states import JobState
 
 log = logging.getLogger(__name__)
 
@@ -517,20 +518,24 @@ def _locate(ref: JobRef) -> tuple[str, str] | None:
 def _instance_observation(name: str, inst: Instance | None) -> Observation | None:
     """The job's state when the instance alone decides it; None when the instance must be asked (RUNNING)."""
     if inst is None:
-        return Observation("Error", "INSTANCE_GONE", f"instance {name} no longer exists (deleted); the job is lost")
+        return Observation(
+            JobState.ERROR, "INSTANCE_GONE", f"instance {name} no longer exists (deleted); the job is lost"
+        )
     if inst.running:
         return None
     if inst.status in STARTING:
         return Observation(
-            "Pending",
+            JobState.PENDING,
             f"INSTANCE_{inst.status}",
             f"instance {name} is {inst.status}",
             pending_reason=f"instance {name} is {inst.status}, not RUNNING yet",
         )
     if inst.status in ("FAILURE", "DELETING"):
-        return Observation("Error", f"INSTANCE_{inst.status}", f"instance {name} is {inst.status}; the job is lost")
+        return Observation(
+            JobState.ERROR, f"INSTANCE_{inst.status}", f"instance {name} is {inst.status}; the job is lost"
+        )
     return Observation(
-        "Unknown",
+        JobState.UNKNOWN,
         f"INSTANCE_{inst.status or 'UNKNOWN'}",
         f"instance {name} is {inst.status or 'in an unknown state'}: the job's state cannot be read until it runs "
         f"again (brev start {name})",

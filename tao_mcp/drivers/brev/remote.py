@@ -27,6 +27,7 @@ from datetime import datetime
 
 from tao_mcp.drivers.base import LaunchRequest, Observation
 from tao_mcp.errors import TaoError
+from tao_mcp.states import JobState
 
 JOBS_DIR = "$HOME/.tao-mcp/jobs"
 SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -326,7 +327,7 @@ def classify(f: JobFacts, instance: str) -> Observation:
     docker_status = str(state.get("Status") or "")
     if not f.files:
         return Observation(
-            "Unknown",
+            JobState.UNKNOWN,
             "NOT_FOUND",
             f"the job's files are not on instance {instance} (removed, or the instance was replaced); "
             "container not found",
@@ -336,18 +337,29 @@ def classify(f: JobFacts, instance: str) -> Observation:
         code = _int(state.get("ExitCode"))  # the wrapper died before recording the end: trust docker
     if code is not None:
         if f.canceled:
-            return Observation("Canceled", "CANCELED", "canceled", exit_code=code, started_at=started, ended_at=ended)
+            return Observation(
+                JobState.CANCELED, "CANCELED", "canceled", exit_code=code, started_at=started, ended_at=ended
+            )
         if f.timed_out:
             return Observation(
-                "Error", "TIMEOUT", "stopped at its time limit", exit_code=code, started_at=started, ended_at=ended
+                JobState.ERROR,
+                "TIMEOUT",
+                "stopped at its time limit",
+                exit_code=code,
+                started_at=started,
+                ended_at=ended,
             )
         if f.phase == "pull_failed":
             return Observation(
-                "Error", "ErrImagePull", "the image could not be pulled (see job_logs)", exit_code=code, ended_at=ended
+                JobState.ERROR,
+                "ErrImagePull",
+                "the image could not be pulled (see job_logs)",
+                exit_code=code,
+                ended_at=ended,
             )
         if oom:
             return Observation(
-                "Error",
+                JobState.ERROR,
                 "OOMKilled",
                 f"the container was OOMKilled (exit code {code})",
                 exit_code=code,
@@ -356,25 +368,27 @@ def classify(f: JobFacts, instance: str) -> Observation:
             )
         if code == 0:
             return Observation(
-                "Complete", "EXITED", "exited with code 0", exit_code=0, started_at=started, ended_at=ended
+                JobState.COMPLETE, "EXITED", "exited with code 0", exit_code=0, started_at=started, ended_at=ended
             )
         return Observation(
-            "Error", "EXITED", f"exited with code {code}", exit_code=code, started_at=started, ended_at=ended
+            JobState.ERROR, "EXITED", f"exited with code {code}", exit_code=code, started_at=started, ended_at=ended
         )
     if docker_status in ("running", "restarting", "exited", "dead"):
-        return Observation("Running", docker_status.upper(), "container running", started_at=started)
+        return Observation(JobState.RUNNING, docker_status.upper(), "container running", started_at=started)
     if docker_status == "paused":
-        return Observation("Paused", "PAUSED", "container paused", started_at=started)
+        return Observation(JobState.PAUSED, "PAUSED", "container paused", started_at=started)
     if f.wrapper == "alive" or (f.started and not f.wrapper):
         if f.phase == "pulling":
-            return Observation("Pending", "PULLING", "pulling the image", pending_reason="Pulling image")
-        return Observation("Pending", "STARTING", "starting the container", pending_reason="starting the container")
+            return Observation(JobState.PENDING, "PULLING", "pulling the image", pending_reason="Pulling image")
+        return Observation(
+            JobState.PENDING, "STARTING", "starting the container", pending_reason="starting the container"
+        )
     if f.canceled:
-        return Observation("Canceled", "CANCELED", "canceled before the container started")
+        return Observation(JobState.CANCELED, "CANCELED", "canceled before the container started")
     if not f.started:
-        return Observation("Unknown", "LAUNCH_INCOMPLETE", f"the launch on {instance} did not complete")
+        return Observation(JobState.UNKNOWN, "LAUNCH_INCOMPLETE", f"the launch on {instance} did not complete")
     return Observation(
-        "Error",
+        JobState.ERROR,
         "LOST",
         f"the job's wrapper on {instance} is gone without recording an exit code (instance restarted?)",
     )

@@ -23,6 +23,7 @@ from tao_mcp.drivers import logfile
 from tao_mcp.drivers.base import LOG_LINE_CHARS, Evidence, JobRef, LaunchRequest, LogChunk, Observation, Preview
 from tao_mcp.drivers.k8s import manifest, status
 from tao_mcp.errors import BackendRejected, BackendUnreachable, TaoError
+from tao_mcp.states import JobState
 
 log = logging.getLogger(__name__)
 
@@ -340,7 +341,9 @@ class KubernetesDriver:
                 if job is not None and job["metadata"].get("name") == ref.backend_name:
                     result[ref.job_id] = status.observe(job, job_pods)
                 elif canceled and job_pods:
-                    result[ref.job_id] = Observation("Canceling", "Terminating", "waiting for the job's pods to go")
+                    result[ref.job_id] = Observation(
+                        JobState.CANCELING, "Terminating", "waiting for the job's pods to go"
+                    )
                 else:
                     result[ref.job_id] = status.not_found(canceled)
         return result

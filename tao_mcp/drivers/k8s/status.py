@@ -8,6 +8,7 @@ from typing import Any
 
 from tao_mcp.drivers.base import Evidence, Observation
 from tao_mcp.drivers.k8s.manifest import CONTAINER
+from tao_mcp.states import JobState
 
 NOT_FOUND_MESSAGE = "Job not found (deleted outside tao-mcp or TTL-collected)"
 # Waiting reasons that are the job's problem (not the normal ContainerCreating / PodInitializing).
@@ -150,14 +151,14 @@ def observe(job: dict[str, Any], pods: list[dict[str, Any]]) -> Observation:
     running = [p for p in live if (p.get("status") or {}).get("phase") == "Running"]
     started = _containers_started(pods) or (ts(status.get("startTime")) if not live or running else None)
     if meta.get("deletionTimestamp"):
-        return Observation("Canceling", "Terminating", "the Job is being deleted", started_at=started)
+        return Observation(JobState.CANCELING, "Terminating", "the Job is being deleted", started_at=started)
 
     complete = _condition(job, "Complete")
     failed = _condition(job, "Failed")
     completions = spec.get("completions") or 1
     if not failed and (complete or (status.get("succeeded") or 0) >= completions) and not running:
         return Observation(
-            "Complete",
+            JobState.COMPLETE,
             "Complete",
             f"{status.get('succeeded') or completions}/{completions} pod(s) succeeded",
             exit_code=0,
@@ -173,17 +174,17 @@ def observe(job: dict[str, Any], pods: list[dict[str, Any]]) -> Observation:
         issues = [f"{(p['metadata'] or {}).get('name')}: {_reason_text(*i)}" for p, i in waiting if i]
         if issues:
             message += "; " + "; ".join(issues[:3])
-        return Observation("Running", "Running", _clip(message), started_at=started)
+        return Observation(JobState.RUNNING, "Running", _clip(message), started_at=started)
 
     for pod in live:
         issue = pod_issue(pod)
         if issue:
             reason = _reason_text(*issue)
-            return Observation("Pending", issue[0], reason, pending_reason=reason, started_at=None)
+            return Observation(JobState.PENDING, issue[0], reason, pending_reason=reason, started_at=None)
     if live:
-        return Observation("Pending", "Pending", "pods created", pending_reason="Pending")
+        return Observation(JobState.PENDING, "Pending", "pods created", pending_reason="Pending")
     return Observation(
-        "Pending",
+        JobState.PENDING,
         "Pending",
         "waiting for the Job controller to create pods",
         pending_reason="waiting for the Job controller to create pods",
@@ -214,13 +215,13 @@ def _failed(job: dict[str, Any], failed: dict[str, Any] | None, pods: list[dict[
     if details:
         text = f"{text}; " + "; ".join(details[:3])
     ended = ts(failed.get("lastTransitionTime")) if failed else None
-    return Observation("Error", raw, _clip(text), exit_code=exit_code, started_at=started, ended_at=ended)
+    return Observation(JobState.ERROR, raw, _clip(text), exit_code=exit_code, started_at=started, ended_at=ended)
 
 
 def not_found(canceled: bool) -> Observation:
     if canceled:
-        return Observation("Canceled", "Deleted", "canceled: the Job and its pods are gone")
-    return Observation("Unknown", "NotFound", NOT_FOUND_MESSAGE)
+        return Observation(JobState.CANCELED, "Deleted", "canceled: the Job and its pods are gone")
+    return Observation(JobState.UNKNOWN, "NotFound", NOT_FOUND_MESSAGE)
 
 
 def evidence(job: dict[str, Any] | None, pods: list[dict[str, Any]], events: list[dict[str, Any]]) -> list[Evidence]:

@@ -18,12 +18,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from tao_mcp.drivers import logfile
-from tao_mcp.drivers.base import TERMINAL, Evidence, JobRef, LaunchRequest, LogChunk, Observation, Preview
+from tao_mcp.drivers.base import Evidence, JobRef, LaunchRequest, LogChunk, Observation, Preview
 from tao_mcp.drivers.lepton import render, status
 from tao_mcp.drivers.lepton.client import GATEWAY_BASE, PLATFORM, Conflict, LeptonClient, NotFound, reject_fix
 from tao_mcp.drivers.lepton.logs import LokiLogs
 from tao_mcp.drivers.lepton.render import backend_job_name, secret_ref_name
 from tao_mcp.errors import BackendRejected, BackendUnreachable, TaoError
+from tao_mcp.states import TERMINAL, JobState
 
 log = logging.getLogger(__name__)
 
@@ -311,7 +312,7 @@ class LeptonDriver:
                 if ours or now - ref.created_at > MISSING_GRACE_S:
                     who = "deleted by cancel_job" if ours else "deleted outside tao-mcp (unless cancel_job asked)"
                     result[ref.job_id] = Observation(
-                        "Canceled", "Deleted", f"the job no longer exists on Lepton: {who}"
+                        JobState.CANCELED, "Deleted", f"the job no longer exists on Lepton: {who}"
                     )
                 continue
             obs = status.map_state(job, canceled_by_us=ours)
@@ -319,11 +320,11 @@ class LeptonDriver:
                 first = self._unk_since.setdefault(backend_id, now)
                 if now - first >= self.unk_grace:
                     result[ref.job_id] = Observation(
-                        "Unknown", "UNK", f"Lepton reports UNK since {status.human_age(now - first)} ago"
+                        JobState.UNKNOWN, "UNK", f"Lepton reports UNK since {status.human_age(now - first)} ago"
                     )
                 continue
             self._unk_since.pop(backend_id, None)
-            if obs.status == "Pending" and replica_reads < MAX_REPLICA_READS:
+            if obs.status == JobState.PENDING and replica_reads < MAX_REPLICA_READS:
                 issue, fresh = await self._pending_issue(backend_id, obs.raw_state, now)
                 replica_reads += fresh
                 if issue:

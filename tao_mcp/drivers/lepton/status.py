@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from tao_mcp.drivers.base import TERMINAL, Evidence, Observation
+from tao_mcp.drivers.base import Evidence, Observation
+from tao_mcp.states import TERMINAL, JobState
 
 PENDING_STATES = {"Queueing", "Awaiting", "Starting", "Restarting", "PendingRetry"}
 CANCELING_STATES = {"Stopping", "Terminating", "Deleting"}
@@ -58,31 +59,33 @@ def map_state(job: Mapping[str, Any], *, canceled_by_us: bool = False) -> Observ
     ended = to_epoch(status.get("completion_time"))
     summary = f"ready {ready}/{active}, succeeded {succeeded}, failed {failed}"
     if state in PENDING_STATES:
-        return Observation("Pending", state, f"Lepton {state}", pending_reason=state)
+        return Observation(JobState.PENDING, state, f"Lepton {state}", pending_reason=state)
     if state == "Running":
         if active and ready < active:
             return Observation(
-                "Pending",
+                JobState.PENDING,
                 state,
                 f"starting workers {ready}/{active}",
                 pending_reason=f"starting workers {ready}/{active}",
             )
-        return Observation("Running", state, f"Lepton Running ({summary})", started_at=started)
+        return Observation(JobState.RUNNING, state, f"Lepton Running ({summary})", started_at=started)
     if state == "Completed":
-        return Observation("Complete", state, f"Lepton Completed ({summary})", exit_code=0, ended_at=ended)
+        return Observation(JobState.COMPLETE, state, f"Lepton Completed ({summary})", exit_code=0, ended_at=ended)
     if state == "Failed":
-        return Observation("Error", state, f"Lepton Failed ({summary})", ended_at=ended)
+        return Observation(JobState.ERROR, state, f"Lepton Failed ({summary})", ended_at=ended)
     if state in CANCELING_STATES | CANCELED_STATES:
         who = "stopped by cancel_job" if canceled_by_us else "stopped outside tao-mcp (unless cancel_job asked)"
         if state in CANCELING_STATES:
-            return Observation("Canceling", state, f"Lepton {state}: {who}")
-        return Observation("Canceled", state, f"Lepton {state}: {who}", ended_at=ended)
+            return Observation(JobState.CANCELING, state, f"Lepton {state}: {who}")
+        return Observation(JobState.CANCELED, state, f"Lepton {state}: {who}", ended_at=ended)
     if state == "Archived":
         if failed and failed > 0 and succeeded < completions:
-            return Observation("Error", "Archived/Failed", f"Lepton Archived after failing ({summary})", ended_at=ended)
+            return Observation(
+                JobState.ERROR, "Archived/Failed", f"Lepton Archived after failing ({summary})", ended_at=ended
+            )
         if succeeded >= completions:
             return Observation(
-                "Complete",
+                JobState.COMPLETE,
                 "Archived/Completed",
                 f"Lepton Archived after completing ({summary})",
                 exit_code=0,
@@ -95,10 +98,10 @@ def map_state(job: Mapping[str, Any], *, canceled_by_us: bool = False) -> Observ
                 if inner is not None and inner.status in TERMINAL:
                     inner.raw_state = f"Archived/{earlier}"
                     return inner
-        return Observation("Unknown", "Archived", f"Lepton Archived without an outcome ({summary})")
+        return Observation(JobState.UNKNOWN, "Archived", f"Lepton Archived without an outcome ({summary})")
     if state == "UNK":
         return None
-    return Observation("Unknown", state, f"Lepton reports an unfamiliar state {state!r} ({summary})")
+    return Observation(JobState.UNKNOWN, state, f"Lepton reports an unfamiliar state {state!r} ({summary})")
 
 
 def human_age(seconds: float) -> str:

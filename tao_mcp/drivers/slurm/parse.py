@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from tao_mcp.drivers.base import Observation, Status
+from tao_mcp.drivers.base import Observation
+from tao_mcp.states import TERMINAL, JobState
 
 # squeue and sacct fields, in the order the driver asks for them (see driver.py). squeue's long format (-O) is
 # used because only it has the exit code; `Field:|` means "no padding, no truncation, then a |".
@@ -60,21 +61,21 @@ def state_key(raw_state: str) -> str:
     return word.rstrip("+").upper()
 
 
-def map_state(raw_state: str) -> Status:
+def map_state(raw_state: str) -> JobState:
     key = state_key(raw_state)
     if key in PENDING_STATES:
-        return "Pending"
+        return JobState.PENDING
     if key in RUNNING_STATES:
-        return "Running"
+        return JobState.RUNNING
     if key == "COMPLETED":
-        return "Complete"
+        return JobState.COMPLETE
     if key in CANCELED_STATES:
-        return "Canceled"
+        return JobState.CANCELED
     if key in PAUSED_STATES:
-        return "Paused"
+        return JobState.PAUSED
     if key in ERROR_STATES:
-        return "Error"
-    return "Unknown"
+        return JobState.ERROR
+    return JobState.UNKNOWN
 
 
 def exit_code(text: str | None) -> int | None:
@@ -198,18 +199,18 @@ def observation(row: JobRow) -> Observation:
     status = map_state(row.state)
     key = state_key(row.state)
     code = exit_code(row.exit_code)
-    if status == "Complete" and code is None:
+    if status == JobState.COMPLETE and code is None:
         code = 0  # COMPLETED means every process exited 0
-    if status == "Pending":
+    if status == JobState.PENDING:
         reason = row.reason or "None"
         message = f"{key} ({reason})"
         return Observation(status, row.state, message, pending_reason=row.reason, started_at=None)
     message = row.state
-    if status == "Error" and key in _MESSAGES:
+    if status == JobState.ERROR and key in _MESSAGES:
         message += f": {_MESSAGES[key]}"
-    if row.reason and status in ("Error", "Paused"):
+    if row.reason and status in (JobState.ERROR, JobState.PAUSED):
         message += f"; reason {row.reason}"
-    if code and status != "Complete":
+    if code and status != JobState.COMPLETE:
         message += f"; exit code {code}" + (f" (ExitCode {row.exit_code})" if row.exit_code else "")
     return Observation(
         status=status,
@@ -217,7 +218,7 @@ def observation(row: JobRow) -> Observation:
         message=message,
         exit_code=code,
         started_at=row.start,
-        ended_at=row.end if status in ("Complete", "Error", "Canceled") else None,
+        ended_at=row.end if status in TERMINAL else None,
     )
 
 
@@ -232,7 +233,7 @@ def merge(live: JobRow | None, accounted: JobRow | None) -> Observation | None:
     """
     if live is not None:
         if accounted is not None and map_state(accounted.state) == map_state(live.state):
-            finished = map_state(live.state) in ("Complete", "Error", "Canceled")
+            finished = map_state(live.state) in TERMINAL
             live = JobRow(
                 live.job_id,
                 accounted.state if state_key(accounted.state) == state_key(live.state) else live.state,
