@@ -1,4 +1,5 @@
-"""The entrypoint: S3 (and NGC / Hugging Face) inputs and outputs wrapped around the container command.
+"""The entrypoint: S3 (and NGC / Hugging Face) inputs and outputs wrapped around the container command
+(docs/entrypoint.md).
 
 `builder.build_entrypoint` runs on the server and returns an `EntrypointPlan`; `runner.py` is the standard-library
 program that travels inline in the plan's command and runs inside the container.

@@ -1,6 +1,6 @@
 # The signature table keeps one signature per line.
 # ruff: noqa: E501
-"""Failure analysis: one taxonomy for every platform (../shared/design/failures.md).
+"""Failure analysis: one taxonomy for every platform (docs/failures.md).
 
 Platform facts (raw state, pending reason, exit code, events, replica issues, the driver's message) and the job's
 log tail are matched against ONE table of signatures (`SIGNATURES`); a small, fixed decision procedure fuses the

@@ -337,7 +337,7 @@ class JobService:
         job_id = uuid.uuid4().hex[:12]
         plan = self._entrypoint(job_id, p, action_plan)
         env = {**p.env, **plan.env, "TAO_JOB_ID": job_id}
-        # Where results go (entrypoint.md): an explicit results_uri, else the platform's persistent mount,
+        # Where results go (docs/entrypoint.md): an explicit results_uri, else the platform's persistent mount,
         # else the S3 bucket, else container-local (the runner warns).
         results_location = plan.results_location if plan.results_source == "explicit" else None
         root = None if results_location else await driver.results_root(options)

@@ -1,6 +1,6 @@
 """Durable job records in SQLite (WAL) with the status rules enforced in one place.
 
-Rules (architecture.md): the record is written before the backend is touched; status only moves
+Rules (docs/ARCHITECTURE.md): the record is written before the backend is touched; status only moves
 forward (terminal is final; Canceling may only become terminal); a missing exit code or end time may
 still be filled in after the terminal state (accounting can lag). No secret value is ever written here:
 every text the store writes passes through the redactor here, in the write path, so no caller can forget.

@@ -319,7 +319,7 @@ def docker_time(value: object) -> float | None:
 
 
 def classify(f: JobFacts, instance: str) -> Observation:
-    """One job's facts (from a status exec on a RUNNING instance) -> Observation."""
+    """One job's facts (from a status exec on a RUNNING instance) -> Observation (docs/platforms.md, Brev table)."""
     state = f.state
     started = docker_time(state.get("StartedAt"))
     ended = docker_time(state.get("FinishedAt"))

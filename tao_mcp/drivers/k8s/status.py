@@ -142,7 +142,7 @@ def _containers_started(pods: list[dict[str, Any]]) -> float | None:
 
 
 def observe(job: dict[str, Any], pods: list[dict[str, Any]]) -> Observation:
-    """One Job and its pods -> our state (platforms.md, Kubernetes table)."""
+    """One Job and its pods -> our state (docs/platforms.md, Kubernetes table)."""
     meta = job.get("metadata") or {}
     spec = job.get("spec") or {}
     status = job.get("status") or {}

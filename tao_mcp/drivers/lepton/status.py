@@ -46,7 +46,7 @@ def counts(status: Mapping[str, Any]) -> tuple[int, int, int, int]:
 
 
 def map_state(job: Mapping[str, Any], *, canceled_by_us: bool = False) -> Observation | None:
-    """One Lepton job object -> an Observation (None: UNK, which the caller keeps for a grace period)."""
+    """One Lepton job object -> an Observation (docs/platforms.md, Lepton table; None: UNK, kept for a grace period)."""
     status = job.get("status") or {}
     spec = job.get("spec") or {}
     state = str(status.get("state") or "UNK")

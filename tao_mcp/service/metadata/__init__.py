@@ -1,5 +1,5 @@
 """What tao-mcp knows about platforms and TAO models: the metadata shipped in tao_mcp/data, overlaid by the TAO
-skill bank ($TAO_SKILL_BANK_PATH, default ~/tao-skills-external) when one is installed.
+skill bank ($TAO_SKILL_BANK_PATH, default ~/tao-skills-external) when one is installed. Formats: docs/skill-bank.md.
 
 Modules, each importing only the ones listed before it:
     bank       locating the bank, reading its YAML/JSON files (cached), the E_BAD_SKILL_BANK error

@@ -1,0 +1,65 @@
+"""The project's documentation lives in the repository: every doc a docstring, comment or README names exists, and
+nothing points at files outside the repository (other checkouts and CI machines do not have them)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tests.helpers import REPO
+
+DOC_NAME = re.compile(r"(?<![\w/.-])((?:\.{0,2}/)?[\w./-]*[\w-]\.md)\b")
+MARKDOWN_LINK = re.compile(r"\]\(([^)#\s]+\.md)(?:#[^)]*)?\)")
+# Written in two parts so that this file does not match itself.
+OUTSIDE = re.compile(r"\.\./" + "shared|/work" + "/")
+SKIPPED_DIRS = {".git", ".dev", ".tools", "node_modules", "__pycache__", ".ruff_cache", ".pytest_cache", ".venv"}
+
+
+def repo_files(*suffixes: str) -> list[Path]:
+    out = []
+    for path in REPO.rglob("*"):
+        parts = set(path.relative_to(REPO).parts)
+        if parts & SKIPPED_DIRS or any(p.endswith(".egg-info") for p in parts) or not path.is_file():
+            continue
+        if not suffixes or path.suffix in suffixes or path.name in suffixes:
+            out.append(path)
+    return sorted(out)
+
+
+def resolves(name: str, where: Path) -> bool:
+    """A doc named in `where`: relative to it, to the repository root, or (a bare name) in docs/."""
+    candidates = [where.parent / name, REPO / name]
+    if "/" not in name:
+        candidates.append(REPO / "docs" / name)
+    return any(c.is_file() for c in candidates)
+
+
+def test_the_docs_exist_and_readme_links_the_architecture() -> None:
+    for name in ("ARCHITECTURE.md", "platforms.md", "failures.md", "entrypoint.md", "skill-bank.md"):
+        assert (REPO / "docs" / name).is_file(), name
+    assert "docs/ARCHITECTURE.md" in (REPO / "README.md").read_text()
+
+
+def test_every_doc_named_in_code_and_docs_exists() -> None:
+    missing = []
+    sources = [*repo_files(".py"), *repo_files(".md"), REPO / "fixtures" / "brev" / "brev"]
+    for path in sources:
+        if path.is_relative_to(REPO / "tests"):
+            continue  # tests write files named README.md
+        text = path.read_text(errors="replace")
+        names = set(MARKDOWN_LINK.findall(text)) if path.suffix == ".md" else set(DOC_NAME.findall(text))
+        missing += [f"{path.relative_to(REPO)}: {name}" for name in sorted(names) if not resolves(name, path)]
+    assert not missing, "docs named but not in the repository:\n" + "\n".join(missing)
+
+
+def test_nothing_points_outside_the_repository() -> None:
+    offenders = []
+    for path in repo_files():
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            continue
+        for number, line in enumerate(text.splitlines(), 1):
+            if OUTSIDE.search(line):
+                offenders.append(f"{path.relative_to(REPO)}:{number}: {line.strip()[:120]}")
+    assert not offenders, "paths outside the repository:\n" + "\n".join(offenders)
