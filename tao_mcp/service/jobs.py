@@ -22,7 +22,7 @@ from typing import Any
 import anyio
 
 from tao_mcp.drivers.base import Driver, Evidence, LaunchRequest
-from tao_mcp.entrypoint.builder import EntrypointPlan, build_entrypoint
+from tao_mcp.entrypoint import EntrypointPlan, build_entrypoint
 from tao_mcp.errors import BackendUnreachable, TaoError
 from tao_mcp.models import (
     FailureAnalysis,
