@@ -33,12 +33,13 @@ from tao_mcp.models import (
     SubmitResult,
     WaitResult,
 )
+from tao_mcp.secret_names import is_secret_name
 from tao_mcp.service import principal
 from tao_mcp.service.metadata import actions
 from tao_mcp.service.metadata.actions import ActionPlan
 from tao_mcp.service.metadata.platforms import PlatformRecord, find_platform, require_credentials
 from tao_mcp.service.poller import PlatformPoller
-from tao_mcp.service.redaction import Redactor, is_secret_name
+from tao_mcp.service.redaction import Redactor
 from tao_mcp.service.registry import DriverRegistry
 from tao_mcp.service.store import JobRecord, JobStore
 from tao_mcp.states import OPEN, JobState

@@ -28,42 +28,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, quote_plus
 
+from tao_mcp.secret_names import CREDENTIAL_NAMES, is_secret_name
+
 MASK = "[REDACTED]"
 MIN_SECRET_LEN = 4  # a configured credential is masked down to this length
 MIN_GUESSED_LEN = 8  # a value known only by its variable's name
 MIN_ENCODED_LEN = 6  # shorter encoded fragments would hit ordinary text
 
-# Credentials the server may hold whatever their names look like; their values are masked down to 4 chars.
-CREDENTIAL_NAMES = frozenset(
-    {
-        "NGC_KEY",
-        "NGC_API_KEY",
-        "NGC_CLI_API_KEY",
-        "HF_TOKEN",
-        "HUGGING_FACE_HUB_TOKEN",
-        "WANDB_API_KEY",
-        "ACCESS_KEY",
-        "SECRET_KEY",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "LEPTON_AUTH_TOKEN",
-        "BREV_API_TOKEN",
-        "DOCKER_AUTH_CONFIG",
-        "GITHUB_TOKEN",
-    }
-)
-
-# A secret name: a segment ending in one of the strong words, or one of the short words as a whole segment.
-SECRET_NAME = re.compile(
-    r"(?:^|_)[A-Z0-9]*(?:TOKENS?|SECRETS?|PASSWORDS?|PASSWD|PASSPHRASE|APIKEY|CREDENTIALS?)(?:_|$)"
-    r"|(?:^|_)(?:PASS|AUTH|KEY|KEYS|PAT|PSK|PRIVATE)(?:_|$)"
-)
-# ... unless the name says its value is a location, an identity or a setting (SSH_KEY_PATH, AUTH_MODE).
-NOT_SECRET_NAME = re.compile(
-    r"_(?:PATH|FILE|FILES|DIR|URL|URI|ENDPOINT|HOST|HOSTNAME|PORT|ID|SOCK|USER|USERNAME|NAME|TYPE|MODE|METHOD"
-    r"|REGION|TIMEOUT|TIMEOUT_S|TTL|ENABLED|EXPIRY|LENGTH|HEADER|VERSION)$"
-)
 # Values a guessed name may hold that are settings, not secrets.
 PLAIN_VALUE = re.compile(r"(?i)^(?:true|false|yes|no|on|off|none|null|\d{1,7}|[~.]?/\S*)$")
 
@@ -132,13 +103,6 @@ B64_ALPHABETS = {
     "std": frozenset(string.ascii_letters + string.digits + "+/"),
     "url": frozenset(string.ascii_letters + string.digits + "-_"),
 }
-
-
-def is_secret_name(name: str) -> bool:
-    upper = name.upper()
-    if upper in CREDENTIAL_NAMES:
-        return True
-    return bool(SECRET_NAME.search(upper)) and not NOT_SECRET_NAME.search(upper)
 
 
 def _masked(text: str) -> str:

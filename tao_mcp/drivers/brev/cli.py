@@ -22,7 +22,7 @@ from typing import Any
 import anyio
 
 from tao_mcp.errors import BackendUnreachable, TaoError
-from tao_mcp.service.redaction import is_secret_name
+from tao_mcp.secret_names import is_secret_name
 
 log = logging.getLogger(__name__)
 
