@@ -116,8 +116,9 @@ def check_nested(spec: dict[str, Any], where: str = "specs") -> None:
                     check_nested(item, where_of(where_of(where, key), i))
 
 
-def check_uri(uri: str, where: str, allowed: tuple[str, ...]) -> bool:
-    """True when uri has a scheme we handle; False for a plain container path; an error for anything else."""
+def check_uri(uri: str, where: str, allowed: tuple[str, ...], writes: bool = False) -> bool:
+    """True when uri has a scheme we handle; False for a plain container path; an error for anything else.
+    writes: the job writes there (an output or results location), so / and system folders are refused."""
     m = URI.match(uri)
     if not m:
         return False
@@ -133,6 +134,8 @@ def check_uri(uri: str, where: str, allowed: tuple[str, ...]) -> bool:
         path = runner.local_path(uri)
         if ".." in path.split("/") or path == "/":
             raise bad(f"{where} {uri!r} is not an absolute path without '..'", "write lustre:///abs/path", "E_BAD_URI")
+        if writes:
+            refuse_system_path(path, f"{where} {uri!r}")
     if uri.startswith("ngc://") and not re.fullmatch(r"ngc://[\w.-]+(/[\w.-]+){1,2}:[\w.-]+", uri):
         raise bad(f"{where} {uri!r} is not an NGC model version", "write ngc://org[/team]/model:version", "E_BAD_URI")
     if uri.startswith("hf_") and not re.fullmatch(r"hf_(model|dataset)://[\w.-]+/[\w.-]+(@[\w./-]+)?/?", uri):
@@ -202,7 +205,7 @@ def keyed_items(
             if check_uri(item, f"{label} {at}", INPUT_SCHEMES):
                 entry = {"at": at, "uri": item}
                 if decl.get("container_path") and len(values) == 1:
-                    entry["to"] = str(decl["container_path"])
+                    entry["to"] = container_path(decl["container_path"], f"inputs {name} container_path", writes=True)
                 job_inputs.append(entry)
     job_outputs: list[dict[str, Any]] = []
     for name, decl in declarations(outputs, "outputs").items():
@@ -212,7 +215,7 @@ def keyed_items(
             raise bad(f"outputs {name} has type {kind!r}", "use type folder, file or model")
         entry = {"at": name, "type": kind}
         if isinstance(value, str) and value:
-            check_uri(value, f"{label} {name}", OUTPUT_SCHEMES)
+            check_uri(value, f"{label} {name}", OUTPUT_SCHEMES, writes=True)
             entry["uri"] = value
         elif value not in (runner.MISSING, None, ""):
             raise bad(
@@ -228,7 +231,7 @@ def passthrough_items(inputs: Any, outputs: Any) -> tuple[list[dict[str, Any]], 
     if inputs is not None and not isinstance(inputs, dict):
         raise bad("inputs must be an object {container_path: uri} without specs or args", "e.g. {'/data': 's3://b/d/'}")
     for path, uri in (inputs or {}).items():
-        container_path(path, "inputs")
+        container_path(path, "inputs key", writes=True)
         if not isinstance(uri, str) or not check_uri(uri, f"inputs[{json.dumps(path)}]", runner.REMOTE):
             raise bad(
                 f"inputs[{json.dumps(path)}] must be an s3://, ngc:// or hf_model:// URI",
@@ -241,7 +244,7 @@ def passthrough_items(inputs: Any, outputs: Any) -> tuple[list[dict[str, Any]], 
         raise bad("outputs must be a list of container paths or {container_path: s3 uri}", "e.g. ['/workspace/out']")
     job_outputs: list[dict[str, Any]] = []
     for path, uri in pairs.items():
-        container_path(path, "outputs")
+        container_path(path, "outputs key")
         if uri is not None and not (
             isinstance(uri, str) and uri.startswith("s3://") and check_uri(uri, path, ("s3://",))
         ):
@@ -250,11 +253,24 @@ def passthrough_items(inputs: Any, outputs: Any) -> tuple[list[dict[str, Any]], 
     return job_inputs, job_outputs
 
 
-def container_path(path: Any, what: str) -> None:
+def container_path(path: Any, what: str, writes: bool = False) -> str:
+    """An absolute path in the container (or under {results_dir}); writes: inputs land there, so not a system path."""
     if not isinstance(path, str) or not (path.startswith("/") or path.startswith("{results_dir}")):
-        raise bad(f"{what} key {path!r} is not an absolute container path", "write it like /workspace/data")
+        raise bad(f"{what} {path!r} is not an absolute container path", "write it like /workspace/data")
     if ".." in path.split("/"):
-        raise bad(f"{what} key {path!r} contains '..'", "write a plain absolute path")
+        raise bad(f"{what} {path!r} contains '..'", "write a plain absolute path")
+    if writes and path.startswith("/"):
+        refuse_system_path(path, f"{what} {path!r}")
+    return path
+
+
+def refuse_system_path(path: str, where: str) -> None:
+    if runner.system_path(path):
+        raise bad(
+            f"{where} is / or a system folder ({', '.join(runner.SYSTEM_DIRS[:5])}, /lib*, ...), "
+            "which the job may not write to",
+            "use a folder of your own, such as /workspace/data",
+        )
 
 
 def undeclared_uris(tree: Any, where: str, declared: set[str], found: list[str]) -> None:
@@ -324,7 +340,7 @@ def check_results_uri(results_uri: str) -> None:
         raise bad(
             f"results_uri {results_uri!r} is not a URI", "use s3://bucket/prefix or lustre:///abs/path", "E_BAD_URI"
         )
-    check_uri(results_uri, "results_uri", OUTPUT_SCHEMES)
+    check_uri(results_uri, "results_uri", OUTPUT_SCHEMES, writes=True)
 
 
 def build_entrypoint(

@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 import zlib
 from fnmatch import fnmatch
@@ -668,43 +669,158 @@ def download(s3: S3, bucket: str, key: str, dest: str, size: int) -> bool:
     )
 
 
-def check_archive(tf: tarfile.TarFile, archive: str) -> None:
-    for m in tf.getmembers():
-        parts = m.name.replace("\\", "/").split("/")
-        bad = m.name.startswith("/") or ".." in parts or re.match(r"^[A-Za-z]:", m.name)
-        if not bad and (m.issym() or m.islnk()):
-            link = m.linkname
-            if m.issym():
-                link = os.path.join(os.path.dirname(m.name), link)
-            norm = os.path.normpath(link)
-            bad = m.linkname.startswith("/") or norm == ".." or norm.startswith("../")
-        bad = bad or m.isdev()
-        if bad:
+# Where downloaded data may never be written: the root and the system folders of the image (or the host, when a
+# SLURM job runs without a container), including /lib32, /lib64 and /libx32.
+SYSTEM_DIRS = ("/bin", "/boot", "/dev", "/etc", "/proc", "/run", "/sbin", "/sys", "/usr", "/var/lock", "/var/run")
+
+
+def system_path(path: str) -> bool:
+    """True for / and for anything at or under a system folder (lexically; callers add realpath when they can)."""
+    norm = os.path.normpath("/" + path.lstrip("/"))
+    if norm == "/" or re.match(r"^/lib(32|64|x32)?(/|$)", norm):
+        return True
+    return any(norm == d or norm.startswith(d + "/") for d in SYSTEM_DIRS)
+
+
+def check_destination(path: str) -> None:
+    if system_path(path) or system_path(os.path.realpath(path)):
+        raise RunnerError(
+            "E_BAD_INPUT",
+            f"{path} is / or a system folder, which inputs may not be written to",
+            "download into a folder of your own, such as /workspace/data",
+        )
+
+
+class Unpacker:
+    """Extracts a tar archive member by member into a fresh, empty folder, without trusting tarfile's filters
+    (Pythons before 3.8.17/3.9.17/3.10.12/3.11.4 have none): every path is checked against the links already
+    extracted (realpath), so no member, link or chain of links reaches outside; device and fifo members are refused;
+    setuid/setgid/sticky and group/other write bits are dropped; ownership is never restored."""
+
+    def __init__(self, root: str, label: str) -> None:
+        self.root = os.path.realpath(root)
+        self.label = label
+        self.links: list = []
+
+    def refuse(self, member: tarfile.TarInfo, why: str) -> RunnerError:
+        return RunnerError(
+            "E_UNSAFE_ARCHIVE",
+            f"{self.label} has member {member.name!r} {why}",
+            "repack the archive with plain relative paths, no links leaving it and no special files",
+        )
+
+    def inside(self, path: str) -> bool:
+        real = os.path.realpath(path)
+        return real == self.root or real.startswith(self.root + os.sep)
+
+    def parts(self, member: tarfile.TarInfo, name: str) -> list:
+        text = name.replace("\\", "/")
+        parts = text.split("/")
+        if text.startswith("/") or re.match(r"^[A-Za-z]:", text) or ".." in parts:
+            raise self.refuse(member, f"with the absolute or '..' path {name!r}")
+        return [p for p in parts if p not in ("", ".")]
+
+    def clear(self, member: tarfile.TarInfo, target: str) -> None:
+        """A member replaces an earlier file or link of the same name: unlink it, never write through it."""
+        if os.path.islink(target) or (os.path.lexists(target) and not os.path.isdir(target)):
+            os.unlink(target)
+        elif os.path.lexists(target):
+            raise self.refuse(member, "replacing a folder with a file or link")
+
+    def add(self, tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+        parts = self.parts(m, m.name)
+        if not parts:
+            return  # the archive's "." entry
+        if not (m.isreg() or m.isdir() or m.issym() or m.islnk()):
+            raise self.refuse(m, "that is a device, fifo or other special file")
+        target = os.path.join(self.root, *parts)
+        if not self.inside(os.path.dirname(target)):
+            raise self.refuse(m, "under a link that leads outside the extraction folder")
+        if m.isdir():
+            if os.path.islink(target) and not self.inside(target):
+                raise self.refuse(m, "under a link that leads outside the extraction folder")
+            if os.path.lexists(target) and not os.path.isdir(target):
+                os.unlink(target)
+            os.makedirs(target, exist_ok=True)
+            os.chmod(target, (m.mode & 0o755) | 0o700)
+            return
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        self.clear(m, target)
+        if m.issym():
+            if m.linkname.startswith("/") or not self.inside(os.path.join(os.path.dirname(target), m.linkname)):
+                raise self.refuse(m, f"linking to {m.linkname!r} outside the extraction folder")
+            os.symlink(m.linkname, target)
+            self.links.append((m, target))
+        elif m.islnk():
+            source = os.path.join(self.root, *self.parts(m, m.linkname))
+            if not (self.inside(source) and os.path.isfile(source)):
+                raise self.refuse(m, f"hard-linking {m.linkname!r}, which is not a file extracted inside the folder")
+            os.link(os.path.realpath(source), target)
+        else:
+            body = tf.extractfile(m)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+            with os.fdopen(os.open(target, flags, 0o600), "wb") as out:
+                if body is not None:
+                    shutil.copyfileobj(body, out, MIB)
+            os.chmod(target, (m.mode & 0o755) | 0o600)
+            with contextlib.suppress(OSError, OverflowError, ValueError):
+                os.utime(target, (m.mtime, m.mtime))
+
+    def finish(self) -> None:
+        """A later member can change where an earlier link leads: check every link again on the final tree."""
+        for m, target in self.links:
+            if not self.inside(target):
+                raise self.refuse(m, f"linking to {m.linkname!r}, which leads outside the extraction folder")
+
+
+def place(src: str, dest: str, move: bool = True) -> None:
+    """Move the tree src into dest, keeping what dest already holds (files of the same name are replaced).
+    move=False only checks for a file/folder conflict, so a refused merge changes nothing."""
+    if not os.path.lexists(dest):
+        if move:
+            os.replace(src, dest)
+        return
+    if not os.path.isdir(dest):
+        raise RunnerError("E_EXTRACT_CONFLICT", f"{dest} exists and is not a folder", "extract into a folder")
+    for name in sorted(os.listdir(src)):
+        new, old = os.path.join(src, name), os.path.join(dest, name)
+        new_dir = os.path.isdir(new) and not os.path.islink(new)
+        old_dir = os.path.isdir(old) and not os.path.islink(old)
+        if new_dir and old_dir:
+            place(new, old, move)
+        elif new_dir == old_dir or not os.path.lexists(old):
+            if move:
+                os.replace(new, old)  # a link in dest is replaced, never followed
+        else:
             raise RunnerError(
-                "E_UNSAFE_ARCHIVE",
-                f"{os.path.basename(archive)} has member {m.name!r} "
-                f"{'linking to ' + repr(m.linkname) + ' ' if m.linkname else ''}outside the extraction folder",
-                "repack the archive with relative member paths only",
+                "E_EXTRACT_CONFLICT",
+                f"{old} is a {'folder' if old_dir else 'file'} and the archive has a {'folder' if new_dir else 'file'}"
+                " there",
+                "extract into a new folder, or remove the conflicting path",
             )
 
 
-def extract(archive: str, dest: str, fresh: bool) -> None:
-    if os.path.isdir(dest) and not fresh:
-        return
-    tmp = dest + ".tao-extract"
-    shutil.rmtree(tmp, ignore_errors=True)
+def extract(archive: str, dest: str) -> None:
+    """Unpack into a fresh folder next to dest, then move it into place (dest's other contents stay)."""
+    check_destination(dest)
+    parent = os.path.dirname(dest) or "."
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tao-extract-", dir=parent)
+    label = os.path.basename(archive)
     try:
-        with tarfile.open(archive) as tf:
-            check_archive(tf, archive)
-            if hasattr(tarfile, "data_filter"):
-                tf.extractall(tmp, filter="data")
-            else:
-                tf.extractall(tmp)
-    except tarfile.TarError as exc:
-        raise RunnerError("E_BAD_ARCHIVE", f"{os.path.basename(archive)}: {exc}", "check the archive") from None
-    shutil.rmtree(dest, ignore_errors=True)
-    os.replace(tmp, dest)
-    say(f"extracted {os.path.basename(archive)} into {dest}")
+        try:
+            unpacker = Unpacker(tmp, label)
+            with tarfile.open(archive) as tf:
+                for member in tf:
+                    unpacker.add(tf, member)
+            unpacker.finish()
+        except (tarfile.TarError, EOFError, zlib.error) as exc:
+            raise RunnerError("E_BAD_ARCHIVE", f"{label}: {exc}", "check the archive") from None
+        place(tmp, dest, move=False)
+        place(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    say(f"extracted {label} into {dest}")
 
 
 def plan_s3(s3: S3, uri: str, dest: str) -> list:
@@ -802,22 +918,22 @@ def fetch_all(fetches: list, s3_factory: S3Factory) -> dict:
     """Download every input; returns {declared destination: final local path} for paths that changed."""
     changed: dict = {}
     plans = []
+    for _uri, dest, _at in fetches:
+        check_destination(dest)
     for uri, dest, _at in fetches:
         if uri.startswith("s3://"):
             plans.append((uri, dest, plan_s3(s3_factory(), uri, dest)))
     total = sum(len(p[2]) for p in plans)
     progress = Progress("download", total, sum(n for p in plans for *_, n in p[2]))
     for _uri, dest, files in plans:
-        fresh = False
         for bucket, key, local, size in files:
             try:
                 got = download(s3_factory(), bucket, key, local, size)
             except S3Error as exc:
                 raise s3_failure(f"s3://{bucket}/{key}", exc, "downloading") from None
-            fresh = fresh or got
             progress.step(size, f"s3://{bucket}/{key}", skipped=not got)
         if len(files) == 1 and files[0][2] != dest:
-            extract(files[0][2], dest, fresh)
+            extract(files[0][2], dest)  # every time: a stopped earlier attempt may have left it half done
     for uri, dest, _at in fetches:
         if not uri.startswith("s3://"):
             final = fetch_tool(uri, dest)
@@ -1108,8 +1224,6 @@ def run_job(job: dict) -> int:
             raise RunnerError(
                 "E_RESULTS_DIR", f"cannot create {results_dir}", "check the results mount", EXIT_IO
             ) from None
-        import tempfile
-
         results_dir = os.path.join(tempfile.gettempdir(), "tao-results", job_id)
         os.makedirs(results_dir, exist_ok=True)
     say(f"results {remote or results_dir}" + (f" (staged in {results_dir})" if remote else ""))

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
-import tarfile
 import threading
 import time
 import tomllib
@@ -30,6 +29,7 @@ from typing import Any
 import pytest
 import yaml
 
+from fixtures.archives import BENIGN_MODES, VICTIM, benign, file_member, link_member, malicious, tar_bytes
 from tao_mcp.entrypoint.builder import EntrypointPlan, build_entrypoint
 from tests.s3.conftest import delete_prefix, keys_under
 
@@ -137,27 +137,6 @@ def hs(tmp_path: Path, s3_env: dict[str, str], s3: Any) -> Iterator[Harness]:
 
 def put(s3: Any, bucket: str, key: str, body: bytes) -> None:
     s3.put_object(Bucket=bucket, Key=key, Body=body)
-
-
-def tar_bytes(members: list[tuple[tarfile.TarInfo, bytes | None]], mode: str = "w:gz") -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode=mode) as tf:
-        for info, data in members:
-            if data is not None:
-                info.size = len(data)
-            tf.addfile(info, io.BytesIO(data) if data is not None else None)
-    return buf.getvalue()
-
-
-def file_member(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
-    return tarfile.TarInfo(name), data
-
-
-def link_member(name: str, target: str, hard: bool = False) -> tuple[tarfile.TarInfo, None]:
-    info = tarfile.TarInfo(name)
-    info.type = tarfile.LNKTYPE if hard else tarfile.SYMTYPE
-    info.linkname = target
-    return info, None
 
 
 # ---------------------------------------------------------------- the two Pythons are what they claim
@@ -342,27 +321,95 @@ def test_archives_are_extracted_next_to_the_download(
     assert (tmp_path / "data" / name).is_file(), "the archive itself is kept next to the extraction folder"
 
 
-MALICIOUS = {
-    "dotdot": [file_member("ok.txt", b"x"), file_member("../evil.txt", b"evil")],
-    "absolute": [file_member("/tmp/tao-evil-abs.txt", b"evil")],
-    "symlink-out": [link_member("escape", "../../../etc"), file_member("escape/evil.txt", b"evil")],
-    "symlink-abs": [link_member("passwd", "/etc/passwd")],
-    "hardlink-out": [link_member("hard", "../outside.txt", hard=True)],
-}
+NO_FILTERS = """import tarfile
+for name in ("data_filter", "tar_filter", "fully_trusted_filter"):
+    if hasattr(tarfile, name):
+        delattr(tarfile, name)
+"""
 
 
-@pytest.mark.parametrize("case", sorted(MALICIOUS))
-def test_malicious_archive_is_refused(hs: Harness, s3: Any, prefix: str, tmp_path: Path, case: str) -> None:
-    put(s3, hs.bucket, f"{prefix}/bad.tar.gz", tar_bytes(MALICIOUS[case]))
-    dest = tmp_path / "deep" / "er" / "data"
+def without_tar_filters(h: Harness, tmp_path: Path) -> dict[str, str]:
+    """Env for a runner whose Python has no tarfile extraction filters (like 3.8.0-3.8.16 ... 3.11.0-3.11.3)."""
+    site = tmp_path / "no-tar-filters"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(NO_FILTERS)
+    env = {"PYTHONPATH": str(site)}
+    probe = "import tarfile; print(hasattr(tarfile, 'data_filter'))"
+    check = subprocess.run(["python3", "-c", probe], env={**h.env(h.plan(command="true")), **env}, capture_output=True)
+    assert check.stdout.strip() == b"False", check
+    return env
+
+
+@pytest.fixture
+def hb(tmp_path: Path, s3_env: dict[str, str], s3: Any) -> Iterator[Harness]:
+    """The Python without -I -S, so that a sitecustomize on PYTHONPATH loads."""
+    harness = Harness(tmp_path, s3_env, "boto3")
+    yield harness
+    for job_id in harness.jobs:
+        delete_prefix(s3, harness.bucket, f"results/{job_id}/")
+
+
+def tree(root: Path) -> dict[str, bytes | str | None]:
+    out: dict[str, bytes | str | None] = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        out[rel] = os.readlink(path) if path.is_symlink() else None if path.is_dir() else path.read_bytes()
+    return out
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-folder", "existing-folder"])
+@pytest.mark.parametrize("case", sorted(malicious("/x")))
+def test_malicious_archive_is_refused_without_tar_filters(
+    hb: Harness, s3: Any, prefix: str, tmp_path: Path, case: str, existing: bool
+) -> None:
+    absolute = Path(f"/tmp/tao-evil-{uuid.uuid4().hex[:8]}.txt")
+    put(s3, hb.bucket, f"{prefix}/bad.tar.gz", tar_bytes(malicious(str(absolute))[case]))
+    parent = tmp_path / "deep" / "er"
+    dest = parent / "data"
+    (dest if existing else parent).mkdir(parents=True)
+    (parent / VICTIM).write_bytes(b"victim")
+    if existing:
+        (dest / "keep.txt").write_bytes(b"keep")
+    before = tree(tmp_path / "deep")
     marker = tmp_path / "command-ran"
-    plan = hs.plan(command=f"touch {marker}", inputs={str(dest): f"s3://{hs.bucket}/{prefix}/bad.tar.gz"})
-    r = hs.run(plan)
+    plan = hb.plan(command=f"touch {marker}", inputs={str(dest): f"s3://{hb.bucket}/{prefix}/bad.tar.gz"})
+    r = hb.run(plan, without_tar_filters(hb, tmp_path))
     assert r.rc == 66, r.out + r.err
-    assert r.has("error E_UNSAFE_ARCHIVE")
+    assert r.has("error E_UNSAFE_ARCHIVE"), r.out
     assert not marker.exists(), "the command must not run after a refused input"
-    assert not dest.exists()
-    assert not (tmp_path / "deep" / "er" / "evil.txt").exists() and not Path("/tmp/tao-evil-abs.txt").exists()
+    after = tree(tmp_path / "deep")
+    assert after.pop("er/bad.tar.gz") is not None  # the download itself, kept next to the folder
+    assert after == before, "the refused archive changed files around or inside the destination"
+    assert not absolute.exists()
+
+
+def test_archive_into_an_existing_folder_keeps_it_and_drops_special_bits(
+    hb: Harness, s3: Any, prefix: str, tmp_path: Path
+) -> None:
+    put(s3, hb.bucket, f"{prefix}/good.tar.gz", tar_bytes(benign()))
+    dest = tmp_path / "data"
+    (dest / "top").mkdir(parents=True)
+    (dest / "keep.txt").write_bytes(b"keep")
+    (dest / "top" / "keep2.txt").write_bytes(b"keep2")
+    plan = hb.plan(command=f"cat {dest}/top/alias.txt", inputs={str(dest): f"s3://{hb.bucket}/{prefix}/good.tar.gz"})
+    r = hb.run(plan, without_tar_filters(hb, tmp_path))
+    assert r.rc == 0, r.out + r.err
+    found = tree(dest)
+    assert found["keep.txt"] == b"keep" and found["top/keep2.txt"] == b"keep2" and found["top/a.txt"] == b"a"
+    assert found["replaced"] == b"new" and found["top/alias.txt"] == "a.txt"
+    for rel, mode in BENIGN_MODES.items():
+        assert stat.S_IMODE((dest / rel).stat().st_mode) == mode, rel
+
+
+def test_system_destinations_are_refused_by_the_runner(hs: Harness, s3: Any, prefix: str, tmp_path: Path) -> None:
+    """The builder refuses them at submit; a path that reaches one through a link is only known in the container."""
+    put(s3, hs.bucket, f"{prefix}/f.txt", b"x")
+    (tmp_path / "to-etc").symlink_to("/etc")
+    marker = tmp_path / "ran"
+    dest = tmp_path / "to-etc" / "tao-test-input.txt"
+    r = hs.run(hs.plan(command=f"touch {marker}", inputs={str(dest): f"s3://{hs.bucket}/{prefix}/f.txt"}))
+    assert r.rc == 66 and r.has("error E_BAD_INPUT") and r.has("system folder"), r.out
+    assert not marker.exists() and not Path("/etc/tao-test-input.txt").exists()
 
 
 # ---------------------------------------------------------------- failure, excludes, resume, multipart
