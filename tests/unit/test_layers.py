@@ -45,11 +45,15 @@ def test_lower_layers_never_import_upward() -> None:
     assert offences("drivers", ("tao_mcp.service", *TOP)) == []
     assert offences("storage", ("tao_mcp.service", "tao_mcp.drivers", *TOP)) == []
     assert offences("entrypoint", ("tao_mcp.service", "tao_mcp.drivers", "tao_mcp.storage", *TOP)) == []
-    assert offences("service", TOP) == []
+    assert offences("service", (*TOP, *PLATFORM_MODULES)) == []  # drivers only through the registry
 
 
-def test_tools_reach_drivers_only_through_the_service() -> None:
+def test_tools_and_server_reach_drivers_only_through_the_service() -> None:
     assert offences("tools", ("tao_mcp.drivers",)) == []
+    server_side = [PACKAGE / "server.py", PACKAGE / "cli.py", PACKAGE / "http_auth.py"]
+    assert [
+        f"{p.name} imports {n}" for p in server_side if p.exists() for n in imports(p) if under(n, "tao_mcp.drivers")
+    ] == []
 
 
 def test_no_platform_driver_imports_another() -> None:
