@@ -35,10 +35,12 @@ from tao_mcp.models import (
 )
 from tao_mcp.secret_names import is_secret_name
 from tao_mcp.service import principal
+from tao_mcp.service.crashpoints import crashpoint
+from tao_mcp.service.leases import LaunchLeases
 from tao_mcp.service.metadata import actions
 from tao_mcp.service.metadata.actions import ActionPlan
 from tao_mcp.service.metadata.platforms import PlatformRecord, find_platform, require_credentials
-from tao_mcp.service.poller import PlatformPoller
+from tao_mcp.service.poller import LOST_LAUNCH_GRACE_S, PlatformPoller
 from tao_mcp.service.redaction import Redactor
 from tao_mcp.service.registry import DriverRegistry
 from tao_mcp.service.store import JobRecord, JobStore
@@ -150,6 +152,7 @@ class JobService:
         self.drivers = drivers
         self._pollers: dict[str, PlatformPoller] = {}
         self._task_group: anyio.abc.TaskGroup | None = None
+        self.leases = LaunchLeases(store.path.with_name("launches.lock"))
 
     # ---- lifecycle ----
     async def start(self, task_group: anyio.abc.TaskGroup) -> None:
@@ -279,7 +282,8 @@ class JobService:
         if p.idempotency_key and not p.dry_run:
             existing = self.store.by_idempotency_key(principal.scoped_key(p.idempotency_key))
             if existing:
-                return self._reused(existing, digest)
+                resumed = await self._resume_interrupted(existing, p, action_plan, minutes, digest)
+                return resumed or self._reused(self.record(existing.job_id), digest)
         launch = await self._prepare(p, action_plan, minutes)
         if p.dry_run:
             return await self._dry_run(launch)
@@ -306,14 +310,22 @@ class JobService:
                 "outputs": p.outputs,
             },
         )
+        crashpoint("submit.before_record")
         stored = self.store.insert(record)  # the record exists before the backend is touched
         if stored.job_id != record.job_id:  # a concurrent submit with the same idempotency key won
             return self._reused(stored, digest)
+        with self.leases.hold(record.job_id):
+            crashpoint("submit.after_record")
+            return await self._launch(record, launch)
+
+    async def _launch(self, record: JobRecord, launch: PreparedLaunch) -> SubmitResult:
+        """Launch a recorded job once (the caller holds its lease) and store the backend id."""
+        crashpoint("submit.during_launch")
         try:
             backend_id = await launch.driver.launch(launch.request)
         except BackendUnreachable as exc:
             # The launch may or may not have happened: the poller reconciles by name; never launch twice.
-            self.poller(p.platform).kick()
+            self.poller(launch.platform).kick()
             return launch.result(
                 JobState.UNKNOWN,
                 f"{exc.cause}; the launch outcome is unknown and will be reconciled by the name {record.backend_name}",
@@ -322,20 +334,55 @@ class JobService:
         except TaoError as exc:
             self.store.mark_failed_launch(record.job_id, str(exc))
             raise
+        crashpoint("submit.after_launch")
         self.store.set_launch_state(record.job_id, "launched", backend_id)
-        self.poller(p.platform).kick()
+        crashpoint("submit.after_store")
+        self.poller(launch.platform).kick()
         return launch.result(
             JobState.PENDING,
-            f"submitted as {p.platform} job {backend_id}",
+            f"submitted as {launch.platform} job {backend_id}",
             f"wait_for_job(job_id='{record.job_id}')",
             backend_id=backend_id,
         )
 
-    async def _prepare(self, p: SubmitParams, action_plan: ActionPlan | None, minutes: int | None) -> PreparedLaunch:
+    async def _resume_interrupted(
+        self, existing: JobRecord, p: SubmitParams, action_plan: ActionPlan | None, minutes: int | None, digest: str
+    ) -> SubmitResult | None:
+        """A retry of a submit whose server died between writing the record and storing the backend id.
+
+        Without this the retry answered "reused" for a job that was never launched (lost). With nobody holding
+        the launch lease (its process is gone), the backend is asked by name: a job it has is adopted, else the
+        same job id is launched now. None = answer with the record as it is (in flight elsewhere, or too old:
+        the poller declares launches older than LOST_LAUNCH_GRACE_S that the backend never saw as failed).
+        """
+        if existing.request_digest != digest or existing.launch_state != "launching" or existing.backend_id:
+            return None
+        with self.leases.hold(existing.job_id) as held:
+            record = self.record(existing.job_id)
+            fresh = time.time() - record.created_at < LOST_LAUNCH_GRACE_S / 2
+            interrupted = record.launch_state == "launching" and not record.backend_id and record.status == JobState.PENDING
+            if not (held and fresh and interrupted) or record.cancel_requested:
+                return None
+            launch = await self._prepare(p, action_plan, minutes, job_id=record.job_id)
+            try:
+                found = await launch.driver.find([record.ref()])
+            except BackendUnreachable:
+                return None  # the poller reconciles by name once the backend answers
+            if record.job_id in found:
+                self.store.set_launch_state(record.job_id, "launched", found[record.job_id])
+                self.poller(launch.platform).kick()
+                return None
+            log.info("resuming the interrupted launch of %s (its server process died before launching)", record.job_id)
+            result = await self._launch(record, launch)
+        return result.model_copy(update={"reused": True, "message": f"resumed an interrupted submit: {result.message}"})
+
+    async def _prepare(
+        self, p: SubmitParams, action_plan: ActionPlan | None, minutes: int | None, job_id: str | None = None
+    ) -> PreparedLaunch:
         """Everything decided before the backend is touched: ids, entrypoint, results location, secrets."""
         driver = await self.drivers.get(p.platform)
         options = driver.parse_options(p.options)
-        job_id = uuid.uuid4().hex[:12]
+        job_id = job_id or uuid.uuid4().hex[:12]
         plan = self._entrypoint(job_id, p, action_plan)
         env = {**p.env, **plan.env, "TAO_JOB_ID": job_id}
         # Where results go (docs/entrypoint.md): an explicit results_uri, else the platform's persistent mount,
@@ -624,11 +671,15 @@ class JobService:
             return await self._status_model(record, None)
         if record.backend_id is None:
             record, _ = await self.refresh(record)
+        crashpoint("cancel.before_request")
         self.store.request_cancel(job_id)
+        crashpoint("cancel.after_request")
         record = self.record(job_id)
         if record.backend_id is not None:
             driver = await self.drivers.get(record.platform)
+            crashpoint("cancel.during_backend")
             await driver.cancel(record.ref())
+            crashpoint("cancel.after_backend")
         poller = self.poller(record.platform)
         poller.kick()
         unreachable = None
