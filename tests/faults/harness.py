@@ -13,7 +13,7 @@ from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from tao_mcp.service.crashpoints import ENV_DELAY, ENV_POINT
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 CRASH_LINE = "crash point {point} reached: SIGKILL"
 

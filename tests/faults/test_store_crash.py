@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tao_mcp.service.store import JobStore
-from tests.conftest import REPO
+from tests.helpers import REPO
 from tests.faults.conftest import N, Tally
 
 pytestmark = pytest.mark.faults

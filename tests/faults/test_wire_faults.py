@@ -21,7 +21,7 @@ import yaml
 from fixtures.faultproxy import FaultProxy
 from fixtures.lepton.fake_lepton import FakeLepton
 from tao_mcp.drivers.base import TERMINAL
-from tests.conftest import call, dev_settings, structured, wait_done, wait_status
+from tests.helpers import call, dev_settings, structured, wait_done, wait_status
 from tests.faults.conftest import STALL_S, N, Tally
 from tests.faults.harness import ServerLog, stdio_server
 
