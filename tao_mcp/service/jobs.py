@@ -360,7 +360,8 @@ class JobService:
         with self.leases.hold(existing.job_id) as held:
             record = self.record(existing.job_id)
             fresh = time.time() - record.created_at < LOST_LAUNCH_GRACE_S / 2
-            interrupted = record.launch_state == "launching" and not record.backend_id and record.status == JobState.PENDING
+            interrupted = record.launch_state == "launching" and not record.backend_id
+            interrupted = interrupted and record.status == JobState.PENDING
             if not (held and fresh and interrupted) or record.cancel_requested:
                 return None
             launch = await self._prepare(p, action_plan, minutes, job_id=record.job_id)

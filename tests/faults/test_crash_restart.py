@@ -15,10 +15,10 @@ import pytest
 
 from fixtures.lepton.fake_lepton import FakeLepton
 from tao_mcp.service.crashpoints import CANCEL_POINTS, SUBMIT_POINTS
-from tests.helpers import call, dev_settings, mcp_client, structured, wait_done, wait_status
 from tests.faults.backends import Backend, Docker, Kubernetes, Lepton, Slurm
 from tests.faults.conftest import N, Tally
 from tests.faults.harness import ServerLog, call_until_killed, stdio_server
+from tests.helpers import call, dev_settings, mcp_client, structured, wait_done, wait_status
 
 pytestmark = [pytest.mark.anyio, pytest.mark.faults, pytest.mark.slow]
 

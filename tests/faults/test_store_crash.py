@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from tao_mcp.service.store import JobStore
-from tests.helpers import REPO
 from tests.faults.conftest import N, Tally
+from tests.helpers import REPO
 
 pytestmark = pytest.mark.faults
 

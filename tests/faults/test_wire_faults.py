@@ -20,10 +20,10 @@ import yaml
 
 from fixtures.faultproxy import FaultProxy
 from fixtures.lepton.fake_lepton import FakeLepton
-from tao_mcp.drivers.base import TERMINAL
-from tests.helpers import call, dev_settings, structured, wait_done, wait_status
+from tao_mcp.states import TERMINAL
 from tests.faults.conftest import STALL_S, N, Tally
 from tests.faults.harness import ServerLog, stdio_server
+from tests.helpers import call, dev_settings, structured, wait_done, wait_status
 
 pytestmark = [pytest.mark.anyio, pytest.mark.faults, pytest.mark.slow]
 
