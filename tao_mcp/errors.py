@@ -127,9 +127,16 @@ CATALOGUE: dict[str, Code] = {
     "E_S3_ERROR": Code("an S3 request failed in the container", "check the URI and S3_ENDPOINT_URL", True),
     "E_UNSAFE_PATH": Code("an object name would escape its destination folder", "rename the object", True),
     "E_UNSAFE_ARCHIVE": Code(
-        "an archive member would land outside the extraction folder", "repack the archive with relative paths", True
+        "an archive member would land outside the extraction folder, or is a device or fifo",
+        "repack the archive with relative paths, no links leaving it and no special files",
+        True,
     ),
     "E_BAD_ARCHIVE": Code("an input archive cannot be read", "check the archive", True),
+    "E_EXTRACT_CONFLICT": Code(
+        "an archive has a file where the destination folder has a folder, or the reverse",
+        "extract into a new folder, or remove the conflicting path",
+        True,
+    ),
     "E_RESULTS_DIR": Code("the results folder cannot be created in the container", "check the results mount", True),
     "E_BAD_JOB": Code("the runner's job description is missing or unreadable", "rebuild the job with tao-mcp", True),
     "E_NO_PYTHON": Code("the image has no usable Python (3.8+) for the runner", "use an image with Python 3.8+", True),
