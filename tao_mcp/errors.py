@@ -108,7 +108,6 @@ CATALOGUE: dict[str, Code] = {
         "submit again with options={'instance': ...} once list_instances shows it RUNNING",
     ),
     # ---- storage (list_path, the runner's transfers) ----
-    "E_BAD_CURSOR": Code("a cursor is not one this listing returned", "omit cursor to start from the first page"),
     "E_NOT_FOUND": Code("nothing exists at this path", "check the path with list_path on its parent folder"),
     "E_NO_SUCH_BUCKET": Code("the S3 bucket does not exist", "check the bucket name"),
     "E_ACCESS_DENIED": Code("the storage refused access", "check the credentials and the bucket or folder permissions"),

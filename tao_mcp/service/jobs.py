@@ -7,7 +7,6 @@ backend facts into the public models.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
@@ -21,6 +20,7 @@ from typing import Any
 
 import anyio
 
+from tao_mcp import cursor as cursor_codec
 from tao_mcp.drivers.base import Driver, Evidence, LaunchRequest
 from tao_mcp.entrypoint import EntrypointPlan, build_entrypoint
 from tao_mcp.errors import BackendUnreachable, TaoError
@@ -588,7 +588,7 @@ class JobService:
     # ---- logs ----
     async def logs(self, job_id: str, tail: int, cursor: str | None, grep: str | None) -> LogPage:
         record = self.record(job_id)
-        start = decode_cursor(cursor) if cursor else None
+        start = log_cursor_start(cursor, job_id) if cursor else None
         if record.backend_id is None:
             record, _ = await self.refresh(record)
         if record.backend_id is None:
@@ -613,7 +613,7 @@ class JobService:
         truncated = chunk.first_line > 0 if start is None else after < chunk.total_lines
         if grep and start is None:
             truncated = len(lines) >= tail
-        next_cursor = encode_cursor(after)
+        next_cursor = cursor_codec.encode("log", job_id, after)
         more = "older lines exist: use a smaller window with cursor" if truncated else "no older lines"
         return LogPage(
             job_id=job_id,
@@ -698,13 +698,8 @@ class JobService:
             platform = find_platform(platform, self.settings).name
         before = None
         if cursor:
-            try:
-                created, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-                before = (float(created), job_id)
-            except (ValueError, UnicodeDecodeError):
-                raise TaoError(
-                    "E_BAD_CURSOR", "the cursor is not one list_jobs returned", "call list_jobs without a cursor"
-                ) from None
+            created, job_id = cursor_codec.decode(cursor, "jobs", float, str)
+            before = (float(created), job_id)
         records = self.store.list(
             status=status, platform=platform, limit=limit + 1, before=before, owned_by=principal.visible_owner()
         )
@@ -712,7 +707,7 @@ class JobService:
         next_cursor = None
         if more:
             last = page[-1]
-            next_cursor = base64.urlsafe_b64encode(f"{last.created_at!r}|{last.job_id}".encode()).decode()
+            next_cursor = cursor_codec.encode("jobs", last.created_at, last.job_id)
         return JobList(
             jobs=[
                 JobSummary(
@@ -730,18 +725,12 @@ class JobService:
         )
 
 
-def encode_cursor(line: int) -> str:
-    return f"L{line}"
-
-
-def decode_cursor(cursor: str) -> int:
-    if not re.fullmatch(r"L\d+", cursor):
-        raise TaoError(
-            "E_BAD_CURSOR",
-            f"cursor {cursor!r} is not one job_logs returned",
-            "pass next_cursor from an earlier job_logs result, or omit cursor for the tail",
-        )
-    return int(cursor[1:])
+def log_cursor_start(cursor: str, job_id: str) -> int:
+    """The log position a job_logs cursor resumes at; a cursor of another job is refused, not misread."""
+    for_job, line = cursor_codec.decode(cursor, "log", str, int)
+    if for_job != job_id:
+        raise cursor_codec.bad_cursor(f"it was made for the log of job {for_job}, not {job_id}")
+    return int(line)
 
 
 def next_hint(record: JobRecord) -> str:

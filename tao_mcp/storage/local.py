@@ -69,7 +69,7 @@ def _list(target: Target, limit: int, cursor: str | None, settings: Mapping[str,
     if not stat.S_ISDIR(st.st_mode):
         entry = PathEntry(name=real.name, uri=target.uri, kind="file", size=st.st_size, modified=iso(st.st_mtime))
         return PathListing(uri=target.uri, entries=[entry], truncated=False, next=f"check_path(uri='{target.uri}')")
-    after = os.fsdecode(decode_cursor(cursor, "f")) if cursor else None
+    after = str(decode_cursor(cursor, target, str)) if cursor else None
     try:
         with os.scandir(real) as it:  # bounded memory: keep only the next limit+1 names
             chosen = heapq.nsmallest(
@@ -81,7 +81,7 @@ def _list(target: Target, limit: int, cursor: str | None, settings: Mapping[str,
         ) from None
     truncated = len(chosen) > limit
     chosen = chosen[:limit]
-    next_cursor = encode_cursor("f", os.fsencode(chosen[-1].name)) if truncated else None
+    next_cursor = encode_cursor(target, chosen[-1].name) if truncated else None
     return PathListing(
         uri=target.uri,
         entries=[_entry(target, e) for e in chosen],

@@ -55,7 +55,7 @@ def stat_fields(header: str) -> tuple[bool, int, float] | None:
 
 
 async def list_path(target: Target, limit: int, cursor: str | None, lustre_exec: LustreExec | None) -> PathListing:
-    offset = int(decode_cursor(cursor, "l") or b"0") if cursor else 0
+    offset = int(decode_cursor(cursor, target, int)) if cursor else 0
     script = STAT.format(path=shlex.quote(target.path)) + LISTING.format(start=offset + 1, count=limit + 1)
     lines = await run(lustre_exec, script, target)
     fields = stat_fields(lines[0].strip())
@@ -81,7 +81,7 @@ async def list_path(target: Target, limit: int, cursor: str | None, lustre_exec:
                 modified=iso(float(modified)),
             )
         )
-    next_cursor = encode_cursor("l", str(offset + limit)) if truncated else None
+    next_cursor = encode_cursor(target, offset + limit) if truncated else None
     return PathListing(
         uri=target.uri,
         entries=entries,

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import anyio.to_thread
 
+from tao_mcp.cursor import bad_cursor
 from tao_mcp.errors import BackendUnreachable, TaoError
 from tao_mcp.storage.models import PathCheck, PathEntry, PathListing
 from tao_mcp.storage.uri import Target, decode_cursor, encode_cursor, iso, list_hint
@@ -111,7 +112,7 @@ def _prefix(key: str) -> str:
 
 
 async def list_path(target: Target, limit: int, cursor: str | None, settings: Mapping[str, str]) -> PathListing:
-    token = decode_cursor(cursor, "s3").decode() if cursor else None
+    token = str(decode_cursor(cursor, target, str)) if cursor else None
     prefix = _prefix(target.key)
 
     def page() -> dict[str, Any]:
@@ -120,7 +121,12 @@ async def list_path(target: Target, limit: int, cursor: str | None, settings: Ma
             kwargs["ContinuationToken"] = token
         return client(settings).list_objects_v2(**kwargs)
 
-    answer = await call(page, target.uri, settings)
+    try:
+        answer = await call(page, target.uri, settings)
+    except TaoError as exc:
+        if token and exc.code == "E_BACKEND_REJECTED":  # S3 answers InvalidArgument to a token it did not make
+            raise bad_cursor("S3 refused the continuation token it carries") from None
+        raise
     entries = [
         PathEntry(name=p["Prefix"][len(prefix) :].rstrip("/"), uri=f"s3://{target.bucket}/{p['Prefix']}", kind="dir")
         for p in answer.get("CommonPrefixes", [])
@@ -143,7 +149,7 @@ async def list_path(target: Target, limit: int, cursor: str | None, settings: Ma
     entries.sort(key=lambda e: e.uri)
     next_cursor = None
     if answer.get("IsTruncated") and answer.get("NextContinuationToken"):
-        next_cursor = encode_cursor("s3", answer["NextContinuationToken"])
+        next_cursor = encode_cursor(target, answer["NextContinuationToken"])
     if not entries and not marker and not token and target.key:
         if not target.key.endswith("/"):
             found = await check_path(target, settings)

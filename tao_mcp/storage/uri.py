@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
+from tao_mcp import cursor
 from tao_mcp.errors import TaoError
 
 SCHEMES = ("s3://", "lustre://", "file://")
@@ -68,23 +67,23 @@ def check_limit(limit: int) -> int:
     return limit
 
 
-def encode_cursor(kind: str, value: bytes | str) -> str:
-    raw = value.encode() if isinstance(value, str) else value
-    return f"{kind}.{base64.urlsafe_b64encode(raw).decode().rstrip('=')}"
+def folder_uri(target: Target) -> str:
+    """What a listing cursor is bound to: the folder listed, however its URI was spelled (s3://b/a = s3://b/a/)."""
+    if target.scheme == "s3":
+        return f"s3://{target.bucket}/{target.key.rstrip('/')}"
+    return target.uri
 
 
-def decode_cursor(cursor: str, kind: str) -> bytes:
-    head, _, body = cursor.partition(".")
-    try:
-        if head != kind or len(cursor) > 4096:
-            raise ValueError(cursor)
-        return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-    except (ValueError, binascii.Error):
-        raise TaoError(
-            "E_BAD_CURSOR",
-            "the cursor was not made by this listing",
-            "pass next_cursor from the previous list_path answer for the same URI, or omit it to start over",
-        ) from None
+def encode_cursor(target: Target, position: cursor.Value) -> str:
+    return cursor.encode(target.scheme, folder_uri(target), position)
+
+
+def decode_cursor(text: str, target: Target, position: type[cursor.Value]) -> Any:
+    """Where a list_path cursor resumes; one made for another folder (or scheme) is refused, not misread."""
+    made_for, value = cursor.decode(text, target.scheme, str, position)
+    if made_for != folder_uri(target):
+        raise cursor.bad_cursor(f"it was made for the listing of {made_for[:200]}, not of {folder_uri(target)}")
+    return value
 
 
 def iso(ts: float | datetime | None) -> str | None:

@@ -10,6 +10,7 @@ import pytest
 from mcp.client import Client
 
 from fixtures.lepton.fake_lepton import FakeLepton
+from tao_mcp import cursor
 from tests.helpers import (
     assert_no_canary,
     assert_progress_increasing,
@@ -149,9 +150,11 @@ async def test_log_tail_paging_and_grep(lepton_env: dict[str, str]) -> None:
         tail = await call(c, "job_logs", job_id=sub["job_id"], tail=50)
         assert tail["lines"] == [f"line {i}" for i in range(452, 501)] + ["fake-lepton: done"]
         assert tail["truncated"] is True and tail["first_line"] == 452
-        window = await call(c, "job_logs", job_id=sub["job_id"], cursor="L100", tail=10)
+        window = await call(
+            c, "job_logs", job_id=sub["job_id"], cursor=cursor.encode("log", sub["job_id"], 100), tail=10
+        )
         assert window["lines"] == [f"line {i}" for i in range(100, 110)]
-        assert window["next_cursor"] == "L110" and window["truncated"] is True
+        assert window["next_cursor"] == cursor.encode("log", sub["job_id"], 110) and window["truncated"] is True
         grep = await call(c, "job_logs", job_id=sub["job_id"], grep="line 42", tail=100)
         assert grep["lines"] == [
             "43: line 42",

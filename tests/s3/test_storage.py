@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 import pytest
 
+from tao_mcp import cursor
 from tao_mcp.errors import TaoError
 from tao_mcp.storage import PathListing, check_path, list_path
 from tests.s3.conftest import delete_prefix
@@ -165,8 +166,10 @@ async def test_bad_uris_cursors_and_limits(s3_env: dict[str, str]) -> None:
     bucket = s3_env["S3_BUCKET_NAME"]
     for uri in ("", "gs://b/x", "s3://", "s3:///key", "/abs/path", "lustre:///a/../b", "file:///x\n/y"):
         await coded("E_BAD_URI", list_path(uri, settings=s3_env))
-    await coded("E_BAD_CURSOR", list_path(f"s3://{bucket}/", cursor="garbage", settings=s3_env))
-    await coded("E_BAD_CURSOR", list_path(f"s3://{bucket}/", cursor="f.YWJj", settings=s3_env))
+    for bad in ("garbage", "f.YWJj", "_w", "gICA", cursor.encode("file", f"s3://{bucket}", "x")):
+        await coded("E_BAD_INPUT", list_path(f"s3://{bucket}/", cursor=bad, settings=s3_env))
+    other = cursor.encode("s3", f"s3://{bucket}/elsewhere", "token")
+    await coded("E_BAD_INPUT", list_path(f"s3://{bucket}/", cursor=other, settings=s3_env))
     for limit in (0, 1001, -5):
         await coded("E_BAD_INPUT", list_path(f"s3://{bucket}/", limit=limit, settings=s3_env))
 
@@ -268,4 +271,5 @@ async def test_lustre_errors_are_coded(tree: Path) -> None:
         return 255, "", "ssh: connect to host login port 22: Connection refused"
 
     await coded("E_BACKEND_UNREACHABLE", check_path(f"lustre://{tree}", settings={}, lustre_exec=broken))
-    await coded("E_BAD_CURSOR", list_path(f"lustre://{tree}", cursor="s3.abc", settings={}, lustre_exec=LocalLink()))
+    for bad in ("s3.abc", "bC4x", cursor.encode("lustre", f"lustre://{tree}", "ten"), "\udcff"):
+        await coded("E_BAD_INPUT", list_path(f"lustre://{tree}", cursor=bad, settings={}, lustre_exec=LocalLink()))

@@ -8,6 +8,7 @@ import time
 import anyio
 import pytest
 
+from tao_mcp import cursor
 from tests.helpers import (
     FAILING_COMMAND,
     assert_program_error,
@@ -91,9 +92,11 @@ async def test_log_paging_with_cursor(slurm_env: dict[str, str]) -> None:
         tail = await call(c, "job_logs", job_id=sub["job_id"], tail=50)
         assert tail["lines"] == [str(i) for i in range(451, 501)]
         assert tail["truncated"] is True
-        window = await call(c, "job_logs", job_id=sub["job_id"], cursor="L100", tail=10)
+        window = await call(
+            c, "job_logs", job_id=sub["job_id"], cursor=cursor.encode("log", sub["job_id"], 100), tail=10
+        )
         assert window["lines"] == [str(i) for i in range(101, 111)]
-        assert window["next_cursor"] == "L110"
+        assert window["next_cursor"] == cursor.encode("log", sub["job_id"], 110)
 
 
 async def test_failing_command_program_error(slurm_env: dict[str, str]) -> None:
