@@ -1,4 +1,4 @@
-"""`tao-mcp` entry point: serve (stdio by default, or streamable HTTP) and the tools/list schema snapshot."""
+"""`tao-mcp` entry point: serve (stdio by default, or streamable HTTP), the tools/list snapshot, README tables."""
 
 from __future__ import annotations
 
@@ -36,10 +36,17 @@ def main(argv: list[str] | None = None) -> None:
     schema.add_argument("--write", action="store_true", help=f"write {SCHEMA_PATH}")
     schema.add_argument("--check", action="store_true", help=f"exit 1 when the live tools differ from {SCHEMA_PATH}")
     schema.add_argument("--path", type=Path, default=SCHEMA_PATH)
+    docs = sub.add_parser("docs", help="check (default) or write the README blocks generated from the models")
+    docs.add_argument("--write", action="store_true", help="rewrite the generated blocks of README.md")
+    docs.add_argument("--path", type=Path, default=Path("README.md"))
     args = parser.parse_args(argv)
 
     if args.command == "schema":
         sys.exit(run_schema(args.path, write=args.write, check=args.check))
+    if args.command == "docs":
+        from tao_mcp.readme import run_docs
+
+        sys.exit(run_docs(args.path, write=args.write))
     # Logs go to stderr only: in stdio mode stdout is the protocol.
     logging.basicConfig(
         stream=sys.stderr, level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -40,6 +40,10 @@ CATALOGUE: dict[str, Code] = {
         "a credential value was passed in env",
         "forward credentials by name with secret_env=['<VARIABLE>'] instead of putting values in env",
     ),
+    "E_POLICY": Code(
+        "the job policy refuses what the job asks of the host or of the server's credentials",
+        "drop the refused option or secret_env name; list_platforms(platform=...) shows the policy and its settings",
+    ),
     "E_IDEMPOTENCY_CONFLICT": Code(
         "an idempotency_key was reused for a different request",
         "use a new idempotency_key, or repeat the original request exactly",

@@ -40,6 +40,9 @@ class PlatformDetail(PlatformSummary):
     storage: dict[str, str]
     resource_defaults: dict[str, str | int | float | bool | None]
     options: dict[str, str] = Field(default_factory=dict, description="submit_job options this platform accepts")
+    policy: dict[str, str] = Field(
+        default_factory=dict, description="the job policy in force (host access, Docker mount roots, secrets)"
+    )
     diagnostics: dict[str, str | int | float | bool | None] | None = Field(
         None, description="live preflight facts from the backend (reachability, versions, GPUs), when available"
     )

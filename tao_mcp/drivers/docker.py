@@ -31,6 +31,13 @@ from tao_mcp.drivers.base import (
     Observation,
     Preview,
 )
+from tao_mcp.drivers.docker_options import (
+    DockerOptions,
+    DockerSettings,
+    mount_text,
+    parse_mount,
+    results_root_of,
+)
 from tao_mcp.errors import BackendRejected, BackendUnreachable, TaoError
 from tao_mcp.states import JobState
 
@@ -41,78 +48,14 @@ LABEL_JOB = "tao-mcp.job-id"
 LABEL_MANAGED = "tao-mcp.managed"
 MANAGED_FILTER = f"{LABEL_MANAGED}=true"
 CANCELED_SUFFIX = ".canceled"
-RESULTS_MOUNT = "/results"
-OPTIONS = ("mounts", "memory", "cpus", "shm_size", "user", "network", "pull", "gpus", "runtime", "workdir")
-PULL_POLICIES = ("missing", "always", "never")
-OPTIONS_HELP = (
-    "accepted Docker options: mounts (list of src:dst[:ro]; a writable bind on /results keeps results on the host), "
-    "memory (limit, e.g. 512m or 16g), cpus (number > 0), shm_size (e.g. 2g), user (uid[:gid] or name), "
-    "network (bridge|host|none|<network name>), pull (missing|always|never), gpus ('all' or a count; "
-    "overrides gpu_count), runtime (e.g. nvidia), workdir (absolute path)"
-)
 API_TIMEOUT = 60
 STOP_TIMEOUT = 10
 NGC_REGISTRY = "nvcr.io"
-SIZE = re.compile(r"^(\d+)\s*([bkmgt]?)(?:i?b)?$", re.IGNORECASE)
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(?::[A-Za-z0-9_][A-Za-z0-9_.-]*)?$")
-PATH = re.compile(r"^/[A-Za-z0-9_.@+,=/ -]*$")
 EXITED = re.compile(r"^Exited \((-?\d+)\)")
 GPU_DRIVER_MISSING = 'could not select device driver ""'
 NO_SUCH_SHELL = re.compile(r'exec: "/bin/bash": stat /bin/bash: no such file or directory|"/bin/bash".*not found', re.I)
 
 T = TypeVar("T")
-
-
-# --- options ------------------------------------------------------------------------------------------------------
-
-
-def _size(key: str, value: Any) -> str:
-    """Docker size syntax (digits + b/k/m/g); 16G, 16GB, 16Gi and 1t are accepted."""
-    match = SIZE.match(str(value).strip())
-    if not match:
-        raise TaoError("E_BAD_INPUT", f"{key} {value!r} is not a size", f"give {key} as e.g. 512m or 16g")
-    number, unit = int(match.group(1)), match.group(2).lower()
-    if number <= 0:
-        raise TaoError("E_BAD_INPUT", f"{key} must be larger than 0", f"give {key} as e.g. 512m or 16g")
-    if unit == "t":
-        number, unit = number * 1024, "g"
-    return f"{number}{unit}"
-
-
-def parse_mount(spec: str) -> dict[str, Any]:
-    """`src:dst[:ro|rw]` -> {source, target, read_only, kind}; src is an absolute host path or a volume name."""
-    parts = spec.strip().split(":")
-    if len(parts) == 3 and parts[2] in ("ro", "rw"):
-        read_only = parts[2] == "ro"
-        parts = parts[:2]
-    else:
-        read_only = False
-    if len(parts) != 2 or not parts[0] or not parts[1]:
-        raise TaoError("E_BAD_INPUT", f"mount {spec!r} is not src:dst[:ro]", "give mounts as e.g. /data:/data:ro")
-    source, target = parts[0], parts[1].rstrip("/") or "/"
-    if not PATH.match(target) or ".." in target.split("/"):
-        raise TaoError("E_BAD_INPUT", f"mount target {target!r} is not an absolute path", "e.g. /data:/data:ro")
-    if source.startswith("/"):
-        if not PATH.match(source) or ".." in source.split("/"):
-            raise TaoError("E_BAD_INPUT", f"mount source {source!r} has unexpected characters", "use a plain path")
-        kind = "bind"
-    elif NAME.match(source):
-        kind = "volume"
-    else:
-        raise TaoError(
-            "E_BAD_INPUT", f"mount source {source!r} is neither an absolute path nor a volume name", OPTIONS_HELP
-        )
-    return {"source": source, "target": target, "read_only": read_only, "kind": kind}
-
-
-def mount_text(mount: Mapping[str, Any]) -> str:
-    return f"{mount['source']}:{mount['target']}" + (":ro" if mount["read_only"] else "")
-
-
-def results_root_of(mounts: Iterable[Mapping[str, Any]]) -> str | None:
-    writable = any(m["target"] == RESULTS_MOUNT and not m["read_only"] and m["kind"] == "bind" for m in mounts)
-    return RESULTS_MOUNT if writable else None
 
 
 def _registry(image: str) -> str | None:
@@ -188,14 +131,12 @@ class DockerDriver:
     platform = "docker"
     storage_scheme = "file"
 
-    def __init__(self, settings: Mapping[str, str]) -> None:
-        self.environment = {k: v for k, v in settings.items() if k.startswith("DOCKER_") and v}
-        self.host = self.environment.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-        self.ngc_key = (settings.get("NGC_KEY") or "").strip() or None
-        default_pull = (settings.get("DOCKER_PULL_POLICY") or "missing").strip().lower()
-        if default_pull not in PULL_POLICIES:
-            raise TaoError("E_BAD_SETTING", f"DOCKER_PULL_POLICY is {default_pull!r}", "set it to missing|always|never")
-        self.default_pull = default_pull
+    def __init__(self, settings: DockerSettings | Mapping[str, str]) -> None:
+        self.settings = DockerSettings.of(settings)
+        self.environment = self.settings.client_environment()
+        self.host = self.settings.host or "unix:///var/run/docker.sock"
+        self.ngc_key = self.settings.ngc_key.get_secret_value() if self.settings.ngc_key else None
+        self.default_pull = self.settings.pull_policy
         self._client: Any = None
         self._lock = anyio.Lock()
 
@@ -246,63 +187,7 @@ class DockerDriver:
     # --- options ------------------------------------------------------------------------------------------------
 
     def parse_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(options) - set(OPTIONS))
-        if unknown:
-            raise TaoError("E_BAD_INPUT", f"unknown Docker option(s): {', '.join(unknown)}", OPTIONS_HELP)
-        mounts = options.get("mounts") or []
-        if isinstance(mounts, str):
-            mounts = [m for m in mounts.split(",") if m.strip()]
-        if not isinstance(mounts, list | tuple) or not all(isinstance(m, str) for m in mounts):
-            raise TaoError("E_BAD_INPUT", "mounts must be a list of src:dst[:ro]", OPTIONS_HELP)
-        parsed = [parse_mount(m) for m in mounts]
-        targets = [m["target"] for m in parsed]
-        if len(set(targets)) != len(targets):
-            raise TaoError("E_BAD_INPUT", "two mounts have the same target", "mount each container path once")
-
-        memory = _size("memory", options["memory"]) if options.get("memory") not in (None, "") else None
-        shm_size = _size("shm_size", options["shm_size"]) if options.get("shm_size") not in (None, "") else None
-        cpus = options.get("cpus")
-        if cpus is not None:
-            try:
-                cpus = float(cpus)
-            except (TypeError, ValueError):
-                cpus = -1.0
-            if isinstance(options.get("cpus"), bool) or cpus <= 0:
-                raise TaoError("E_BAD_INPUT", f"cpus {options.get('cpus')!r} is not a number > 0", "e.g. cpus=4")
-
-        def word(key: str, pattern: re.Pattern[str]) -> str | None:
-            value = options.get(key)
-            if value is None or value == "":
-                return None
-            if not isinstance(value, str | int) or not pattern.match(str(value)):
-                raise TaoError("E_BAD_INPUT", f"{key} {value!r} has unexpected characters", OPTIONS_HELP)
-            return str(value)
-
-        network = word("network", re.compile(r"^(?:container:)?[A-Za-z0-9][A-Za-z0-9_.-]*$"))
-        pull = str(options.get("pull") or self.default_pull).lower()
-        if pull not in PULL_POLICIES:
-            raise TaoError("E_BAD_INPUT", f"pull {options.get('pull')!r} is not a pull policy", "missing|always|never")
-        gpus = options.get("gpus")
-        if gpus is not None:
-            if isinstance(gpus, str) and gpus.strip().lower() == "all":
-                gpus = "all"
-            elif isinstance(gpus, str) and gpus.strip().isdigit():
-                gpus = int(gpus)
-            if gpus != "all" and (isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0):
-                raise TaoError("E_BAD_INPUT", f"gpus {gpus!r} is not 'all' or a count", "gpus='all' or gpus=2")
-        workdir = word("workdir", PATH)
-        return {
-            "mounts": [mount_text(m) for m in parsed],
-            "memory": memory,
-            "cpus": cpus,
-            "shm_size": shm_size,
-            "user": word("user", USER),
-            "network": network,
-            "pull": pull,
-            "gpus": gpus,
-            "runtime": word("runtime", NAME),
-            "workdir": workdir,
-        }
+        return DockerOptions.parse(options, self.settings)
 
     async def results_root(self, options: Mapping[str, Any]) -> str | None:
         return results_root_of(parse_mount(m) for m in options.get("mounts") or [])
@@ -344,6 +229,10 @@ class DockerDriver:
             ("network", "network_mode"),
             ("runtime", "runtime"),
             ("workdir", "working_dir"),
+            ("ipc", "ipc_mode"),
+            ("pid", "pid_mode"),
+            ("privileged", "privileged"),
+            ("cap_add", "cap_add"),
         ):
             if opts.get(key):
                 args[arg] = opts[key]
@@ -371,10 +260,16 @@ class DockerDriver:
             "network_mode": "--network",
             "runtime": "--runtime",
             "working_dir": "--workdir",
+            "ipc_mode": "--ipc",
+            "pid_mode": "--pid",
         }
         for key, flag in flags.items():
             if args.get(key):
                 parts += [flag, str(args[key])]
+        if args.get("privileged"):
+            parts.append("--privileged")
+        for capability in args.get("cap_add") or []:
+            parts += ["--cap-add", capability]
         if args.get("nano_cpus"):
             parts += ["--cpus", f"{args['nano_cpus'] / 1e9:g}"]
         parts += [args["image"], *args["command"]]

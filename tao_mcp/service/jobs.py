@@ -16,11 +16,13 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import anyio
 
 from tao_mcp import cursor as cursor_codec
+from tao_mcp.drivers import MODELS, platform_models
 from tao_mcp.drivers.base import Driver, Evidence, LaunchRequest
 from tao_mcp.entrypoint import EntrypointPlan, build_entrypoint
 from tao_mcp.errors import BackendUnreachable, TaoError
@@ -40,6 +42,7 @@ from tao_mcp.service.leases import LaunchLeases
 from tao_mcp.service.metadata import actions
 from tao_mcp.service.metadata.actions import ActionPlan
 from tao_mcp.service.metadata.platforms import PlatformRecord, find_platform, require_credentials
+from tao_mcp.service.policy import JobPolicy
 from tao_mcp.service.poller import LOST_LAUNCH_GRACE_S, PlatformPoller
 from tao_mcp.service.redaction import Redactor
 from tao_mcp.service.registry import DriverRegistry
@@ -164,6 +167,10 @@ class JobService:
         for platform in {r.platform for r in self.store.open_jobs()}:
             self.poller(platform).kick()
 
+    @cached_property
+    def policy(self) -> JobPolicy:
+        return JobPolicy(self.settings)  # built at the first submit: a bad policy setting fails that call, coded
+
     def poller(self, platform: str) -> PlatformPoller:
         if platform not in self._pollers:
             poller = PlatformPoller(platform, self.store, lambda: self.drivers.get(platform))
@@ -218,7 +225,6 @@ class JobService:
                     f"pass credentials by name: secret_env=['<VARIABLE>'] forwards it from the server environment "
                     f"without the value ever appearing (and remove {name} from env)",
                 )
-        missing = []
         for name in p.secret_env:
             if not ENV_NAME.match(name):
                 raise TaoError(
@@ -226,8 +232,8 @@ class JobService:
                     f"secret_env name {name!r} is not a variable name",
                     "list the names of server environment variables to forward, e.g. ['NGC_KEY']",
                 )
-            if not self.settings.get(name):
-                missing.append(name)
+        self.policy.check_secret_env(p.secret_env)  # before presence: no oracle on other variables
+        missing = [name for name in p.secret_env if not self.settings.get(name)]
         if missing:
             raise TaoError(
                 "E_MISSING_CREDENTIALS",
@@ -383,6 +389,8 @@ class JobService:
         """Everything decided before the backend is touched: ids, entrypoint, results location, secrets."""
         driver = await self.drivers.get(p.platform)
         options = driver.parse_options(p.options)
+        if p.platform in MODELS:
+            self.policy.check_options(p.platform, platform_models(p.platform)[0].policy_facts(options))
         job_id = job_id or uuid.uuid4().hex[:12]
         plan = self._entrypoint(job_id, p, action_plan)
         env = {**p.env, **plan.env, "TAO_JOB_ID": job_id}

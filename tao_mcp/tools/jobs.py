@@ -26,6 +26,11 @@ JobId = Annotated[str, Field(description="the job_id submit_job returned", min_l
 MAX_WAIT_S = 50
 
 
+def deprecated(option: str) -> str:
+    """The seven former SLURM-only arguments: still accepted for one release, for every platform, as options."""
+    return f"deprecated: use options={{'{option}': ...}} (removed in the next release)"
+
+
 def render_status(s: JobStatus) -> str:
     lines = [f"Job {s.job_id} on {s.platform}: {s.status} (raw {s.raw_state or '-'})"]
     if s.message:
@@ -119,18 +124,13 @@ def register(server: MCPServer) -> None:
             list[str] | None, Field(description="glob patterns not uploaded; a trailing / excludes a subtree")
         ] = None,
         results_uri: Annotated[str | None, Field(description="s3:// prefix for results (default: platform)")] = None,
-        partition: Annotated[str | None, Field(description="SLURM partition")] = None,
-        account: Annotated[str | None, Field(description="SLURM account")] = None,
-        mounts: Annotated[list[str] | None, Field(description="SLURM container mounts src:dst[:ro]")] = None,
-        cpus: Annotated[int | None, Field(description="SLURM cpus per task")] = None,
-        memory: Annotated[str | None, Field(description="SLURM memory per node, e.g. 64G")] = None,
-        launcher: Annotated[
-            str | None,
-            Field(
-                description="SLURM container launcher: pyxis | apptainer | singularity | enroot | charliecloud | none"
-            ),
-        ] = None,
-        hold: Annotated[bool | None, Field(description="SLURM: submit held (sbatch --hold)")] = None,
+        partition: Annotated[str | None, Field(description=deprecated("partition"))] = None,
+        account: Annotated[str | None, Field(description=deprecated("account"))] = None,
+        mounts: Annotated[list[str] | None, Field(description=deprecated("mounts"))] = None,
+        cpus: Annotated[int | None, Field(description=deprecated("cpus"))] = None,
+        memory: Annotated[str | None, Field(description=deprecated("memory"))] = None,
+        launcher: Annotated[str | None, Field(description=deprecated("launcher"))] = None,
+        hold: Annotated[bool | None, Field(description=deprecated("hold"))] = None,
         model: Annotated[
             str | None, Field(description="TAO model (list_models): its action record supplies command, data, image")
         ] = None,
@@ -143,8 +143,8 @@ def register(server: MCPServer) -> None:
         options: Annotated[
             dict[str, Any] | None,
             Field(
-                description="other platform options (Docker, Kubernetes, Lepton, Brev); "
-                "list_platforms(platform=...) names the accepted keys"
+                description="platform options, e.g. SLURM partition/account, Docker mounts/memory, Kubernetes "
+                "namespace/volumes; list_platforms(platform=...) describes the accepted keys"
             ),
         ] = None,
     ) -> Annotated[CallToolResult, SubmitResult]:
@@ -198,6 +198,11 @@ def register(server: MCPServer) -> None:
             spec_overrides=spec_overrides,
         )
         result = await app(ctx).jobs.submit(params)
+        if named:
+            result.message += (
+                f"; note: {', '.join(named)} as top-level arguments {'is' if len(named) == 1 else 'are'} deprecated "
+                "and will be removed in the next release: pass them inside options"
+            )
         return respond(ctx, result, render_submit(result))
 
     @server.tool(annotations=READ_ONLY_BACKEND)

@@ -39,6 +39,8 @@ def render(result: PlatformList) -> str:
         lines += ["Diagnostics:", *(f"  {name}: {value}" for name, value in d.diagnostics.items())]
     if d.options:
         lines += ["submit_job options:", *(f"  {name}: {text}" for name, text in d.options.items())]
+    if d.policy:
+        lines += ["Job policy:", *(f"  {name}: {text}" for name, text in d.policy.items())]
     lines.append(f"Next: {result.next}")
     return "\n".join(lines)
 
@@ -53,8 +55,9 @@ def register(server: MCPServer) -> None:
         ] = None,
     ) -> Annotated[CallToolResult, PlatformList]:
         """List the job platforms (SLURM, Kubernetes, Docker, Lepton, Brev) and whether each is ready; with
-        `platform`, show which of its credentials are present or missing (names only, never values).
-        Ask the user to set missing variables in the server environment, then call submit_job."""
+        `platform`, show which of its credentials are present or missing (names only, never values), its
+        submit_job options and the job policy in force. Ask the user to set missing variables in the server
+        environment, then call submit_job."""
         settings = app(ctx).settings
         if platform is None:
             result = PlatformList(
@@ -64,6 +67,7 @@ def register(server: MCPServer) -> None:
         else:
             record = find_platform(platform, settings)
             detail = record.detail(settings)
+            detail.policy = app(ctx).jobs.policy.describe(record.name)
             if detail.ready:
                 detail.diagnostics = await app(ctx).extras.diagnostics(record.name)
             hint = (

@@ -19,6 +19,7 @@ from tests.helpers import (
     assert_program_error,
     assert_progress_increasing,
     call,
+    call_error,
     wait_done,
     wait_with_progress,
 )
@@ -163,10 +164,11 @@ async def test_canary_secrets_never_leave_the_server(docker_env: dict[str, str],
 
 
 async def test_s3_inputs_and_outputs_with_host_network(docker_env: dict[str, str]) -> None:
-    env = with_s3(docker_env)
+    # RGW listens on the host's 127.0.0.1: the container needs the host network, which the job policy allows
+    # only with TAO_MCP_ALLOW_HOST_ACCESS=1.
+    env = {**with_s3(docker_env), "TAO_MCP_ALLOW_HOST_ACCESS": "1"}
     image = env["TAO_MCP_TEST_PY_IMAGE"]
     async with client(env) as c:
-        # RGW listens on the host's 127.0.0.1: the container needs the host network.
         preview = await s3_round_trip(c, env, {"platform": "docker", "image": image, "options": {"network": "host"}})
     assert "--network host" in preview["preview"]["launch"]
 
@@ -176,8 +178,9 @@ async def test_results_on_a_host_bind_mount(docker_env: dict[str, str], tmp_path
     results.mkdir()
     results.chmod(0o777)
     command = 'mkdir -p "$TAO_RESULTS_ROOT/$TAO_JOB_ID" && echo 42 > "$TAO_RESULTS_ROOT/$TAO_JOB_ID/metric.txt"'
-    async with client(docker_env) as c:
-        sub = await call(c, "submit_job", **job(docker_env, command), mounts=[f"{results}:/results"])
+    env = {**docker_env, "TAO_MCP_DOCKER_MOUNT_ROOTS": str(tmp_path)}
+    async with client(env) as c:
+        sub = await call(c, "submit_job", **job(env, command), options={"mounts": [f"{results}:/results"]})
         assert sub["results_location"] == f"file:///results/{sub['job_id']}"
         done = await wait_done(c, sub["job_id"])
         assert done["status"] == "Complete"
@@ -218,3 +221,25 @@ async def test_list_platforms_reports_preflight_facts(docker_env: dict[str, str]
     async with client(down) as c:
         detail = (await call(c, "list_platforms", platform="docker"))["platform"]
         assert detail["diagnostics"]["reachable"] is False and "does not answer" in detail["diagnostics"]["error"]
+
+
+async def test_job_policy_refuses_host_takeover_before_the_engine(
+    docker_env: dict[str, str], docker_client: Any
+) -> None:
+    """Real submits (no dry run): the refusals come before anything reaches the engine."""
+    attempts = [
+        ({"mounts": ["/etc:/host"]}, "TAO_MCP_DOCKER_MOUNT_ROOTS"),
+        ({"mounts": ["/:/host"]}, "Docker engine socket"),
+        ({"mounts": ["/var/run/docker.sock:/var/run/docker.sock"]}, "Docker engine socket"),
+        ({"network": "host"}, "TAO_MCP_ALLOW_HOST_ACCESS=1"),
+        ({"user": "0"}, "TAO_MCP_ALLOW_HOST_ACCESS=1"),
+    ]
+    before = len(docker_client.containers.list(all=True, filters={"label": "tao-mcp.managed=true"}))
+    async with client(docker_env) as c:
+        for options, named in attempts:
+            text = await call_error(c, "submit_job", **job(docker_env, "true"), options=options)
+            assert text.startswith("E_POLICY: ") and named in text, text
+        text = await call_error(c, "submit_job", **job(docker_env, "true"), secret_env=["DOCKER_HOST"])
+        assert text.startswith("E_POLICY: ") and "control-plane" in text
+        assert (await call(c, "list_jobs"))["jobs"] == []
+    assert len(docker_client.containers.list(all=True, filters={"label": "tao-mcp.managed=true"})) == before

@@ -94,8 +94,15 @@ class PlatformRecord:
             credential_groups=groups,
             storage=dict(self.storage),
             resource_defaults=dict(self.resource_defaults),
-            options=dict(self.options),
+            options=option_help(self.name) or dict(self.options),
         )
+
+
+def option_help(platform: str) -> dict[str, str]:
+    """submit_job options of a platform with a driver, from its options model (the single source)."""
+    from tao_mcp.drivers import MODELS, platform_models
+
+    return platform_models(platform)[0].help() if platform in MODELS else {}
 
 
 @cache
