@@ -10,7 +10,7 @@ import pytest
 from tao_mcp.drivers.docker_options import DockerOptions
 from tao_mcp.errors import TaoError
 from tao_mcp.service.policy import DEFAULT_FORWARDABLE, JobPolicy, is_control_plane
-from tests.conftest import call, call_error, mcp_client
+from tests.helpers import call, call_error, mcp_client
 
 pytestmark = pytest.mark.anyio
 

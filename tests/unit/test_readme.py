@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tao_mcp.readme import blocks, missing_blocks, regenerate
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def test_readme_generated_blocks_are_current() -> None:
