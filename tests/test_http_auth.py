@@ -39,12 +39,14 @@ LEPTON_TOKEN = "lepton-http-auth-token-0123456789"
 IMAGE = "nvcr.io/nvidia/tao/tao-toolkit:5.5.0-pyt"
 
 
-def post_initialize(url: str, token: str | None, host: str | None = None) -> httpx2.Response:
+def post_initialize(url: str, token: str | None, host: str | None = None, origin: str | None = None) -> httpx2.Response:
     headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
     if token:
         headers["authorization"] = f"Bearer {token}"
     if host:
         headers["host"] = host
+    if origin:
+        headers["origin"] = origin
     return httpx2.post(url, json=INITIALIZE, headers=headers, timeout=10)
 
 
@@ -139,12 +141,16 @@ async def test_non_loopback_bind_checks_host_names(
     token_env: dict[str, str], tokens: dict[str, str], tmp_path: Path
 ) -> None:
     port = free_port()
-    args = ("--host", "0.0.0.0", "--allowed-hosts", "tao.test")
+    args = ("--host", "0.0.0.0", "--allowed-hosts", "tao.test", "--allowed-origins", "https://ui.tao.test")
     async with http_server(token_env, tmp_path / "server.log", *args, port=port) as url:
-        assert post_initialize(url, tokens["alice"], host="evil.example").status_code == 421
-        assert post_initialize(url, tokens["alice"], host=f"evil.example:{port}").status_code == 421
-        assert post_initialize(url, tokens["alice"], host=f"tao.test:{port}").status_code == 200
+        alice = tokens["alice"]
+        assert post_initialize(url, alice, host="evil.example").status_code == 421
+        assert post_initialize(url, alice, host=f"evil.example:{port}").status_code == 421
+        assert post_initialize(url, alice, host=f"tao.test:{port}").status_code == 200
         assert post_initialize(url, None, host=f"tao.test:{port}").status_code == 401
+        # A browser page of another origin is refused even with the right token and Host.
+        assert post_initialize(url, alice, host=f"tao.test:{port}", origin="https://evil.example").status_code == 403
+        assert post_initialize(url, alice, host=f"tao.test:{port}", origin="https://ui.tao.test").status_code == 200
 
 
 async def test_each_principal_sees_only_its_own_jobs(
