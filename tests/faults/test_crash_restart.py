@@ -172,7 +172,7 @@ async def test_cancel_killed_at_each_point_then_retried_cancels_that_job_only(
         logs = case.logs
         async with mcp_client(case.env) as c:  # setup on an in-process server (same state directory)
             target = (await call(c, "submit_job", **case.backend.submit_args(target_key, 600)))["job_id"]
-            bystander = (await call(c, "submit_job", **case.backend.submit_args(bystander_key, 25)))["job_id"]
+            bystander = (await call(c, "submit_job", **case.backend.submit_args(bystander_key, 20)))["job_id"]
             await wait_status(c, target, lambda s: s["status"] == "Running", budget_s=240)
         await call_until_killed(case.env, logs, case.point, case.delay_s, [("cancel_job", {"job_id": target})])
         tally.injected += 1
