@@ -11,6 +11,7 @@ allowed); the service's job policy decides on them, so no driver carries policy.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Self
@@ -95,6 +96,7 @@ class PlatformOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, validate_default=False)
     platform: ClassVar[str]  # the platform's name, as list_platforms shows it
     label: ClassVar[str]  # how errors name it: "Docker"
+    input_only: ClassVar[frozenset[str]] = frozenset()  # options folded into others on validation, not stored
 
     @classmethod
     def parse(cls, options: Mapping[str, Any] | None, settings: Any = None) -> dict[str, Any]:
@@ -105,7 +107,7 @@ class PlatformOptions(BaseModel):
             model = cls.model_validate(dict(options or {}), context={"settings": settings})
         except ValidationError as exc:
             raise cls.bad_input(exc) from None
-        return model.model_dump()
+        return model.model_dump(exclude=set(cls.input_only))
 
     @classmethod
     def bad_input(cls, exc: ValidationError) -> TaoError:
@@ -119,8 +121,10 @@ class PlatformOptions(BaseModel):
             if error.get("type") == "extra_forbidden":
                 problems.append(f"options.{key}: not a {cls.label} option")
                 fixes.append(f"use only {', '.join(cls.model_fields)}")
-            elif not key:  # a rule over several options
-                problems.append(f"options: {_problem(error)}")
+            elif not key:  # a rule over several options; its message starts with the option it names, if any
+                message = _problem({k: v for k, v in error.items() if k != "input"})
+                named = re.match(r"[a-z_]+", message)
+                problems.append(f"options.{message}" if named and named.group(0) in cls.model_fields else message)
             else:
                 problems.append(f"{_where('options', loc)}: {_problem(error)}")
                 fixes.append(f"give options.{key} as {describe(cls, key) or 'documented'}")

@@ -28,6 +28,7 @@ from tests.helpers import (
     Transcript,
     assert_no_canary,
     call,
+    call_error,
     dev_settings,
     launch_request,
     structured,
@@ -258,13 +259,32 @@ async def test_canary_secrets_stay_in_the_secret(k8s_env: dict[str, str], canari
 
 
 async def test_s3_inputs_and_outputs_with_host_network(k8s_env: dict[str, str]) -> None:
-    env = with_s3(k8s_env)
+    # RGW listens on the node's 127.0.0.1: the pod needs the node's network, which the job policy allows only
+    # with TAO_MCP_ALLOW_HOST_ACCESS=1.
+    env = {**with_s3(k8s_env), "TAO_MCP_ALLOW_HOST_ACCESS": "1"}
     image = env["TAO_MCP_TEST_PY_IMAGE"]
-    options = {"image_pull_policy": "IfNotPresent", "host_network": True}  # RGW listens on the node's 127.0.0.1
+    options = {"image_pull_policy": "IfNotPresent", "host_network": True}
     async with client(env) as c:
         preview = await s3_round_trip(c, env, {"platform": "kubernetes", "image": image, "options": options})
     job = yaml.safe_load(preview["preview"]["job.yaml"])
     assert job["spec"]["template"]["spec"]["hostNetwork"] is True
+
+
+async def test_job_policy_refuses_host_access_before_the_api(k8s_env: dict[str, str]) -> None:
+    """Real submits (no dry run): refused before anything is created in the cluster."""
+    attempts = [
+        {"volumes": [{"host_path": "/", "mount_path": "/host"}]},
+        {"host_network": True},
+        {"service_account": "default"},
+        {"volumes": [{"secret": "other-team", "mount_path": "/s"}]},
+    ]
+    async with client(k8s_env) as c:
+        for options in attempts:
+            text = await call_error(c, "submit_job", **job_args(k8s_env, "true", options=options))
+            assert text.startswith("E_POLICY: ") and "TAO_MCP_ALLOW_HOST_ACCESS=1" in text, text
+        text = await call_error(c, "submit_job", **job_args(k8s_env, "true"), secret_env=["KUBECONFIG"])
+        assert text.startswith("E_POLICY: ") and "control-plane" in text
+        assert (await call(c, "list_jobs"))["jobs"] == []  # no record: nothing was launched
 
 
 async def test_multi_node_is_refused_below_1_21(k8s_env: dict[str, str]) -> None:

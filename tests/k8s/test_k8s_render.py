@@ -12,6 +12,7 @@ import pytest
 from tao_mcp.drivers.base import JobRef, LaunchRequest
 from tao_mcp.drivers.k8s import manifest, status
 from tao_mcp.drivers.k8s.driver import KubernetesDriver
+from tao_mcp.drivers.k8s.options import KubernetesOptions, KubernetesSettings
 from tao_mcp.errors import BackendRejected, TaoError
 from tao_mcp.service.failures import analyze
 
@@ -21,7 +22,7 @@ SECRET = "canary-render-secret-value"
 
 
 def request(num_nodes: int = 1, gpus: int = 2, **options: Any) -> LaunchRequest:
-    opts = manifest.parse_options(options, "default")
+    opts = KubernetesOptions.parse(options, KubernetesSettings())
     return LaunchRequest(
         job_id="abc123def456",
         backend_name="tao-abc123def456",
@@ -158,13 +159,16 @@ async def test_multi_node_refused_below_1_21() -> None:
 )
 def test_bad_options_are_refused(options: dict[str, Any]) -> None:
     with pytest.raises(TaoError) as info:
-        manifest.parse_options(options, "default")
+        KubernetesOptions.parse(options, KubernetesSettings())
     assert info.value.code == "E_BAD_INPUT"
 
 
 def test_namespace_default_and_override() -> None:
-    assert manifest.parse_options({}, "team-a")["namespace"] == "team-a"
-    assert manifest.parse_options({"namespace": "team-b"}, "team-a")["namespace"] == "team-b"
+    assert KubernetesOptions.parse({}, KubernetesSettings(namespace="team-a"))["namespace"] == "team-a"
+    assert (
+        KubernetesOptions.parse({"namespace": "team-b"}, KubernetesSettings(namespace="team-a"))["namespace"]
+        == "team-b"
+    )
 
 
 # --- state mapping -------------------------------------------------------------------------------------------------

@@ -131,3 +131,40 @@ def test_control_plane_names() -> None:
         assert is_control_plane(name)
     for name in DEFAULT_FORWARDABLE:
         assert not is_control_plane(name)
+
+
+def k8s_job(**options: Any) -> dict[str, Any]:
+    return {"platform": "kubernetes", "image": "busybox", "command": "true", "dry_run": True, "options": options}
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"host_network": True}, "options.host_network=true"),
+        ({"service_account": "cluster-admin-sa"}, "options.service_account='cluster-admin-sa'"),
+        ({"volumes": [{"host_path": "/", "mount_path": "/host"}]}, "hostPath volume '/' at /host"),
+        ({"mounts": ["/var/lib/kubelet:/k"]}, "hostPath volume '/var/lib/kubelet' at /k"),
+        ({"volumes": [{"secret": "other-team-creds", "mount_path": "/s"}]}, "Secret volume 'other-team-creds' at /s"),
+    ],
+)
+async def test_kubernetes_host_access_is_refused_by_default(env: dict[str, str], options: dict, named: str) -> None:
+    text = await refused(env, **k8s_job(**options))
+    assert named in text and f"{HOST_ACCESS}=1" in text
+
+
+async def test_kubernetes_allowed_with_the_switch_and_plain_volumes_always(env: dict[str, str]) -> None:
+    async with mcp_client(env) as c:  # PVCs, config maps and emptyDir need no switch
+        plain = {"volumes": [{"pvc": "data", "mount_path": "/results"}, {"config_map": "cfg", "mount_path": "/c"}]}
+        await call(c, "submit_job", **k8s_job(**plain, image_pull_secrets=["ngc-pull"]))
+    options = {"host_network": True, "service_account": "sa", "mounts": ["/data:/data:ro"]}
+    async with mcp_client({**env, HOST_ACCESS: "1"}) as c:
+        job = (await call(c, "submit_job", **k8s_job(**options)))["preview"]["job.yaml"]
+    assert "hostNetwork: true" in job and "serviceAccountName: sa" in job and "path: /data" in job
+
+
+async def test_options_errors_name_the_key(env: dict[str, str]) -> None:
+    async with mcp_client(env) as c:
+        text = await call_error(c, "submit_job", **k8s_job(tolerations=7))
+        assert text.startswith("E_BAD_INPUT: options.tolerations: ") and "Fix: give options.tolerations as" in text
+        text = await call_error(c, "submit_job", **docker_job(qos="high"))
+        assert text.startswith("E_BAD_INPUT: options.qos: not a Docker option") and "errors.pydantic" not in text

@@ -22,6 +22,7 @@ import yaml
 from tao_mcp.drivers import logfile
 from tao_mcp.drivers.base import LOG_LINE_CHARS, Evidence, JobRef, LaunchRequest, LogChunk, Observation, Preview
 from tao_mcp.drivers.k8s import manifest, status
+from tao_mcp.drivers.k8s.options import KubernetesOptions, KubernetesSettings
 from tao_mcp.errors import BackendRejected, BackendUnreachable, TaoError
 from tao_mcp.states import JobState
 
@@ -59,18 +60,12 @@ class KubernetesDriver:
     platform = PLATFORM
     storage_scheme = "pvc"  # results_root is /results only when a volume is mounted there (a PVC, hostPath...)
 
-    def __init__(self, settings: Mapping[str, str]) -> None:
-        get = lambda name: (settings.get(name) or "").strip()  # noqa: E731
-        self.kubeconfig = get("KUBECONFIG") or None
-        self.context = get("TAO_K8S_CONTEXT") or None
-        self.in_cluster = bool(get("KUBERNETES_SERVICE_HOST"))
-        self.default_namespace = get("TAO_K8S_NAMESPACE") or "default"
-        if not manifest.DNS_LABEL.match(self.default_namespace):
-            raise TaoError(
-                "E_BAD_SETTING",
-                f"TAO_K8S_NAMESPACE {self.default_namespace!r} is not a namespace name",
-                "set TAO_K8S_NAMESPACE to a lowercase DNS label such as default",
-            )
+    def __init__(self, settings: KubernetesSettings | Mapping[str, str]) -> None:
+        self.settings = KubernetesSettings.of(settings)
+        self.kubeconfig = self.settings.kubeconfig
+        self.context = self.settings.context
+        self.in_cluster = bool(self.settings.in_cluster_host)
+        self.default_namespace = self.settings.namespace
         self.server = "the API server"
         self._api_client: Any = None
         self._lock = threading.Lock()
@@ -183,7 +178,7 @@ class KubernetesDriver:
     # --- options ----------------------------------------------------------------------------------------------
 
     def parse_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
-        return manifest.parse_options(options, self.default_namespace)
+        return KubernetesOptions.parse(options, self.settings)
 
     async def results_root(self, options: Mapping[str, Any]) -> str | None:
         return manifest.results_root(options)
