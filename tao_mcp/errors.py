@@ -60,6 +60,10 @@ CATALOGUE: dict[str, Code] = {
         "the HTTP bind address is not safe as configured",
         "bind a loopback host, or pass --allowed-hosts with the names clients use",
     ),
+    "E_INTERNAL": Code(
+        "the server failed unexpectedly (a bug; the details are in the server log)",
+        "retry once; if it fails the same way, report it to the server's operator",
+    ),
     # ---- names the server does not know ----
     "E_UNKNOWN_JOB": Code("no job with this id is known", "use a job_id from submit_job or list_jobs"),
     "E_UNKNOWN_PLATFORM": Code("no platform has this name", "use a name list_platforms shows"),

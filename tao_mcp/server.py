@@ -23,6 +23,7 @@ from tao_mcp.service.redaction import RedactingFilter, Redactor
 from tao_mcp.service.registry import DriverRegistry
 from tao_mcp.service.storage import StorageService
 from tao_mcp.service.store import JobStore
+from tao_mcp.tools._arguments import coded_tool_errors
 from tao_mcp.tools.prompts import intake_summary
 
 INSTRUCTIONS = (
@@ -91,6 +92,7 @@ def build_server(environ: Mapping[str, str] | None = None, *, http: HttpPlan | N
     extras.register(server)
     prompts.register(server)
     forbid_unknown_arguments(server)
+    server.middleware.append(coded_tool_errors(server))  # inside redact_results: its texts are redacted too
     return server
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -76,11 +77,12 @@ async def call(c: Any, tool: str, **args: Any) -> dict[str, Any]:
 
 
 async def call_error(c: Any, tool: str, **args: Any) -> str:
-    """The coded error text of a call that must fail (without the SDK's 'Error executing tool x:' prefix)."""
+    """The coded error text of a call that must fail: it starts with its code and names a fix."""
     result = await c.call_tool(tool, args)
     assert result.is_error, f"expected an error, got {result.structured_content}"
     text = result.content[0].text
-    return text.split(": ", 1)[1] if text.startswith("Error executing tool") else text
+    assert re.match(r"^E_[A-Z0-9_]+: .+ Fix: .+", text, re.S), f"not a coded error: {text!r}"
+    return text
 
 
 async def wait_done(
