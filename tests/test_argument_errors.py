@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from mcp.client import Client
@@ -47,3 +48,19 @@ async def test_a_tool_error_starts_with_its_code(base_env: dict[str, str]) -> No
         no_tool = await c.call_tool("no_such_tool", {})
     assert unknown.is_error and unknown.content[0].text.startswith("E_UNKNOWN_JOB: "), unknown.content[0].text
     assert no_tool.is_error and no_tool.content[0].text.startswith("E_BAD_INPUT: name: "), no_tool.content[0].text
+
+
+@pytest.mark.parametrize("text", ["{{{ not yaml", "clusters: 7\n", "apiVersion: v1\nkind: Config\n", ""])
+async def test_a_malformed_kubeconfig_is_a_bad_setting_at_submit(
+    base_env: dict[str, str], tmp_path: Path, text: str
+) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(text + "\n# token: kubeconfig-canary-value\n")
+    env = {**base_env, "KUBECONFIG": str(kubeconfig)}
+    async with Client(build_server(env)) as c:
+        result = await c.call_tool("submit_job", {"platform": "kubernetes", "command": "true"})
+        jobs = (await c.call_tool("list_jobs", {})).structured_content["jobs"]
+    message = result.content[0].text
+    assert result.is_error and message.startswith("E_BAD_SETTING: the Kubernetes configuration"), message
+    assert "kubeconfig-canary-value" not in message
+    assert all(job["status"] == "Error" for job in jobs), jobs  # nothing left open, no "launch outcome unknown"

@@ -98,10 +98,19 @@ class KubernetesDriver:
                     )
                 else:
                     config.load_incluster_config(client_configuration=cfg)
-            except ConfigException as exc:
+            except TaoError:
+                raise
+            except Exception as exc:  # ConfigException, a YAML error, a malformed structure: the file's fault
+                # A YAML error quotes the offending line, which may hold a token: name its kind and line only.
+                mark = getattr(exc, "problem_mark", None)
+                why = (
+                    " ".join(str(exc).split())[:300]
+                    if isinstance(exc, ConfigException)
+                    else f"{type(exc).__name__}{f' at line {mark.line + 1}' if mark else ''}: not a valid kubeconfig"
+                )
                 raise TaoError(
                     "E_BAD_SETTING",
-                    f"the Kubernetes configuration could not be loaded ({' '.join(str(exc).split())[:300]})",
+                    f"the Kubernetes configuration could not be loaded ({why})",
                     "check KUBECONFIG and TAO_K8S_CONTEXT (kubectl config get-contexts lists the contexts)",
                 ) from None
             cfg.retries = 1  # an outage answers in seconds, not after urllib3's default retries
