@@ -23,6 +23,7 @@ DRIVERS: dict[str, tuple[str, str]] = {
 # platform name -> (module, options model, settings model): light modules (pydantic only), the single source of
 # each platform's options and settings (validation, list_platforms help, README tables, job policy facts).
 MODELS: dict[str, tuple[str, str, str]] = {
+    "slurm": ("tao_mcp.drivers.slurm.options", "SlurmOptions", "SlurmSettings"),
     "kubernetes": ("tao_mcp.drivers.k8s.options", "KubernetesOptions", "KubernetesSettings"),
     "docker": ("tao_mcp.drivers.docker_options", "DockerOptions", "DockerSettings"),
 }

@@ -200,7 +200,7 @@ class PlatformSettings(BaseModel):
 
 
 def escape_cell(text: str) -> str:
-    return text.replace("|", "\\|")
+    return text.replace("|", "\\|").replace("<", "\\<")  # a table cell: no column breaks, no HTML tags
 
 
 def markdown_table(header: tuple[str, str], rows: Mapping[str, str]) -> str:

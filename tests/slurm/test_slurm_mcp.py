@@ -148,7 +148,9 @@ async def test_real_time_limit_is_timeout(slurm_env: dict[str, str]) -> None:
 
 async def test_held_job_pending_with_reason_and_cancel(slurm_env: dict[str, str]) -> None:
     async with client(slurm_env) as c:
+        # hold as a top-level argument: deprecated, still honoured for one release, and the result says so
         sub = await call(c, "submit_job", platform="slurm", gpu_count=0, command="echo never", hold=True)
+        assert "hold as a top-level argument is deprecated" in sub["message"]
         with anyio.fail_after(60):
             while True:
                 st = await call(c, "job_status", job_id=sub["job_id"])
@@ -218,7 +220,7 @@ async def test_charliecloud_container_job(slurm_env: dict[str, str]) -> None:
             platform="slurm",
             gpu_count=0,
             image=rootfs,
-            launcher="charliecloud",
+            options={"launcher": "charliecloud"},
             command="cat /etc/debian_version; python3 -c 'print(\"in-container\", 6*7)'",
         )
         done = await wait_done(c, sub["job_id"])

@@ -78,8 +78,9 @@ def test_current_layout_overrides_builtins() -> None:
         "description": "account charged",
         "only_when": "the cluster charges jobs to an account",
     }
-    # built-in optional credentials the bank does not mention are kept; options and display data stay built-in
-    assert "NGC_KEY" in [c["name"] for c in slurm.optional] and "partition" in slurm.options
+    # built-in optional credentials the bank does not mention are kept; display data stay built-in and the
+    # options come from the driver's options model
+    assert "NGC_KEY" in [c["name"] for c in slurm.optional] and "partition" in slurm.detail(settings).options
     assert slurm.display_name == "SLURM cluster" and slurm.aliases == ("slurm-lustre",)
     assert slurm.storage == {"protocol": "lustre", "uri_format": "lustre:///{absolute_path}", "metadata_key": "slurm"}
     assert slurm.resource_defaults["num_gpus"] == 4 and "gres" not in slurm.resource_defaults  # scalars only

@@ -14,22 +14,16 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from tao_mcp.config import state_dir_path
 from tao_mcp.drivers import logfile
 from tao_mcp.drivers.base import Evidence, JobRef, LaunchRequest, LogChunk, Observation, Preview
 from tao_mcp.drivers.slurm import parse, script
+from tao_mcp.drivers.slurm.options import SlurmOptions, SlurmSettings
 from tao_mcp.drivers.slurm.ssh import SSHConfig, SSHPool
 from tao_mcp.errors import BackendRejected, BackendUnreachable, TaoError
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "slurm"
-OPTIONS = ("partition", "account", "mounts", "cpus", "memory", "launcher", "hold")
-OPTIONS_HELP = (
-    "accepted SLURM options: partition (name), account (name), mounts (list of src:dst[:ro]), cpus (int >= 1, "
-    "cpus per task), memory (e.g. 16G, 512M), launcher (pyxis|apptainer|singularity|enroot|charliecloud|none), "
-    "hold (bool: submit held)"
-)
 QUERY_TIMEOUT = 60.0
 SUBMIT_TIMEOUT = 90.0
 HOME_PLACEHOLDER = "$HOME/tao-mcp"
@@ -41,10 +35,6 @@ _TRANSPORTISH = (
     "Zero Bytes were transmitted or received",
     "Slurm backup controller in standby mode",
 )
-
-
-def _setting_error(name: str, cause: str, fix: str) -> TaoError:
-    return TaoError("E_BAD_SETTING", f"{name} {cause}", fix)
 
 
 def _since(refs: Iterable[JobRef]) -> str:
@@ -65,54 +55,20 @@ class SlurmDriver:
     platform = "slurm"
     storage_scheme = "lustre"
 
-    def __init__(self, settings: Mapping[str, str]) -> None:
-        get = lambda name: (settings.get(name) or "").strip()  # noqa: E731
-        hosts = [h.strip() for h in get("SLURM_HOSTNAME").split(",") if h.strip()]
-        if not hosts:
-            raise TaoError("E_MISSING_CREDENTIALS", "SLURM_HOSTNAME is not set", "set SLURM_HOSTNAME to the login node")
-        self.user = get("SLURM_USER")
-        if not self.user:
-            raise TaoError("E_MISSING_CREDENTIALS", "SLURM_USER is not set", "set SLURM_USER to your cluster login")
-        if not script.SAFE_WORD.match(self.user):
-            raise _setting_error("SLURM_USER", "has unexpected characters", "set SLURM_USER to a plain login name")
-        try:
-            port = int(get("SLURM_SSH_PORT") or 22)
-        except ValueError:
-            raise _setting_error(
-                "SLURM_SSH_PORT", "is not a number", "set SLURM_SSH_PORT to a port such as 22"
-            ) from None
-        strict = get("SLURM_SSH_STRICT_HOST_KEY_CHECKING").lower() or "accept-new"
-        if strict not in ("yes", "accept-new", "no"):
-            raise _setting_error(
-                "SLURM_SSH_STRICT_HOST_KEY_CHECKING", f"is {strict!r}", "set it to yes or accept-new (the default)"
-            )
-        self.base_setting = get("SLURM_BASE_RESULTS_DIR") or None
-        if self.base_setting:
-            script.check_path(self.base_setting, "SLURM_BASE_RESULTS_DIR")
-            self.base_setting = self.base_setting.rstrip("/")
-        self.default_partition = get("SLURM_PARTITION") or None
-        self.default_account = get("SLURM_ACCOUNT") or None
-        for name, value in (("SLURM_PARTITION", self.default_partition), ("SLURM_ACCOUNT", self.default_account)):
-            if value and not script.SAFE_WORD.match(value):
-                raise _setting_error(name, "has characters SLURM names never use", f"set {name} to a plain name")
-        self.default_launcher = get("SLURM_CONTAINER_LAUNCHER").lower() or "pyxis"
-        if self.default_launcher not in script.LAUNCHERS:
-            raise _setting_error(
-                "SLURM_CONTAINER_LAUNCHER",
-                f"is {self.default_launcher!r}",
-                f"set it to one of {', '.join(script.LAUNCHERS)}",
-            )
-        self.default_mounts = script.mounts_from_setting(get("SLURM_CONTAINER_MOUNTS"))
+    def __init__(self, settings: SlurmSettings | Mapping[str, str]) -> None:
+        self.settings = SlurmSettings.of(settings)
+        self.user = self.settings.user
+        self.base_setting = self.settings.base_results_dir
         self.ssh = SSHPool(
             SSHConfig(
-                hosts=hosts,
+                hosts=self.settings.hostnames,
                 user=self.user,
-                port=port,
-                key_path=get("SSH_KEY_PATH") or None,
-                agent_sock=get("SSH_AUTH_SOCK") or None,
-                known_hosts=get("SLURM_SSH_KNOWN_HOSTS") or None,
-                learned_hosts=str(state_dir_path(settings) / "known_hosts"),
-                strict_host_keys=strict == "yes",
+                port=self.settings.port,
+                key_path=self.settings.key_path,
+                agent_sock=self.settings.agent_sock,
+                known_hosts=self.settings.known_hosts,
+                learned_hosts=self.settings.learned_hosts(),
+                strict_host_keys=self.settings.strict_host_keys == "yes",
             )
         )
         self._base: str | None = self.base_setting
@@ -120,63 +76,7 @@ class SlurmDriver:
     # --- options ----------------------------------------------------------------------------------------------
 
     def parse_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(options) - set(OPTIONS))
-        if unknown:
-            raise TaoError("E_BAD_INPUT", f"unknown SLURM option(s): {', '.join(unknown)}", OPTIONS_HELP)
-
-        def name(key: str, default: str | None) -> str | None:
-            value = options.get(key)
-            if value is None or value == "":
-                return default
-            if not isinstance(value, str) or not script.SAFE_WORD.match(value):
-                raise TaoError("E_BAD_INPUT", f"{key} {value!r} is not a plain SLURM name", f"{key}: [A-Za-z0-9_.-]+")
-            return value
-
-        mounts = options.get("mounts") or []
-        if isinstance(mounts, str):
-            mounts = [m for m in mounts.split(",") if m.strip()]
-        if not isinstance(mounts, list | tuple):
-            raise TaoError("E_BAD_INPUT", "mounts must be a list of src:dst[:ro]", OPTIONS_HELP)
-        merged = list(dict.fromkeys([*self.default_mounts, *script.normalize_mounts(mounts)]))
-
-        cpus = options.get("cpus")
-        if cpus is not None:
-            if isinstance(cpus, str) and cpus.strip().isdigit():
-                cpus = int(cpus)
-            if isinstance(cpus, bool) or not isinstance(cpus, int) or cpus < 1:
-                raise TaoError("E_BAD_INPUT", f"cpus {cpus!r} is not an integer >= 1", "give cpus as e.g. 8")
-
-        memory = options.get("memory")
-        if memory is not None:
-            memory = str(memory).strip().upper()
-            if memory.endswith("B") and len(memory) > 1 and not memory[-2].isdigit():
-                memory = memory[:-1]  # 16GB -> 16G
-            if not script.MEMORY.match(memory):
-                raise TaoError(
-                    "E_BAD_INPUT",
-                    f"memory {options['memory']!r} is not digits with an optional K/M/G/T suffix",
-                    "give memory as e.g. 16G or 512M",
-                )
-
-        launcher = options.get("launcher") or self.default_launcher
-        if launcher not in script.LAUNCHERS:
-            raise TaoError("E_BAD_INPUT", f"launcher {launcher!r} is unknown", OPTIONS_HELP)
-
-        hold = options.get("hold", False)
-        if isinstance(hold, str) and hold.lower() in ("true", "false", "yes", "no", "1", "0"):
-            hold = hold.lower() in ("true", "yes", "1")
-        if not isinstance(hold, bool):
-            raise TaoError("E_BAD_INPUT", f"hold {hold!r} is not true or false", "give hold as true or false")
-
-        return {
-            "partition": name("partition", self.default_partition),
-            "account": name("account", self.default_account),
-            "mounts": merged,
-            "cpus": cpus,
-            "memory": memory,
-            "launcher": launcher,
-            "hold": hold,
-        }
+        return SlurmOptions.parse(options, self.settings)
 
     # --- paths ------------------------------------------------------------------------------------------------
 

@@ -1,0 +1,152 @@
+"""SLURM options and settings (the single source for validation, list_platforms help and the README)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, model_validator
+
+from tao_mcp.config import state_dir_path
+from tao_mcp.drivers.options import BlankIsNone, CommaList, Number, PlatformOptions, PlatformSettings, settings_of
+from tao_mcp.drivers.slurm import script
+from tao_mcp.errors import TaoError
+
+Launcher = Literal["pyxis", "apptainer", "singularity", "enroot", "charliecloud", "none"]
+
+
+def _checked(check: Callable[[Any], Any]) -> AfterValidator:
+    """A script-level check (which raises TaoError) as a field validator: its cause becomes the field's problem."""
+
+    def run(value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return check(value)
+        except TaoError as exc:
+            raise ValueError(exc.cause) from None
+
+    return AfterValidator(run)
+
+
+def _word(value: str) -> str:
+    if not script.SAFE_WORD.match(value):
+        raise ValueError("is not a plain SLURM name ([A-Za-z0-9_.-]+)")
+    return value
+
+
+def _memory(value: Any) -> Any:
+    if value is None or value == "" or isinstance(value, bool):
+        return value if value != "" else None
+    text = str(value).strip().upper()
+    if text.endswith("B") and len(text) > 1 and not text[-2].isdigit():
+        text = text[:-1]  # 16GB -> 16G
+    if not script.MEMORY.match(text):
+        raise ValueError("is not digits with an optional K/M/G/T suffix")
+    return text
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _setting_mounts(value: Any) -> list[str]:
+    if isinstance(value, list):
+        return value
+    try:
+        return script.mounts_from_setting(str(value))
+    except TaoError as exc:
+        raise ValueError(exc.cause) from None
+
+
+Word = Annotated[str, AfterValidator(_word)]
+
+
+class SlurmOptions(PlatformOptions):
+    platform: ClassVar[str] = "slurm"
+    label: ClassVar[str] = "SLURM"
+
+    partition: Annotated[Word | None, BlankIsNone] = Field(None, description="partition name (default SLURM_PARTITION)")
+    account: Annotated[Word | None, BlankIsNone] = Field(None, description="account charged (default SLURM_ACCOUNT)")
+    mounts: Annotated[CommaList | None, _checked(script.normalize_mounts)] = Field(
+        None, description="list of src:dst[:ro] container mounts (added to SLURM_CONTAINER_MOUNTS)"
+    )
+    cpus: Annotated[Number, Field(ge=1)] | None = Field(None, description="CPUs per task, e.g. 8")
+    memory: Annotated[str | None, BeforeValidator(_memory)] = Field(None, description="memory per node, e.g. 64G")
+    launcher: Annotated[Launcher | None, BlankIsNone] = Field(
+        None,
+        description="pyxis | apptainer | singularity | enroot | charliecloud | none (default SLURM_CONTAINER_LAUNCHER)",
+    )
+    hold: bool = Field(False, description="true = submit held (sbatch --hold); release with scontrol release")
+
+    @model_validator(mode="after")
+    def _defaults(self, info: ValidationInfo) -> SlurmOptions:
+        settings = settings_of(info)
+        if settings is not None:
+            self.partition = self.partition or settings.partition
+            self.account = self.account or settings.account
+            self.launcher = self.launcher or settings.container_launcher
+            self.mounts = list(dict.fromkeys([*settings.container_mounts, *(self.mounts or [])]))
+        else:
+            self.launcher = self.launcher or "pyxis"
+            self.mounts = self.mounts or []
+        return self
+
+
+class SlurmSettings(PlatformSettings):
+    control_plane: ClassVar[tuple[str, ...]] = (
+        "SLURM_HOSTNAME",
+        "SLURM_USER",
+        "SSH_KEY_PATH",
+        "SSH_AUTH_SOCK",
+        "SLURM_SSH_KNOWN_HOSTS",
+    )
+
+    hostnames: Annotated[CommaList, Field(min_length=1)] = Field(
+        alias="SLURM_HOSTNAME",
+        description="login node(s), required; a comma-separated list fails over for read-only calls (never sbatch)",
+    )
+    user: Word = Field(alias="SLURM_USER", description="login name, required")
+    key_path: str | None = Field(
+        None, alias="SSH_KEY_PATH", description="private key file (this or SSH_AUTH_SOCK is required)"
+    )
+    agent_sock: str | None = Field(None, alias="SSH_AUTH_SOCK", description="an ssh-agent socket")
+    port: Annotated[int, Field(ge=1, le=65535)] = Field(22, alias="SLURM_SSH_PORT", description="sshd port (22)")
+    known_hosts: str | None = Field(
+        None, alias="SLURM_SSH_KNOWN_HOSTS", description="pinned host keys, read only (default ~/.ssh/known_hosts)"
+    )
+    strict_host_keys: Annotated[Literal["yes", "accept-new", "no"], BeforeValidator(_lower)] = Field(
+        "accept-new",
+        alias="SLURM_SSH_STRICT_HOST_KEY_CHECKING",
+        description="accept-new (default: a new login node's key is learned and kept) or yes (known keys only)",
+    )
+    partition: Word | None = Field(None, alias="SLURM_PARTITION", description="default partition (cluster default)")
+    account: Word | None = Field(None, alias="SLURM_ACCOUNT", description="default account (cluster default)")
+    base_results_dir: Annotated[str | None, _checked(lambda v: script.check_path(v, "SLURM_BASE_RESULTS_DIR"))] = Field(
+        None,
+        alias="SLURM_BASE_RESULTS_DIR",
+        description="job files under <dir>/<job_id>/, results under results/<job_id> (default <remote home>/tao-mcp)",
+    )
+    container_launcher: Annotated[Launcher, BeforeValidator(_lower)] = Field(
+        "pyxis",
+        alias="SLURM_CONTAINER_LAUNCHER",
+        description="pyxis (default), apptainer, singularity, enroot, charliecloud or none",
+    )
+    container_mounts: Annotated[list[str], BeforeValidator(_setting_mounts)] = Field(
+        default_factory=list,
+        alias="SLURM_CONTAINER_MOUNTS",
+        description="src:dst[:ro],… added to every container job",
+    )
+    state_dir: str | None = Field(
+        None,
+        alias="TAO_MCP_STATE_DIR",
+        description="the server's state folder; accept-new keeps learned login-node keys in its known_hosts",
+    )
+    xdg_state_home: str | None = Field(
+        None, alias="XDG_STATE_HOME", description="state folder base when TAO_MCP_STATE_DIR is unset"
+    )
+
+    def learned_hosts(self) -> str:
+        """The known_hosts file accept-new writes: in the server's state folder."""
+        state = {"TAO_MCP_STATE_DIR": self.state_dir or "", "XDG_STATE_HOME": self.xdg_state_home or ""}
+        return str(state_dir_path(state) / "known_hosts")
