@@ -200,8 +200,9 @@ def register(server: MCPServer) -> None:
         result = await app(ctx).jobs.submit(params)
         if named:
             result.message += (
-                f"; note: {', '.join(named)} as top-level arguments {'is' if len(named) == 1 else 'are'} deprecated "
-                "and will be removed in the next release: pass them inside options"
+                f"; note: the top-level argument{'' if len(named) == 1 else 's'} {', '.join(named)} "
+                f"{'is' if len(named) == 1 else 'are'} deprecated and will be removed in the next release: "
+                f"pass {'it' if len(named) == 1 else 'them'} inside options"
             )
         return respond(ctx, result, render_submit(result))
 

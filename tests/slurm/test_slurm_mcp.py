@@ -150,7 +150,7 @@ async def test_held_job_pending_with_reason_and_cancel(slurm_env: dict[str, str]
     async with client(slurm_env) as c:
         # hold as a top-level argument: deprecated, still honoured for one release, and the result says so
         sub = await call(c, "submit_job", platform="slurm", gpu_count=0, command="echo never", hold=True)
-        assert "hold as a top-level argument is deprecated" in sub["message"]
+        assert "the top-level argument hold is deprecated" in sub["message"]
         with anyio.fail_after(60):
             while True:
                 st = await call(c, "job_status", job_id=sub["job_id"])
