@@ -156,3 +156,6 @@ class HasShell(Protocol):
 
     async def exec_readonly(self, cmd: str) -> tuple[int, str, str]:
         """Run one read-only shell command; (exit code, stdout, stderr). Transport failures: BackendUnreachable."""
+
+    async def browse_roots(self) -> list[str]:
+        """The folders the shell may browse (the job results and data folders unless a setting names others)."""

@@ -19,18 +19,21 @@ class StorageService:
         self.drivers = drivers
 
     async def list_path(self, uri: str, limit: int, cursor: str | None) -> PathListing:
-        lustre_exec = await self._lustre_exec(uri)
-        return await storage.list_path(uri, limit=limit, cursor=cursor, settings=self.settings, lustre_exec=lustre_exec)
+        lustre_exec, roots = await self._lustre_link(uri)
+        return await storage.list_path(
+            uri, limit=limit, cursor=cursor, settings=self.settings, lustre_exec=lustre_exec, lustre_roots=roots
+        )
 
     async def check_path(self, uri: str) -> PathCheck:
-        lustre_exec = await self._lustre_exec(uri)
-        return await storage.check_path(uri, settings=self.settings, lustre_exec=lustre_exec)
+        lustre_exec, roots = await self._lustre_link(uri)
+        return await storage.check_path(uri, settings=self.settings, lustre_exec=lustre_exec, lustre_roots=roots)
 
-    async def _lustre_exec(self, uri: str) -> LustreExec | None:
-        """The shell for a lustre:// URI (its platform's credentials are checked first); None for other schemes."""
+    async def _lustre_link(self, uri: str) -> tuple[LustreExec | None, list[str] | None]:
+        """The shell for a lustre:// URI and the folders it may browse (its platform's credentials are checked
+        first); (None, None) for other schemes."""
         if not uri.startswith("lustre:"):
-            return None
+            return None, None
         driver = await self.drivers.get(LUSTRE_PLATFORM)
         if not isinstance(driver, HasShell):  # the SLURM driver always has one
             raise unsupported(LUSTRE_PLATFORM, "shell for lustre:// paths", "use s3:// or file:// paths")
-        return driver.exec_readonly
+        return driver.exec_readonly, await driver.browse_roots()

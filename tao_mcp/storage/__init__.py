@@ -7,7 +7,7 @@ E_PATH_NOT_ALLOWED, E_BACKEND_UNREACHABLE, ...). boto3 is imported only when an 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from tao_mcp.storage.lustre import LustreExec
 from tao_mcp.storage.models import PathCheck, PathEntry, PathListing
@@ -23,6 +23,7 @@ async def list_path(
     cursor: str | None = None,
     settings: Mapping[str, str],
     lustre_exec: LustreExec | None = None,
+    lustre_roots: Sequence[str] | None = None,
 ) -> PathListing:
     target = parse_uri(uri)
     check_limit(limit)
@@ -33,13 +34,19 @@ async def list_path(
     if target.scheme == "lustre":
         from tao_mcp.storage import lustre
 
-        return await lustre.list_path(target, limit, cursor, lustre_exec)
+        return await lustre.list_path(target, limit, cursor, lustre_exec, lustre_roots)
     from tao_mcp.storage import local
 
     return await local.list_path(target, limit, cursor, settings)
 
 
-async def check_path(uri: str, *, settings: Mapping[str, str], lustre_exec: LustreExec | None = None) -> PathCheck:
+async def check_path(
+    uri: str,
+    *,
+    settings: Mapping[str, str],
+    lustre_exec: LustreExec | None = None,
+    lustre_roots: Sequence[str] | None = None,
+) -> PathCheck:
     target = parse_uri(uri)
     if target.scheme == "s3":
         from tao_mcp.storage import s3
@@ -48,7 +55,7 @@ async def check_path(uri: str, *, settings: Mapping[str, str], lustre_exec: Lust
     if target.scheme == "lustre":
         from tao_mcp.storage import lustre
 
-        return await lustre.check_path(target, lustre_exec)
+        return await lustre.check_path(target, lustre_exec, lustre_roots)
     from tao_mcp.storage import local
 
     return await local.check_path(target, settings)

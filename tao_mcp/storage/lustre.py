@@ -8,7 +8,7 @@ names survive (a newline in a name splits its record, which is then skipped).
 from __future__ import annotations
 
 import shlex
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from tao_mcp.errors import BackendUnreachable, TaoError
 from tao_mcp.storage.models import PathCheck, PathEntry, PathListing
@@ -16,9 +16,14 @@ from tao_mcp.storage.uri import Target, decode_cursor, encode_cursor, iso, list_
 
 LustreExec = Callable[[str], Awaitable[tuple[int, str, str]]]
 
-# Prints one header line: STAT|<type>|<size>|<mtime>, DENIED or NOTFOUND; a listing follows for folders.
+# Prints one header line: STAT|<type>|<size>|<mtime>, OUTSIDE, DENIED or NOTFOUND; a listing follows for folders.
+# The path is resolved on the login node (symlinks followed) and must lie under one of the browse roots.
+WITHIN = (
+    'p=$(realpath -m -- {path}); ok=; for r in {roots}; do r=$(realpath -m -- "$r"); r=${{r%/}}; '
+    'case "$p/" in "$r"/*) ok=1;; esac; done; [ -n "$ok" ] || {{ echo OUTSIDE; exit 0; }}; '
+)
 STAT = (
-    "p={path}; s=$(LC_ALL=C stat -L -c '%F|%s|%Y' -- \"$p\" 2>&1) || "
+    "s=$(LC_ALL=C stat -L -c '%F|%s|%Y' -- \"$p\" 2>&1) || "
     "{{ case $s in *'ermission denied'*) echo DENIED;; *) echo NOTFOUND;; esac; exit 0; }}; echo \"STAT|$s\""
 )
 LISTING = (
@@ -28,7 +33,20 @@ LISTING = (
 )
 
 
-async def run(lustre_exec: LustreExec | None, script: str, target: Target) -> list[str]:
+def stat_script(target: Target, lustre_exec: LustreExec | None, roots: Sequence[str] | None) -> str:
+    if lustre_exec is not None and not roots:
+        raise TaoError(
+            "E_POLICY",
+            f"lustre:// browsing has no allowed folders, so {target.uri} is refused",
+            "set SLURM_BROWSE_ROOTS in the server environment to the cluster folders to expose",
+        )
+    quoted = " ".join(shlex.quote(r) for r in roots or ())
+    return (WITHIN + STAT).format(path=shlex.quote(target.path), roots=quoted)
+
+
+async def run(
+    lustre_exec: LustreExec | None, script: str, target: Target, roots: Sequence[str] | None = None
+) -> list[str]:
     if lustre_exec is None:
         raise TaoError(
             "E_PLATFORM_NOT_AVAILABLE",
@@ -41,6 +59,12 @@ async def run(lustre_exec: LustreExec | None, script: str, target: Target) -> li
     if rc != 0 or not header:
         tail = " ".join(err.strip().splitlines()[-2:])[:300]
         raise BackendUnreachable("slurm", f"reading {target.uri} failed (exit {rc}): {tail or 'no output'}")
+    if header == "OUTSIDE":
+        raise TaoError(
+            "E_POLICY",
+            f"{target.uri} is outside the folders lustre:// may browse ({', '.join(roots or ())})",
+            "use a path under one of them, or add its folder to SLURM_BROWSE_ROOTS in the server environment",
+        )
     if header == "DENIED":
         raise TaoError("E_ACCESS_DENIED", f"the SLURM user may not read {target.uri}", "check the folder's permissions")
     return lines
@@ -54,10 +78,12 @@ def stat_fields(header: str) -> tuple[bool, int, float] | None:
     return kind == "directory", int(size), float(mtime)
 
 
-async def list_path(target: Target, limit: int, cursor: str | None, lustre_exec: LustreExec | None) -> PathListing:
+async def list_path(
+    target: Target, limit: int, cursor: str | None, lustre_exec: LustreExec | None, roots: Sequence[str] | None
+) -> PathListing:
     offset = int(decode_cursor(cursor, target, int)) if cursor else 0
-    script = STAT.format(path=shlex.quote(target.path)) + LISTING.format(start=offset + 1, count=limit + 1)
-    lines = await run(lustre_exec, script, target)
+    script = stat_script(target, lustre_exec, roots) + LISTING.format(start=offset + 1, count=limit + 1)
+    lines = await run(lustre_exec, script, target, roots)
     fields = stat_fields(lines[0].strip())
     if fields is None:
         raise TaoError("E_NOT_FOUND", f"nothing at {target.uri}", "check the path with list_path on its parent folder")
@@ -91,8 +117,8 @@ async def list_path(target: Target, limit: int, cursor: str | None, lustre_exec:
     )
 
 
-async def check_path(target: Target, lustre_exec: LustreExec | None) -> PathCheck:
-    lines = await run(lustre_exec, STAT.format(path=shlex.quote(target.path)), target)
+async def check_path(target: Target, lustre_exec: LustreExec | None, roots: Sequence[str] | None) -> PathCheck:
+    lines = await run(lustre_exec, stat_script(target, lustre_exec, roots), target, roots)
     fields = stat_fields(lines[0].strip())
     if fields is None:
         return PathCheck(uri=target.uri, exists=False, next="list_path on the parent folder to see what is there")

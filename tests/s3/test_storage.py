@@ -219,6 +219,9 @@ async def test_file_access_outside_roots_is_refused(tree: Path) -> None:
 # ---------------------------------------------------------------- lustre:// (over the SLURM link; a local shell here)
 
 
+ANYWHERE = ["/"]  # browse roots that allow every folder (the limits have a test of their own)
+
+
 class LocalLink:
     """Stands in for the SLURM SSH link: runs the command in a local shell, records how much came back."""
 
@@ -237,7 +240,7 @@ class LocalLink:
 
 async def test_lustre_listing_is_windowed_on_the_remote_side(tree: Path, tmp_path: Path) -> None:
     link = LocalLink()
-    pages, names = await collect(f"lustre://{tree}/data", {}, limit=100, lustre_exec=link)
+    pages, names = await collect(f"lustre://{tree}/data", {}, limit=100, lustre_exec=link, lustre_roots=ANYWHERE)
     assert [len(p.entries) for p in pages] == [100, 100, 53]
     assert names == sorted(names, key=str.encode)
     assert len(set(names)) == 253 and "name with space\tand tab" in names
@@ -249,27 +252,52 @@ async def test_lustre_listing_is_windowed_on_the_remote_side(tree: Path, tmp_pat
     for i in range(3000):
         (huge / f"entry-{i:05d}").touch()
     link.largest = 0
-    page = await list_path(f"lustre:///{huge}//", limit=10, lustre_exec=link, settings={})
+    page = await list_path(f"lustre:///{huge}//", limit=10, lustre_exec=link, lustre_roots=ANYWHERE, settings={})
     assert [e.name for e in page.entries] == [f"entry-{i:05d}" for i in range(10)] and page.truncated
     assert link.largest < 2000, "the whole folder travelled over the link"
-    f = await check_path(f"lustre://{tree}/data/f007.txt", settings={}, lustre_exec=link)
+    f = await check_path(f"lustre://{tree}/data/f007.txt", settings={}, lustre_exec=link, lustre_roots=ANYWHERE)
     assert (f.exists, f.kind, f.size) == (True, "file", 7)
-    d = await check_path(f"lustre:///{tree}/data/", settings={}, lustre_exec=link)
+    d = await check_path(f"lustre:///{tree}/data/", settings={}, lustre_exec=link, lustre_roots=ANYWHERE)
     assert (d.exists, d.kind, d.uri) == (True, "dir", f"lustre://{tree}/data")
-    assert not (await check_path(f"lustre://{tree}/none", settings={}, lustre_exec=link)).exists
-    await coded("E_NOT_FOUND", list_path(f"lustre://{tree}/none", settings={}, lustre_exec=link))
-    single = await list_path(f"lustre://{tree}/data/f003.txt", settings={}, lustre_exec=link)
+    assert not (await check_path(f"lustre://{tree}/none", settings={}, lustre_exec=link, lustre_roots=ANYWHERE)).exists
+    await coded("E_NOT_FOUND", list_path(f"lustre://{tree}/none", settings={}, lustre_exec=link, lustre_roots=ANYWHERE))
+    single = await list_path(f"lustre://{tree}/data/f003.txt", settings={}, lustre_exec=link, lustre_roots=ANYWHERE)
     assert [(e.name, e.size) for e in single.entries] == [("f003.txt", 3)]
 
 
 async def test_lustre_errors_are_coded(tree: Path) -> None:
-    await coded("E_ACCESS_DENIED", list_path(f"lustre://{tree}/data", settings={}, lustre_exec=LocalLink("nobody")))
-    await coded("E_ACCESS_DENIED", check_path(f"lustre://{tree}/data", settings={}, lustre_exec=LocalLink("nobody")))
+    await coded(
+        "E_ACCESS_DENIED",
+        list_path(f"lustre://{tree}/data", settings={}, lustre_exec=LocalLink("nobody"), lustre_roots=ANYWHERE),
+    )
+    await coded(
+        "E_ACCESS_DENIED",
+        check_path(f"lustre://{tree}/data", settings={}, lustre_exec=LocalLink("nobody"), lustre_roots=ANYWHERE),
+    )
     await coded("E_PLATFORM_NOT_AVAILABLE", list_path(f"lustre://{tree}", settings={}))
 
     async def broken(script: str) -> tuple[int, str, str]:
         return 255, "", "ssh: connect to host login port 22: Connection refused"
 
-    await coded("E_BACKEND_UNREACHABLE", check_path(f"lustre://{tree}", settings={}, lustre_exec=broken))
+    await coded(
+        "E_BACKEND_UNREACHABLE", check_path(f"lustre://{tree}", settings={}, lustre_exec=broken, lustre_roots=ANYWHERE)
+    )
     for bad in ("s3.abc", "bC4x", cursor.encode("lustre", f"lustre://{tree}", "ten"), "\udcff"):
-        await coded("E_BAD_INPUT", list_path(f"lustre://{tree}", cursor=bad, settings={}, lustre_exec=LocalLink()))
+        await coded(
+            "E_BAD_INPUT",
+            list_path(f"lustre://{tree}", cursor=bad, settings={}, lustre_exec=LocalLink(), lustre_roots=ANYWHERE),
+        )
+
+
+async def test_lustre_browsing_stays_under_its_roots(tree: Path) -> None:
+    link, sub = LocalLink(), [str(tree / "data" / "sub")]
+    for uri in (f"lustre://{tree}/data", "lustre:///etc", f"lustre://{tree}/data/sub-not"):
+        error = await coded("E_POLICY", list_path(uri, settings={}, lustre_exec=link, lustre_roots=sub))
+        assert "SLURM_BROWSE_ROOTS" in str(error)
+    await coded("E_POLICY", check_path("lustre:///etc/passwd", settings={}, lustre_exec=link, lustre_roots=sub))
+    escape = f"lustre://{tree}/data/escape"  # a symlink to a folder outside the tree: resolved on the remote side
+    await coded("E_POLICY", list_path(escape, settings={}, lustre_exec=link, lustre_roots=[str(tree)]))
+    await coded("E_POLICY", list_path(f"lustre://{tree}", settings={}, lustre_exec=link, lustre_roots=[]))
+    inside = await list_path(f"lustre://{tree}/data/sub", settings={}, lustre_exec=link, lustre_roots=sub)
+    assert inside.uri == f"lustre://{tree}/data/sub"
+    assert (await check_path(f"lustre://{tree}/data/sub", settings={}, lustre_exec=link, lustre_roots=sub)).exists

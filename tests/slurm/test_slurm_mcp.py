@@ -14,6 +14,7 @@ from tests.helpers import (
     assert_program_error,
     assert_progress_increasing,
     call,
+    call_error,
     structured,
     wait_done,
     wait_with_progress,
@@ -227,3 +228,18 @@ async def test_charliecloud_container_job(slurm_env: dict[str, str]) -> None:
         logs = await call(c, "job_logs", job_id=sub["job_id"])
         assert done["status"] == "Complete", logs["lines"]
         assert "in-container 42" in logs["lines"]
+
+
+async def test_lustre_browsing_is_limited_to_the_browse_roots(slurm_env: dict[str, str]) -> None:
+    """Default roots: the results base directory (and the container mount sources); /etc is refused."""
+    base = slurm_env["SLURM_BASE_RESULTS_DIR"]
+    async with client(slurm_env) as c:
+        listing = await call(c, "list_path", uri=f"lustre://{base}")
+        refused = await call_error(c, "list_path", uri="lustre:///etc")
+        refused_check = await call_error(c, "check_path", uri="lustre:///etc/passwd")
+    assert listing["uri"] == f"lustre://{base}"
+    for text in (refused, refused_check):
+        assert text.startswith("E_POLICY: ") and "SLURM_BROWSE_ROOTS" in text and base in text, text
+    async with client({**slurm_env, "SLURM_BROWSE_ROOTS": "/etc"}) as c:
+        assert (await call(c, "check_path", uri="lustre:///etc/passwd"))["exists"]
+        assert (await call_error(c, "list_path", uri=f"lustre://{base}")).startswith("E_POLICY: ")

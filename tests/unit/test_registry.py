@@ -46,6 +46,9 @@ class ShellDriver:
         self.commands.append(cmd)
         return 0, "NOTFOUND\n", ""
 
+    async def browse_roots(self) -> list[str]:
+        return ["/scratch"]
+
     async def aclose(self) -> None:
         self.closed = True
 
@@ -72,7 +75,9 @@ async def test_storage_reads_lustre_through_the_slurm_shell_only(tmp_path: Path)
     registry = DriverRegistry({**SLURM, "TAO_MCP_FILE_ROOTS": str(tmp_path)}, load=lambda platform, settings: shell)
     storage = StorageService(registry.settings, registry)
     assert not (await storage.check_path("lustre:///scratch/data")).exists
-    assert len(shell.commands) == 1 and "/scratch/data" in shell.commands[0]
+    assert (
+        len(shell.commands) == 1 and "/scratch/data" in shell.commands[0] and "for r in /scratch;" in shell.commands[0]
+    )
     (tmp_path / "a.txt").write_text("x")
     listing = await storage.list_path(f"file://{tmp_path}", limit=10, cursor=None)
     assert [e.name for e in listing.entries] == ["a.txt"] and len(shell.commands) == 1

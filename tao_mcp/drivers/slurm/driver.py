@@ -270,6 +270,12 @@ class SlurmDriver:
                 evidence.append(Evidence("reason", f"{where}: reason {row['Reason']}"))
         return evidence
 
+    async def browse_roots(self) -> list[str]:
+        """SLURM_BROWSE_ROOTS, else the results base directory and the sources of SLURM_CONTAINER_MOUNTS."""
+        if self.settings.browse_roots:
+            return list(self.settings.browse_roots)
+        return [await self._base_dir(), *dict.fromkeys(m.split(":", 1)[0] for m in self.settings.container_mounts)]
+
     async def exec_readonly(self, cmd: str) -> tuple[int, str, str]:
         """One read-only shell command on a login node (fails over across hosts): lustre:// browsing."""
         return await self.ssh.run(cmd, failover=True, timeout=QUERY_TIMEOUT)

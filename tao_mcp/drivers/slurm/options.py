@@ -46,6 +46,14 @@ def _memory(value: Any) -> Any:
     return text
 
 
+def _browse_roots(value: Any) -> list[str]:
+    roots = value if isinstance(value, list) else [r.strip() for r in str(value or "").split(",") if r.strip()]
+    try:
+        return [script.check_path(str(root), "SLURM_BROWSE_ROOTS entry") for root in roots]
+    except TaoError as exc:
+        raise ValueError(exc.cause) from None
+
+
 def _lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
@@ -136,6 +144,12 @@ class SlurmSettings(PlatformSettings):
         default_factory=list,
         alias="SLURM_CONTAINER_MOUNTS",
         description="src:dst[:ro],… added to every container job",
+    )
+    browse_roots: Annotated[list[str], BeforeValidator(_browse_roots)] = Field(
+        default_factory=list,
+        alias="SLURM_BROWSE_ROOTS",
+        description="folders lustre:// browsing may read, comma-separated (default: the results base dir and the "
+        "SLURM_CONTAINER_MOUNTS sources); anything else is E_POLICY",
     )
     state_dir: str | None = Field(
         None,
