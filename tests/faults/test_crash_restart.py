@@ -127,7 +127,7 @@ async def run_all(run: Callable[[Scenario], Awaitable[None]], cases: list[Scenar
         try:
             async with limiter:
                 await run(case)
-        except Exception as exc:  # collected: one failing point must not hide the others
+        except (Exception, pytest.fail.Exception) as exc:  # collected: one failing point must not hide the others
             failures.append(f"{case.point} (delay {case.delay_s:.3f}s): {type(exc).__name__}: {exc}\n{logs.tail(15)}")
         finally:
             case.backend.cleanup(case.keys)
@@ -186,7 +186,9 @@ async def test_cancel_killed_at_each_point_then_retried_cancels_that_job_only(
             tally.false_terminal += 1
         assert result["status"] == "Canceled", f"the retried cancel left {result}"
         assert case.backend.canceled(target), "the backend did not stop the canceled job"
-        assert other["status"] == "Complete", f"the job next to the canceled one ended {other['status']}"
+        assert other["status"] == "Complete", (
+            f"the job next to the canceled one ended {other['status']}: {other['message']}"
+        )
         assert not case.backend.canceled(bystander), "the backend stopped a job nobody canceled"
         for key in (target_key, bystander_key):
             assert len(count_launches(tally, case.backend, key, case.state_dir)) == 1

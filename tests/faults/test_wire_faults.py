@@ -76,7 +76,13 @@ def slurm_through(proxy_dir: Path, base_env: dict[str, str]) -> Wired:
 
 def kubernetes_through(proxy_dir: Path, base_env: dict[str, str]) -> Wired:
     settings = dev_settings("k8s", "scripts/dev/k8s up")
-    config = yaml.safe_load(Path(settings["KUBECONFIG"]).read_text())
+    original = Path(settings["KUBECONFIG"])
+    config = yaml.safe_load(original.read_text())
+    for entry in config.get("clusters", []) + config.get("users", []):  # the copy lives elsewhere: absolute paths
+        body = entry.get("cluster") or entry.get("user") or {}
+        for name in ("certificate-authority", "client-certificate", "client-key", "tokenFile"):
+            if body.get(name) and not Path(body[name]).is_absolute():
+                body[name] = str(original.parent / body[name])
     cluster = config["clusters"][0]["cluster"]
     host, port = host_port(cluster["server"])
     proxy = FaultProxy((host, port)).start()
