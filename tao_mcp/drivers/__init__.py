@@ -24,6 +24,8 @@ DRIVERS: dict[str, tuple[str, str]] = {
 # each platform's options and settings (validation, list_platforms help, README tables, job policy facts).
 MODELS: dict[str, tuple[str, str, str]] = {
     "slurm": ("tao_mcp.drivers.slurm.options", "SlurmOptions", "SlurmSettings"),
+    "brev": ("tao_mcp.drivers.brev.options", "BrevOptions", "BrevSettings"),
+    "lepton": ("tao_mcp.drivers.lepton.options", "LeptonOptions", "LeptonSettings"),
     "kubernetes": ("tao_mcp.drivers.k8s.options", "KubernetesOptions", "KubernetesSettings"),
     "docker": ("tao_mcp.drivers.docker_options", "DockerOptions", "DockerSettings"),
 }
@@ -46,6 +48,4 @@ def load_driver(platform: str, settings: Mapping[str, str]) -> Driver:
             f"submit to one of: {available}",
         ) from None
     driver_class = getattr(importlib.import_module(module_name), class_name)
-    if platform not in MODELS:
-        return driver_class(settings)
     return driver_class(platform_models(platform)[1].from_env(settings))

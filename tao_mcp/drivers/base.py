@@ -92,7 +92,8 @@ class Driver(Protocol):
     storage_scheme: str  # URI scheme of results that persist on the platform (lustre, file, ...)
 
     def parse_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
-        """Validate platform options (raise TaoError E_BAD_INPUT); return the normalized dict to store."""
+        """Validate platform options with the platform's options model (drivers/options.py; E_BAD_INPUT naming
+        options.<key>), defaults from its settings filled in; return the normalized dict to store."""
 
     async def results_root(self, options: Mapping[str, Any]) -> str | None:
         """Absolute path where results persist without uploading (becomes TAO_RESULTS_ROOT), or None."""

@@ -19,6 +19,7 @@ from typing import Annotated, Any, ClassVar, Self
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, ValidationInfo
 
 from tao_mcp.errors import TaoError
+from tao_mcp.secret_names import is_secret_name
 
 MAX_INPUT_SHOWN = 80
 
@@ -191,7 +192,12 @@ class PlatformSettings(BaseModel):
                 f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set",
                 "set them in the server environment or ~/.config/tao/.env and restart the server",
             )
-        problems = [f"{n}: {_problem(e)}" for n, e in zip(names, errors, strict=True)]
+        # a malformed secret is not echoed back
+        shown = [
+            e if not is_secret_name(n) else {k: v for k, v in e.items() if k != "input"}
+            for n, e in zip(names, errors, strict=True)
+        ]
+        problems = [f"{n}: {_problem(e)}" for n, e in zip(names, shown, strict=True)]
         fixes = []
         for variable in dict.fromkeys(names):
             field_name = next((k for k, v in by_variable.items() if v == variable), variable)

@@ -22,7 +22,7 @@ from typing import Any
 import anyio
 
 from tao_mcp import cursor as cursor_codec
-from tao_mcp.drivers import MODELS, platform_models
+from tao_mcp.drivers import platform_models
 from tao_mcp.drivers.base import Driver, Evidence, LaunchRequest
 from tao_mcp.entrypoint import EntrypointPlan, build_entrypoint
 from tao_mcp.errors import BackendUnreachable, TaoError
@@ -389,8 +389,7 @@ class JobService:
         """Everything decided before the backend is touched: ids, entrypoint, results location, secrets."""
         driver = await self.drivers.get(p.platform)
         options = driver.parse_options(p.options)
-        if p.platform in MODELS:
-            self.policy.check_options(p.platform, platform_models(p.platform)[0].policy_facts(options))
+        self.policy.check_options(p.platform, platform_models(p.platform)[0].policy_facts(options))
         job_id = job_id or uuid.uuid4().hex[:12]
         plan = self._entrypoint(job_id, p, action_plan)
         env = {**p.env, **plan.env, "TAO_JOB_ID": job_id}

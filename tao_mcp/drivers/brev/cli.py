@@ -15,14 +15,13 @@ import re
 import shutil
 import signal
 import subprocess
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
 
+from tao_mcp.drivers.brev.options import BrevSettings
 from tao_mcp.errors import BackendUnreachable, TaoError
-from tao_mcp.secret_names import is_secret_name
 
 log = logging.getLogger(__name__)
 
@@ -115,11 +114,6 @@ def parse_ls(text: str) -> dict[str, Instance]:
     return found
 
 
-def child_env(settings: Mapping[str, str]) -> dict[str, str]:
-    """The environment brev runs with: the server's, minus every secret-named variable (brev needs none)."""
-    return {k: v for k, v in settings.items() if isinstance(v, str) and not is_secret_name(k)}
-
-
 def auth_error() -> TaoError:
     return TaoError(
         "E_BREV_AUTH",
@@ -131,12 +125,11 @@ def auth_error() -> TaoError:
 
 
 class BrevCLI:
-    def __init__(self, settings: Mapping[str, str], timeout: float) -> None:
-        self.env = child_env(settings)
-        self.token = (settings.get("BREV_API_TOKEN") or "").strip() or None
-        self.timeout = timeout
-        configured = (settings.get("BREV_CLI") or "").strip()
-        self.binary = shutil.which(configured or "brev", path=self.env.get("PATH"))
+    def __init__(self, settings: BrevSettings) -> None:
+        self.env = settings.child_environment
+        self.token = settings.token()
+        self.timeout = settings.cli_timeout
+        self.binary = shutil.which(settings.cli or "brev", path=self.env.get("PATH"))
         self._login_lock = anyio.Lock()
         self._login_generation = 0
 

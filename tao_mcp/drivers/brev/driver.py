@@ -18,8 +18,6 @@
 from __future__ import annotations
 
 import logging
-import re
-import secrets
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -30,111 +28,34 @@ from tao_mcp.drivers import logfile
 from tao_mcp.drivers.base import Evidence, JobRef, LaunchRequest, LogChunk, Observation, Preview
 from tao_mcp.drivers.brev import remote
 from tao_mcp.drivers.brev.cli import PLATFORM, STARTING, BrevCLI, Instance, Result
+from tao_mcp.drivers.brev.options import INSTANCE_NAME, BrevOptions, BrevSettings
 from tao_mcp.errors import BackendRejected, BackendUnreachable, TaoError
 from tao_mcp.states import JobState
 
 log = logging.getLogger(__name__)
 
-OPTIONS = ("instance", "type", "gpu_name", "shm_size", "results_dir")
-OPTIONS_HELP = (
-    "accepted Brev options: instance (an existing instance to reuse, or the name for a new one), type (instance "
-    "type to create, see `brev search`), gpu_name (e.g. A100, L4: create the cheapest such type), shm_size (docker "
-    "--shm-size, e.g. 16g), results_dir (absolute directory on the instance; default BREV_RESULTS_DIR)"
-)
-INSTANCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-TYPE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+/-]{0,80}$")
-SHM_SIZE = re.compile(r"^[0-9]+[bkmgBKMG]?$")
-SAFE_PATH = re.compile(r"^/[A-Za-z0-9_./-]*$")
-DEFAULT_RESULTS_DIR = "/home/ubuntu/tao-results"
-DEFAULT_TIMEOUT_S = 60.0
-DEFAULT_READY_S = 40.0
 LAUNCH_TIMEOUT_S = 90.0
 CANCEL_TIMEOUT_S = 90.0
 POLL_S = 2.0
 PARALLEL_EXECS = 4
 
 
-def _float_setting(settings: Mapping[str, str], name: str, default: float) -> float:
-    raw = (settings.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise TaoError("E_BAD_SETTING", f"{name} is not a number", f"set {name} to seconds, e.g. {default:g}") from None
-    if value <= 0:
-        raise TaoError("E_BAD_SETTING", f"{name} must be positive", f"set {name} to seconds, e.g. {default:g}")
-    return value
-
-
-def check_results_dir(path: str, what: str) -> str:
-    path = path.rstrip("/") or "/"
-    if not SAFE_PATH.match(path) or "/../" in f"{path}/" or path == "/":
-        raise TaoError(
-            "E_BAD_INPUT" if what == "results_dir" else "E_BAD_SETTING",
-            f"{what} {path!r} is not a plain absolute directory",
-            f"set {what} to an absolute path of letters, digits and _ . / - (no ..), e.g. {DEFAULT_RESULTS_DIR}",
-        )
-    return path
-
-
 class BrevDriver:
     platform = "brev"
     storage_scheme = "file"
 
-    def __init__(self, settings: Mapping[str, str]) -> None:
-        get = lambda name: (settings.get(name) or "").strip()  # noqa: E731
-        self.cli = BrevCLI(settings, _float_setting(settings, "BREV_CLI_TIMEOUT", DEFAULT_TIMEOUT_S))
-        self.ready_s = _float_setting(settings, "BREV_READY_TIMEOUT", DEFAULT_READY_S)
+    def __init__(self, settings: BrevSettings | Mapping[str, str]) -> None:
+        self.settings = BrevSettings.of(settings)
+        self.cli = BrevCLI(self.settings)
+        self.ready_s = self.settings.ready_timeout
         self.poll_s = min(POLL_S, self.ready_s / 4)
-        self.default_instance = get("BREV_INSTANCE") or None
-        if self.default_instance and not INSTANCE_NAME.match(self.default_instance):
-            raise TaoError("E_BAD_SETTING", "BREV_INSTANCE is not an instance name", "set it to a name brev ls shows")
-        self.results_dir = check_results_dir(get("BREV_RESULTS_DIR") or DEFAULT_RESULTS_DIR, "BREV_RESULTS_DIR")
+        self.default_instance = self.settings.instance
+        self.results_dir = self.settings.results_dir
 
     # --- options ----------------------------------------------------------------------------------------------
 
     def parse_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(options) - set(OPTIONS))
-        if unknown:
-            raise TaoError("E_BAD_INPUT", f"unknown Brev option(s): {', '.join(unknown)}", OPTIONS_HELP)
-
-        def word(key: str, pattern: re.Pattern[str], default: str | None = None) -> str | None:
-            value = options.get(key)
-            if value is None or value == "":
-                return default
-            if not isinstance(value, str) or not pattern.match(value):
-                raise TaoError("E_BAD_INPUT", f"{key} {value!r} has unexpected characters", OPTIONS_HELP)
-            return value
-
-        itype = word("type", TYPE_NAME)
-        gpu_name = word("gpu_name", TYPE_NAME)
-        if itype and gpu_name:
-            raise TaoError("E_BAD_INPUT", "give type or gpu_name, not both", OPTIONS_HELP)
-        create = bool(itype or gpu_name)
-        instance = word("instance", INSTANCE_NAME, self.default_instance)
-        if instance is None:
-            if not create:
-                raise TaoError(
-                    "E_BAD_INPUT",
-                    "Brev jobs need an instance: none was named and BREV_INSTANCE is not set",
-                    "pass options={'instance': '<name>'} (list_instances shows yours), or options={'gpu_name': 'L4'} "
-                    "/ {'type': '<type>'} to create one (it bills until delete_instance)",
-                )
-            instance = f"tao-mcp-{secrets.token_hex(3)}"
-        results_dir = options.get("results_dir")
-        if results_dir not in (None, ""):
-            if not isinstance(results_dir, str):
-                raise TaoError("E_BAD_INPUT", "results_dir must be a string", OPTIONS_HELP)
-            results_dir = check_results_dir(results_dir, "results_dir")
-        return {
-            "instance": instance,
-            "type": itype,
-            "gpu_name": gpu_name,
-            "create": create,
-            "shm_size": word("shm_size", SHM_SIZE),
-            "results_dir": results_dir or None,
-        }
+        return BrevOptions.parse(options, self.settings)
 
     async def results_root(self, options: Mapping[str, Any]) -> str | None:
         return options.get("results_dir") or self.results_dir

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -20,16 +19,15 @@ from typing import Any
 from tao_mcp.drivers import logfile
 from tao_mcp.drivers.base import Evidence, JobRef, LaunchRequest, LogChunk, Observation, Preview
 from tao_mcp.drivers.lepton import render, status
-from tao_mcp.drivers.lepton.client import GATEWAY_BASE, PLATFORM, Conflict, LeptonClient, NotFound, reject_fix
+from tao_mcp.drivers.lepton.client import PLATFORM, Conflict, LeptonClient, NotFound, reject_fix
 from tao_mcp.drivers.lepton.logs import LokiLogs
+from tao_mcp.drivers.lepton.options import LeptonOptions, LeptonSettings
 from tao_mcp.drivers.lepton.render import backend_job_name, secret_ref_name
 from tao_mcp.errors import BackendRejected, BackendUnreachable, TaoError
 from tao_mcp.states import TERMINAL, JobState
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT_S = 20.0
-DEFAULT_UNK_GRACE_S = 300.0
 MISSING_GRACE_S = 60.0  # a job absent from listings and answering 404 this long after creation is gone
 PAGE_SIZE = 100
 MAX_PAGES = 50
@@ -41,61 +39,21 @@ class LeptonDriver:
     platform = "lepton"
     storage_scheme = "file"
 
-    def __init__(self, settings: Mapping[str, str]) -> None:
-        get = lambda name: (settings.get(name) or "").strip()  # noqa: E731
-        token = get("LEPTON_AUTH_TOKEN")
-        if not token:
-            raise TaoError(
-                "E_MISSING_CREDENTIALS", "LEPTON_AUTH_TOKEN is not set", "set LEPTON_AUTH_TOKEN to a workspace token"
-            )
-        url, workspace = get("LEPTON_WORKSPACE_URL"), get("LEPTON_WORKSPACE_ID")
-        if url:
-            if not re.match(r"^https?://", url):
-                raise TaoError(
-                    "E_BAD_SETTING",
-                    "LEPTON_WORKSPACE_URL is not an http(s) URL",
-                    "set it to the workspace base, e.g. https://<host>/api/v2/workspaces/<id>",
-                )
-            base = url.rstrip("/")
-        elif workspace:
-            if not re.fullmatch(r"[A-Za-z0-9_-]+", workspace):
-                raise TaoError(
-                    "E_BAD_SETTING", "LEPTON_WORKSPACE_ID has unexpected characters", "set it to the workspace id"
-                )
-            base = GATEWAY_BASE.format(workspace_id=workspace)
-        else:
-            raise TaoError(
-                "E_MISSING_CREDENTIALS",
-                "neither LEPTON_WORKSPACE_ID nor LEPTON_WORKSPACE_URL is set",
-                "set LEPTON_WORKSPACE_ID (or the full LEPTON_WORKSPACE_URL)",
-            )
-        self.default_node_group = get("LEPTON_NODE_GROUP") or None
-        timeout = self._number(get, "LEPTON_HTTP_TIMEOUT_S", DEFAULT_TIMEOUT_S)
-        self.unk_grace = self._number(get, "LEPTON_UNK_GRACE_S", DEFAULT_UNK_GRACE_S)
-        self.client = LeptonClient(base, token, timeout)
+    def __init__(self, settings: LeptonSettings | Mapping[str, str]) -> None:
+        self.settings = LeptonSettings.of(settings)
+        self.default_node_group = self.settings.node_group
+        self.unk_grace = self.settings.unk_grace
+        self.client = LeptonClient(
+            self.settings.base_url, self.settings.auth_token.get_secret_value(), self.settings.http_timeout
+        )
         self.logs = LokiLogs(self.client)
         self._node_groups: list[dict[str, Any]] | None = None
         self._canceled: set[str] = set()  # backend ids this process asked to stop
         self._unk_since: dict[str, float] = {}
         self._replica_seen: dict[str, tuple[str, float, tuple[str, str] | None]] = {}
 
-    @staticmethod
-    def _number(get: Callable[[str], str], name: str, default: float) -> float:
-        raw = get(name)
-        if not raw:
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            raise TaoError(
-                "E_BAD_SETTING", f"{name} is not a number", f"set {name} to seconds, e.g. {default:g}"
-            ) from None
-        if value <= 0:
-            raise TaoError("E_BAD_SETTING", f"{name} must be positive", f"set {name} to seconds, e.g. {default:g}")
-        return value
-
     def parse_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
-        return render.parse_options(options, self.default_node_group)
+        return LeptonOptions.parse(options, self.settings)
 
     # --- workspace facts --------------------------------------------------------------------------------------
 

@@ -37,7 +37,6 @@ class PlatformRecord:
     optional: tuple[dict[str, Any], ...]
     resource_defaults: dict[str, Any] = field(default_factory=dict)
     storage: dict[str, str] = field(default_factory=dict)
-    options: dict[str, str] = field(default_factory=dict)
     features: tuple[str, ...] = ()
     source: str = "built-in"  # "built-in", or the skill bank file the record came from
 
@@ -94,7 +93,7 @@ class PlatformRecord:
             credential_groups=groups,
             storage=dict(self.storage),
             resource_defaults=dict(self.resource_defaults),
-            options=option_help(self.name) or dict(self.options),
+            options=option_help(self.name),
         )
 
 
@@ -119,7 +118,6 @@ def _builtin() -> tuple[tuple[PlatformRecord, ...], dict[str, Any]]:
             optional=tuple(p.get("optional_credentials", ())),
             resource_defaults=p.get("resource_defaults", {}),
             storage=p.get("storage", {}),
-            options=p.get("options", {}),
         )
         for p in data["platforms"]
     )
