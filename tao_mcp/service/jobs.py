@@ -164,7 +164,7 @@ class JobService:
         # store keeps the names, the values come from the current environment.
         self.redactor.add_settings(self.settings, self.store.forwarded_secret_names())
         # Open records from an earlier process are watched (and reconciled by name) straight away.
-        for platform in {r.platform for r in self.store.open_jobs()}:
+        for platform in self.store.open_platforms():
             self.poller(platform).kick()
 
     @cached_property
@@ -501,8 +501,18 @@ class JobService:
         await poller.refresh(max_age)
         return self.record(record.job_id), poller.problem(record.job_id)
 
+    async def current(self, record: JobRecord) -> tuple[JobRecord, str | None]:
+        """This job's state: the last reading when it is fresh, else a read of this one job (never a sweep)."""
+        if record.terminal:
+            return record, None
+        poller = self.poller(record.platform)
+        if poller.fresh(record.job_id, record.created_at):
+            return record, None
+        unreachable = await poller.read_one(record.ref())
+        return self.record(record.job_id), unreachable
+
     async def status(self, job_id: str) -> JobStatus:
-        record, unreachable = await self.refresh(self.record(job_id))
+        record, unreachable = await self.current(self.record(job_id))
         return await self._status_model(record, unreachable)
 
     async def _status_model(self, record: JobRecord, unreachable: str | None) -> JobStatus:
@@ -597,7 +607,7 @@ class JobService:
         record = self.record(job_id)
         start = log_cursor_start(cursor, job_id) if cursor else None
         if record.backend_id is None:
-            record, _ = await self.refresh(record)
+            record, _ = await self.current(record)
         if record.backend_id is None:
             return LogPage(
                 job_id=job_id,
@@ -636,7 +646,7 @@ class JobService:
     async def analyze(self, job_id: str) -> FailureAnalysis:
         from tao_mcp.service.failures import analyze
 
-        record, unreachable = await self.refresh(self.record(job_id))
+        record, unreachable = await self.current(self.record(job_id))
         log_lines: list[str] = []
         first = 0
         evidence: list[Evidence] = []
@@ -678,7 +688,7 @@ class JobService:
         if record.terminal:
             return await self._status_model(record, None)
         if record.backend_id is None:
-            record, _ = await self.refresh(record)
+            record, _ = await self.current(record)
         crashpoint("cancel.before_request")
         self.store.request_cancel(job_id)
         crashpoint("cancel.after_request")

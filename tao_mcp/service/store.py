@@ -12,7 +12,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,8 +48,22 @@ CREATE TABLE IF NOT EXISTS jobs (
     results_location TEXT,
     principal TEXT                       -- who submitted it over authenticated HTTP (NULL: single-user mode)
 );
-CREATE INDEX IF NOT EXISTS jobs_open ON jobs(platform, status);
-CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
+"""
+
+# One index per list filter, each ending in the list order (created_at, job_id), so a page is an index range
+# scan whatever the history holds; `jobs_open` holds only open rows, so a sweep never reads finished jobs.
+INDEXES = f"""
+DROP INDEX IF EXISTS jobs_created;
+DROP INDEX IF EXISTS jobs_open;
+CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs(created_at, job_id);
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs(status, created_at, job_id);
+CREATE INDEX IF NOT EXISTS jobs_by_platform ON jobs(platform, created_at, job_id);
+CREATE INDEX IF NOT EXISTS jobs_by_platform_status ON jobs(platform, status, created_at, job_id);
+CREATE INDEX IF NOT EXISTS jobs_by_principal ON jobs(principal, created_at, job_id);
+CREATE INDEX IF NOT EXISTS jobs_by_principal_status ON jobs(principal, status, created_at, job_id);
+CREATE INDEX IF NOT EXISTS jobs_by_principal_platform ON jobs(principal, platform, created_at, job_id);
+CREATE INDEX IF NOT EXISTS jobs_by_principal_platform_status ON jobs(principal, platform, status, created_at, job_id);
+CREATE INDEX IF NOT EXISTS jobs_open_by_platform ON jobs(platform, created_at, job_id) WHERE status IN {sql_list(OPEN)};
 """
 
 # Columns added after the first release: (name, declaration) added to an existing database at open.
@@ -142,6 +156,13 @@ class JobRecord:
         return cls(**data)
 
 
+# What a driver needs to address a job (JobRef), read by the sweeps.
+REF_COLUMNS = ("job_id", "backend_name", "backend_id", "options", "created_at", "cancel_requested")
+# What an observation may change.
+OBSERVED_COLUMNS = ("status", "raw_state", "message", "pending_reason", "exit_code", "started_at", "ended_at")
+# SQLite binds at most 32 766 parameters per statement; a sweep chunk stays far below.
+_IN_BATCH = 900
+
 # Columns that hold text a backend, a user or a job produced: redacted on every write.
 TEXT_COLUMNS = ("raw_state", "message", "pending_reason", "command", "image", "results_location")
 
@@ -154,9 +175,12 @@ class JobStore:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL: a commit is durable against a process crash; only an OS crash may lose the last ones.
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=30000")
         self._db.executescript(SCHEMA)
         self._migrate()
+        self._db.executescript(INDEXES)
         path.chmod(0o600)
 
     def _migrate(self) -> None:
@@ -191,15 +215,37 @@ class JobStore:
             row = self._db.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (key,)).fetchone()
         return JobRecord.from_row(row) if row else None
 
-    def open_jobs(self, platform: str | None = None) -> list[JobRecord]:
-        sql = f"SELECT * FROM jobs WHERE status IN {sql_list(OPEN)} AND launch_state != 'recorded'"
-        params: list[Any] = []
-        if platform:
-            sql += " AND platform = ?"
-            params.append(platform)
+    def open_refs(self, platform: str, *, after: tuple[float, str] | None, limit: int) -> list[JobRef]:
+        """One chunk of the open, launched-or-launching jobs of a platform, oldest first, after `after`.
+
+        Only the columns a job reference needs are read, through the partial index of open rows.
+        """
+        sql = f"SELECT {', '.join(REF_COLUMNS)} FROM jobs WHERE platform = ? AND status IN {sql_list(OPEN)}"
+        params: list[Any] = [platform]
+        if after:
+            sql += " AND (created_at, job_id) > (?, ?)"
+            params += list(after)
+        sql += " AND launch_state != 'recorded' ORDER BY created_at, job_id LIMIT ?"
+        params.append(limit)
         with self._lock:
-            rows = self._db.execute(sql + " ORDER BY created_at", params).fetchall()
-        return [JobRecord.from_row(r) for r in rows]
+            rows = self._db.execute(sql, params).fetchall()
+        return [
+            JobRef(
+                row["job_id"],
+                row["backend_name"],
+                row["backend_id"],
+                json.loads(row["options"]),
+                row["created_at"],
+                bool(row["cancel_requested"]),
+            )
+            for row in rows
+        ]
+
+    def open_platforms(self) -> set[str]:
+        """The platforms that have open jobs (one index probe per platform)."""
+        with self._lock:
+            rows = self._db.execute(f"SELECT DISTINCT platform FROM jobs WHERE status IN {sql_list(OPEN)}").fetchall()
+        return {row["platform"] for row in rows}
 
     def list(
         self,
@@ -222,8 +268,8 @@ class JobStore:
             sql += " AND platform = ?"
             params.append(platform)
         if before:
-            sql += " AND (created_at < ? OR (created_at = ? AND job_id < ?))"
-            params += [before[0], before[0], before[1]]
+            sql += " AND (created_at, job_id) < (?, ?)"  # a row value: the index range scan starts there
+            params += list(before)
         sql += " ORDER BY created_at DESC, job_id DESC LIMIT ?"
         params.append(limit)
         with self._lock:
@@ -284,50 +330,67 @@ class JobStore:
 
     def apply(self, job_id: str, obs: Observation) -> JobRecord | None:
         """Record an observation, enforcing monotonic status. Returns the record as stored."""
+        self.apply_many({job_id: obs})
+        return self.get(job_id)
+
+    def apply_many(self, observations: Mapping[str, Observation]) -> int:
+        """Record a sweep chunk's observations in one transaction; only rows that change are written.
+
+        Returns how many rows changed. A reading that says what the store already holds writes nothing (not
+        even updated_at), so a steady sweep costs one indexed read per chunk and no writes.
+        """
+        changed = 0
+        ids = list(observations)
         with self._tx() as db:
-            row = db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
-            if row is None:
-                return None
-            current = JobRecord.from_row(row)
-            now = time.time()
-            if current.terminal:
-                # Final: only fill facts that arrived late (exit code, end time).
-                db.execute(
-                    "UPDATE jobs SET exit_code = COALESCE(exit_code, ?), ended_at = COALESCE(ended_at, ?), "
-                    "started_at = COALESCE(started_at, ?) WHERE job_id = ?",
-                    (obs.exit_code, obs.ended_at, obs.started_at, job_id),
-                )
-            else:
-                status = obs.status
-                if current.status == JobState.CANCELING and status not in TERMINAL:
-                    status = JobState.CANCELING  # only a terminal observation ends a cancel in progress
-                elif (
-                    current.cancel_requested and status == JobState.ERROR and obs.raw_state.upper().startswith("CANCEL")
-                ):
-                    status = JobState.CANCELED
-                message = obs.message
-                if status == JobState.CANCELING and obs.status != JobState.CANCELING:
-                    message = f"cancel requested; backend still reports {obs.raw_state}"
-                ended = obs.ended_at if status in TERMINAL else None
-                if status in TERMINAL and ended is None:
-                    ended = now
-                db.execute(
-                    "UPDATE jobs SET status = ?, raw_state = ?, message = ?, pending_reason = ?, exit_code = ?, "
-                    "started_at = COALESCE(?, started_at), ended_at = ?, updated_at = ? WHERE job_id = ?",
-                    (
-                        status,
-                        self._clean(obs.raw_state),
-                        self._clean(message),
-                        self._clean(obs.pending_reason),
-                        obs.exit_code,
-                        obs.started_at,
-                        ended,
-                        now,
-                        job_id,
-                    ),
-                )
-            row = db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
-        return JobRecord.from_row(row)
+            for at in range(0, len(ids), _IN_BATCH):
+                batch = ids[at : at + _IN_BATCH]
+                rows = db.execute(
+                    f"SELECT job_id, cancel_requested, {', '.join(OBSERVED_COLUMNS)} FROM jobs "
+                    f"WHERE job_id IN ({', '.join('?' * len(batch))})",
+                    batch,
+                ).fetchall()
+                now = time.time()
+                for row in rows:
+                    update = self._observed_changes(row, observations[row["job_id"]], now)
+                    if update:
+                        db.execute(
+                            f"UPDATE jobs SET {', '.join(f'{col} = ?' for col in update)} WHERE job_id = ?",
+                            [*update.values(), row["job_id"]],
+                        )
+                        changed += 1
+        return changed
+
+    def _observed_changes(self, row: sqlite3.Row, obs: Observation, now: float) -> dict[str, Any]:
+        """The columns an observation changes on this row under the status rules (empty: nothing changes)."""
+        current = JobState(row["status"])
+        if current in TERMINAL:
+            # Final: only fill facts that arrived late (exit code, end time).
+            late = {"exit_code": obs.exit_code, "ended_at": obs.ended_at, "started_at": obs.started_at}
+            return {col: value for col, value in late.items() if row[col] is None and value is not None}
+        status = obs.status
+        if current == JobState.CANCELING and status not in TERMINAL:
+            status = JobState.CANCELING  # only a terminal observation ends a cancel in progress
+        elif row["cancel_requested"] and status == JobState.ERROR and obs.raw_state.upper().startswith("CANCEL"):
+            status = JobState.CANCELED
+        message = obs.message
+        if status == JobState.CANCELING and obs.status != JobState.CANCELING:
+            message = f"cancel requested; backend still reports {obs.raw_state}"
+        ended = obs.ended_at if status in TERMINAL else None
+        if status in TERMINAL and ended is None:
+            ended = now
+        new = {
+            "status": status.value,
+            "raw_state": self._clean(obs.raw_state),
+            "message": self._clean(message),
+            "pending_reason": self._clean(obs.pending_reason),
+            "exit_code": obs.exit_code,
+            "started_at": obs.started_at if obs.started_at is not None else row["started_at"],
+            "ended_at": ended,
+        }
+        update = {col: value for col, value in new.items() if row[col] != value}
+        if update:
+            update["updated_at"] = now
+        return update
 
     def touch_message(self, job_id: str, message: str) -> None:
         """Update the human message of an open job (e.g. runner progress) without changing its status."""

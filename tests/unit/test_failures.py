@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -701,16 +700,21 @@ def test_evidence_is_bounded_on_a_huge_log() -> None:
     noisy[4321] = XID_LINE
     noisy[8000] = "OSError: [Errno 28] No space left on device"
     events = [Evidence(source="event", text="Evicted " + "z" * 1000) for _ in range(50)]
-    start = time.perf_counter()
     r = run(log_lines=noisy, log_first_line=90_000, platform_evidence=events)
-    elapsed = time.perf_counter() - start
     assert len(r.evidence) <= MAX_EVIDENCE
     assert all(len(e.text) <= MAX_TEXT for e in r.evidence)
     assert all(len(t) <= MAX_TEXT for t in r.node_events)
     assert len(r.node_events) <= 20
     assert all(e.line is None or 90_000 <= e.line < 100_000 for e in r.evidence)
     assert len(r.summary) < 1500
-    assert elapsed < 5, elapsed
+
+
+def test_matching_reads_a_bounded_prefix_of_each_line() -> None:
+    """The work per line is bounded structurally: a signature past the first _MATCH_CHARS is never seen."""
+    from tao_mcp.service.failures import _MATCH_CHARS
+
+    hidden = "x" * _MATCH_CHARS + "RuntimeError: CUDA out of memory."
+    assert run(exit_code=1, log_lines=[hidden]).category != run(exit_code=1, log_lines=[hidden[_MATCH_CHARS:]]).category
 
 
 def test_evidence_on_a_huge_clean_log_is_bounded_too() -> None:

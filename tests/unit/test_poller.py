@@ -82,22 +82,69 @@ async def service(tmp_path: Path):  # type: ignore[no-untyped-def]
         tg.cancel_scope.cancel()
 
 
-async def test_one_batched_read_serves_many_jobs_and_callers(service) -> None:  # type: ignore[no-untyped-def]
+async def test_one_batched_sweep_serves_many_jobs_and_callers(service) -> None:  # type: ignore[no-untyped-def]
+    svc, driver = service
+    for i in range(5):
+        await svc.submit(SubmitParams(platform="slurm", command=f"echo {i}"))
+    poller = svc.poller("slurm")
+    await poller.refresh(max_age=0)
+    driver.observe_calls.clear()
+    poller.last_sweep_at = 0.0  # the last sweep is stale: the next waiter needs one
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(20):  # 20 concurrent waiters
+            tg.start_soon(poller.refresh)
+    assert driver.observe_calls and all(n == 5 for n in driver.observe_calls)
+    assert len(driver.observe_calls) <= 2, driver.observe_calls
+
+
+async def test_job_status_reads_only_that_job_when_its_reading_is_stale(service) -> None:  # type: ignore[no-untyped-def]
     svc, driver = service
     ids = [(await svc.submit(SubmitParams(platform="slurm", command=f"echo {i}"))).job_id for i in range(5)]
+    poller = svc.poller("slurm")
+    await poller.refresh(max_age=0)
     driver.observe_calls.clear()
-    svc.poller("slurm").last_sweep_at = 0.0  # the last reading is stale: the next caller needs a sweep
+    poller.covered_at = 0.0  # the last sweep's readings are stale
     results: list[str] = []
 
     async def status(job_id: str) -> None:
         results.append((await svc.status(job_id)).status)
 
     async with anyio.create_task_group() as tg:
-        for job_id in ids * 4:  # 20 concurrent status calls
+        for job_id in ids * 4:  # 20 concurrent status calls, 4 per job
             tg.start_soon(status, job_id)
     assert results == ["Pending"] * 20
-    assert driver.observe_calls and all(n == 5 for n in driver.observe_calls)
-    assert len(driver.observe_calls) <= 2, driver.observe_calls
+    # One single-job read per job (concurrent callers share it), never a sweep of the platform for a status.
+    assert driver.observe_calls.count(1) == 5, driver.observe_calls
+    assert set(driver.observe_calls) <= {1, 5}  # 5: only the timed background sweep, if it came due meanwhile
+    before = len(driver.observe_calls)
+    assert (await svc.status(ids[0])).status == "Pending"  # just read: fresh, answered from the store
+    assert len(driver.observe_calls) == before
+
+
+def test_freshness_rule() -> None:
+    from tao_mcp.service.poller import POLL_INTERVAL_S, PlatformPoller
+
+    poller = PlatformPoller("slurm", None, None)  # type: ignore[arg-type]
+    poller.covered_at = 1000.0
+    assert poller.fresh("j", created_at=900.0, now=1000.0 + POLL_INTERVAL_S)
+    assert not poller.fresh("j", created_at=900.0, now=1000.1 + POLL_INTERVAL_S)  # older than the poll interval
+    assert not poller.fresh("j", created_at=1000.5, now=1001.0)  # created after the sweep began: not covered
+    poller.unanswered.add("j")
+    assert not poller.fresh("j", created_at=900.0, now=1001.0)
+    poller.unanswered.clear()
+    poller.last_error = "ssh: connection refused"
+    assert not poller.fresh("j", created_at=900.0, now=1001.0)
+
+
+def test_a_requested_sweep_is_not_followed_by_an_unrequested_one() -> None:
+    from tao_mcp.service.poller import BACKOFF_S, POLL_INTERVAL_S, next_backoff
+
+    step = next_backoff(3, asked=True, had_jobs=True)
+    assert BACKOFF_S[step] == POLL_INTERVAL_S > 0  # the next sweep waits a poll interval (or a request)
+    assert BACKOFF_S[next_backoff(step, asked=False, had_jobs=True)] > POLL_INTERVAL_S
+    assert BACKOFF_S[next_backoff(0, asked=False, had_jobs=False)] == max(BACKOFF_S)
+    assert min(BACKOFF_S) > 0
 
 
 async def test_unreachable_backend_is_never_terminal(service) -> None:  # type: ignore[no-untyped-def]
@@ -118,9 +165,12 @@ async def test_unreachable_backend_is_never_terminal(service) -> None:  # type: 
 async def test_idle_loop_backs_off(service) -> None:  # type: ignore[no-untyped-def]
     svc, driver = service
     await svc.submit(SubmitParams(platform="slurm", command="echo"))
+    with anyio.fail_after(10):
+        while not driver.observe_calls:
+            await anyio.sleep(0.05)
     await anyio.sleep(1.0)
-    # Kick -> immediate sweep, then 0 s, then 2 s: within one second at most three idle sweeps.
-    assert 1 <= len(driver.observe_calls) <= 3, driver.observe_calls
+    # Kick -> one sweep, then the first backoff step (2 s): no second sweep within the second.
+    assert len(driver.observe_calls) == 1, driver.observe_calls
 
 
 async def test_wait_progress_is_strictly_increasing(service) -> None:  # type: ignore[no-untyped-def]
@@ -155,7 +205,7 @@ async def test_a_job_the_backend_did_not_answer_for_is_flagged(service) -> None:
     answered = (await svc.submit(SubmitParams(platform="slurm", command="echo 1"))).job_id
     silent = (await svc.submit(SubmitParams(platform="slurm", command="echo 2"))).job_id
     del driver.state[silent]  # e.g. one Brev instance's exec failed while the others answered
-    svc.poller("slurm").last_sweep_at = 0.0
+    svc.poller("slurm").covered_at = 0.0
     assert (await svc.status(answered)).backend_reachable is True
     quiet = await svc.status(silent)
     assert quiet.status == "Pending" and quiet.backend_reachable is False

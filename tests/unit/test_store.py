@@ -64,7 +64,8 @@ def test_open_jobs_and_paging(store: JobStore) -> None:
     for i in range(5):
         store.insert(record(f"job{i}"))
     store.apply("job0", Observation("Complete", "COMPLETED"))
-    assert {r.job_id for r in store.open_jobs("slurm")} == {"job1", "job2", "job3", "job4"}
+    refs = store.open_refs("slurm", after=None, limit=10)
+    assert {r.job_id for r in refs} == {"job1", "job2", "job3", "job4"}
     page = store.list(status=None, platform=None, limit=2, before=None)
     rest = store.list(status=None, platform=None, limit=10, before=(page[-1].created_at, page[-1].job_id))
     assert len(page) == 2 and len(rest) == 3
@@ -76,7 +77,7 @@ def test_failed_launch_is_terminal_error(store: JobStore) -> None:
     store.mark_failed_launch("abc123", "E_BACKEND_REJECTED: no such partition")
     got = store.get("abc123")
     assert got is not None and got.status == "Error" and got.launch_state == "failed"
-    assert store.open_jobs() == []
+    assert store.open_refs("slurm", after=None, limit=10) == [] and store.open_platforms() == set()
 
 
 def test_a_database_from_before_principals_gains_the_column(tmp_path: Path) -> None:
@@ -137,3 +138,83 @@ def test_every_text_written_is_redacted_in_the_write_path(tmp_path: Path) -> Non
     for table in ("jobs",):
         for row in db.execute(f"SELECT * FROM {table}"):
             assert all(secret not in str(v) for v in row)
+
+
+def _at(store: JobStore, job_id: str, created_at: float, **columns: object) -> None:
+    store.insert(record(job_id))
+    sets = {"created_at": created_at, "launch_state": "launched", "backend_id": job_id, **columns}
+    store._db.execute(
+        f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in sets)} WHERE job_id = ?", [*sets.values(), job_id]
+    )
+
+
+def test_cursor_paging_is_exact_across_ties_in_created_at(store: JobStore) -> None:
+    # 3 timestamps, 4 jobs each (ties), two platforms and two statuses interleaved.
+    for i in range(12):
+        platform = "slurm" if i % 2 else "docker"
+        _at(store, f"j{i:02d}", float(i // 4), platform=platform, status="Running" if i % 3 else "Complete")
+    expected_all = sorted((tuple(r) for r in store._db.execute("SELECT created_at, job_id FROM jobs")), reverse=True)
+    for status, platform in ((None, None), ("Running", None), (None, "slurm"), ("Running", "slurm")):
+        seen: list[str] = []
+        before = None
+        while True:
+            page = store.list(status=status, platform=platform, limit=2, before=before)  # type: ignore[arg-type]
+            seen += [r.job_id for r in page]
+            if len(page) < 2:
+                break
+            before = (page[-1].created_at, page[-1].job_id)
+        want = [
+            job_id
+            for _, job_id in expected_all
+            if (status is None or store.get(job_id).status == status)
+            and (platform is None or store.get(job_id).platform == platform)
+        ]
+        assert seen == want, (status, platform)
+
+
+def test_list_filters_are_served_by_an_index(store: JobStore) -> None:
+    cases = {
+        "status = 'Running'": "jobs_by_status",
+        "platform = 'slurm'": "jobs_by_platform",
+        "platform = 'slurm' AND status = 'Running'": "jobs_by_platform_status",
+        "principal IS 'a'": "jobs_by_principal",
+        "principal IS 'a' AND status = 'Running' AND platform = 'slurm'": "jobs_by_principal_platform_status",
+    }
+    for where, index in cases.items():
+        sql = (
+            f"EXPLAIN QUERY PLAN SELECT * FROM jobs WHERE {where} AND (created_at, job_id) < (1, 'x') "
+            "ORDER BY created_at DESC, job_id DESC LIMIT 5"
+        )
+        plan = " ".join(row[3] for row in store._db.execute(sql))
+        assert f"USING INDEX {index}" in plan and "TEMP B-TREE" not in plan, (where, plan)
+
+
+def test_open_refs_come_in_chunks_without_finished_or_unlaunched_jobs(store: JobStore) -> None:
+    for i in range(7):
+        _at(store, f"o{i}", float(i % 3))  # ties in created_at across chunk boundaries
+    _at(store, "done", 1.0, status="Complete")
+    _at(store, "queued", 1.0, launch_state="recorded")
+    _at(store, "elsewhere", 1.0, platform="docker")
+    chunks: list[list[str]] = []
+    after = None
+    while refs := store.open_refs("slurm", after=after, limit=3):
+        chunks.append([r.job_id for r in refs])
+        after = (refs[-1].created_at, refs[-1].job_id)
+    assert [len(c) for c in chunks] == [3, 3, 1]
+    assert sorted(job for chunk in chunks for job in chunk) == [f"o{i}" for i in range(7)]
+    assert store.open_platforms() == {"slurm", "docker"}
+
+
+def test_a_sweep_writes_only_rows_that_change(store: JobStore) -> None:
+    for i in range(4):
+        _at(store, f"w{i}", float(i), updated_at=5.0)
+    same = Observation("Pending", "SUBMITTING", "submitting")  # what launching() stored
+    running = Observation("Running", "RUNNING", started_at=10.0)
+    assert store.apply_many({"w0": same, "w1": same, "w2": running, "w3": running}) == 2
+    unchanged = store.get("w0")
+    assert unchanged is not None and unchanged.updated_at == 5.0  # untouched: not even updated_at
+    moved = store.get("w2")
+    assert moved is not None and moved.status == "Running" and moved.updated_at > 5.0
+    again = store.apply_many({f"w{i}": running for i in (2, 3)})
+    assert again == 0  # the same reading twice writes nothing
+    assert store.apply_many({"missing": running}) == 0
