@@ -1,6 +1,7 @@
 """SlurmDriver: SSH to a login node; stage files over SFTP; sbatch / squeue / sacct / scancel.
 
-Every status sweep is one SSH round trip (squeue for live jobs, sacct for finished ones and exit codes).
+Every status sweep is one SSH round trip per 1 000 jobs (squeue for live jobs, sacct for finished ones and exit
+codes).
 A command that cannot be run or answered raises BackendUnreachable — never a job state.
 """
 
@@ -10,7 +11,7 @@ import logging
 import re
 import shlex
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "slurm"
 QUERY_TIMEOUT = 60.0
+IDS_PER_ROUND = 1000  # job ids (or names) per squeue/sacct call: a 10 000-job sweep is 10 rounds
 SUBMIT_TIMEOUT = 90.0
 HOME_PLACEHOLDER = "$HOME/tao-mcp"
 _BACKEND_ID = re.compile(r"^[0-9]+(?:_[0-9]+)?$")
@@ -158,8 +160,13 @@ class SlurmDriver:
     async def observe(self, refs: list[JobRef]) -> dict[str, Observation]:
         # backend ids come from our own sbatch parse; anything else is never put on a command line
         by_id = {ref.backend_id: ref for ref in refs if ref.backend_id and _BACKEND_ID.match(ref.backend_id)}
-        if not by_id:
-            return {}
+        result: dict[str, Observation] = {}
+        for chunk in _chunks(list(by_id.items())):
+            result.update(await self._observe_round(dict(chunk)))
+        return result
+
+    async def _observe_round(self, by_id: dict[str, JobRef]) -> dict[str, Observation]:
+        """One SSH round (squeue + sacct) for at most IDS_PER_ROUND jobs."""
         ids = ",".join(by_id)
         cmds = {
             "squeue": f"squeue -h -t all -O {shlex.quote(parse.SQUEUE_FORMAT)} -j {ids}",
@@ -183,8 +190,12 @@ class SlurmDriver:
 
     async def find(self, refs: list[JobRef]) -> dict[str, str]:
         by_name = {ref.backend_name: ref for ref in refs if script.SAFE_WORD.match(ref.backend_name)}
-        if not by_name:
-            return {}
+        found: dict[str, str] = {}
+        for chunk in _chunks(list(by_name.items())):
+            found.update(await self._find_round(dict(chunk)))
+        return found
+
+    async def _find_round(self, by_name: dict[str, JobRef]) -> dict[str, str]:
         names = ",".join(by_name)
         user = shlex.quote(self.user)
         cmds = {
@@ -282,6 +293,13 @@ class SlurmDriver:
 
     async def aclose(self) -> None:
         await self.ssh.aclose()
+
+
+def _chunks(items: list[Any]) -> Iterator[list[Any]]:
+    """At most IDS_PER_ROUND items at a time: each round's command line stays far below the kernel's 128 KiB
+    limit on one argument (the whole round script is one `bash -c` argument on the login node)."""
+    for at in range(0, len(items), IDS_PER_ROUND):
+        yield items[at : at + IDS_PER_ROUND]
 
 
 def _id_order(backend_id: str) -> tuple[int, str]:
