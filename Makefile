@@ -33,3 +33,4 @@ schema:
 
 test: backends inspector
 	$(PYTHON) -m pytest
+	$(PYTHON) -m benchmarks --quick  # fails only on a broken benchmark, never on a noisy ratio

@@ -8,11 +8,12 @@ every text the store writes passes through the redactor here, in the write path,
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -341,6 +342,8 @@ class JobStore:
         """
         changed = 0
         ids = list(observations)
+        # Backends repeat the same few texts (RUNNING, a pending reason): each distinct one is redacted once.
+        clean = functools.lru_cache(maxsize=256)(self._clean)
         with self._tx() as db:
             for at in range(0, len(ids), _IN_BATCH):
                 batch = ids[at : at + _IN_BATCH]
@@ -351,7 +354,7 @@ class JobStore:
                 ).fetchall()
                 now = time.time()
                 for row in rows:
-                    update = self._observed_changes(row, observations[row["job_id"]], now)
+                    update = self._observed_changes(row, observations[row["job_id"]], now, clean)
                     if update:
                         db.execute(
                             f"UPDATE jobs SET {', '.join(f'{col} = ?' for col in update)} WHERE job_id = ?",
@@ -360,7 +363,9 @@ class JobStore:
                         changed += 1
         return changed
 
-    def _observed_changes(self, row: sqlite3.Row, obs: Observation, now: float) -> dict[str, Any]:
+    def _observed_changes(
+        self, row: sqlite3.Row, obs: Observation, now: float, clean: Callable[[str | None], str | None]
+    ) -> dict[str, Any]:
         """The columns an observation changes on this row under the status rules (empty: nothing changes)."""
         current = JobState(row["status"])
         if current in TERMINAL:
@@ -380,9 +385,9 @@ class JobStore:
             ended = now
         new = {
             "status": status.value,
-            "raw_state": self._clean(obs.raw_state),
-            "message": self._clean(message),
-            "pending_reason": self._clean(obs.pending_reason),
+            "raw_state": clean(obs.raw_state),
+            "message": clean(message),
+            "pending_reason": clean(obs.pending_reason),
             "exit_code": obs.exit_code,
             "started_at": obs.started_at if obs.started_at is not None else row["started_at"],
             "ended_at": ended,
