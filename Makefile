@@ -27,6 +27,7 @@ inspector: .tools/inspector/node_modules/.bin/mcp-inspector
 lint:
 	ruff check .
 	ruff format --check .
+	mypy
 
 schema:
 	tao-mcp schema --write

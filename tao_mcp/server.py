@@ -7,11 +7,12 @@ import logging
 import textwrap
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import anyio
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
 
 from tao_mcp import __version__
 from tao_mcp.config import load_settings, state_dir
@@ -121,6 +122,9 @@ def forbid_unknown_arguments(server: MCPServer[AppState]) -> None:
     """
     for tool in server._tool_manager.list_tools():  # no public hook in mcp 2.3
         model = tool.fn_metadata.arg_model
-        strict = type(model.__name__, (model,), {"model_config": {**model.model_config, "extra": "forbid"}})
+        strict = cast(
+            "type[ArgModelBase]",
+            type(model.__name__, (model,), {"model_config": {**model.model_config, "extra": "forbid"}}),
+        )
         tool.fn_metadata.arg_model = strict
         tool.parameters = strict.model_json_schema(by_alias=True)

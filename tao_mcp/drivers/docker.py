@@ -12,6 +12,7 @@ shows in the one list call, and lets a stateless driver report Canceled (not Err
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -349,7 +350,7 @@ class DockerDriver:
 
                 args["device_requests"] = [DeviceRequest(count=gpus, capabilities=[["gpu"]])]
             try:
-                container = await self._run(lambda args=args: client.containers.create(**args))
+                container = await self._run(functools.partial(client.containers.create, **args))
             except APIError as exc:
                 if exc.status_code == 409:  # a launch that happened already (same deterministic name)
                     return await self._adopt(client, req)
@@ -361,7 +362,7 @@ class DockerDriver:
                 last_error = _explain(exc)
                 with anyio.CancelScope(shield=True):
                     try:
-                        await self._run(lambda c=container: c.remove(force=True))
+                        await self._run(functools.partial(container.remove, force=True))
                     except (APIError, NotFound, TaoError) as cleanup:
                         log.warning("docker: could not remove %s after a failed start: %s", req.backend_name, cleanup)
                 if shell == "/bin/bash" and NO_SUCH_SHELL.search(last_error):
@@ -417,10 +418,10 @@ class DockerDriver:
                 by_job[job_id] = item
         result: dict[str, Observation] = {}
         for ref in refs:
-            item = by_job.get(ref.job_id)
-            if item is not None and ref.backend_id and not str(item.get("Id", "")).startswith(ref.backend_id):
-                log.warning("docker: job %s is container %s, not %s", ref.job_id, item.get("Id"), ref.backend_id)
-            result[ref.job_id] = observation_from_summary(item) if item is not None else removed_observation(ref)
+            mine = by_job.get(ref.job_id)
+            if mine is not None and ref.backend_id and not str(mine.get("Id", "")).startswith(ref.backend_id):
+                log.warning("docker: job %s is container %s, not %s", ref.job_id, mine.get("Id"), ref.backend_id)
+            result[ref.job_id] = observation_from_summary(mine) if mine is not None else removed_observation(ref)
         return result
 
     async def find(self, refs: list[JobRef]) -> dict[str, str]:
@@ -444,7 +445,7 @@ class DockerDriver:
             if not key:
                 continue
             try:
-                container = await self._run(lambda key=key: client.containers.get(key))
+                container = await self._run(functools.partial(client.containers.get, key))
             except NotFound:
                 continue
             if container.labels.get(LABEL_JOB) == ref.job_id:

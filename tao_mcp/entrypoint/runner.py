@@ -136,7 +136,7 @@ def set_path(tree: dict, tokens: list, value: object, where: str) -> None:
         if i == len(tokens) - 1:
             node[t] = value  # type: ignore[index]
         else:
-            if isinstance(t, str) and node.get(t) is None:  # type: ignore[union-attr]
+            if isinstance(t, str) and node.get(t) is None:  # type: ignore[union-attr,attr-defined]
                 node[t] = {}  # type: ignore[index]
             node = node[t]  # type: ignore[index]
 
@@ -492,7 +492,7 @@ class MiniS3:
                 self.request("PUT", bucket, key, body=fh.read()).close()
                 return
             with self.request("POST", bucket, key, {"uploads": ""}) as resp:
-                upload_id = re.search(rb"<UploadId>([^<]+)</UploadId>", resp.read()).group(1).decode()  # type: ignore[union-attr]
+                upload_id = re.search(rb"<UploadId>([^<]+)</UploadId>", resp.read()).group(1).decode()  # type: ignore[union-attr,attr-defined]
             try:
                 parts = []
                 for number in range(1, 10001):

@@ -376,7 +376,7 @@ class Signature:
         base = CATEGORIES[self.category]
         return Category(
             self.err_class or base.err_class,
-            base.retriable if self.retriable == _INHERIT else self.retriable,  # type: ignore[arg-type]
+            base.retriable if self.retriable == _INHERIT else self.retriable,
             self.summary or base.summary,
             self.suggestion or base.suggestion,
         )

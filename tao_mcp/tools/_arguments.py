@@ -41,7 +41,7 @@ def coded_tool_errors(server: MCPServer[Any]) -> Callable[..., Any]:
                 tool.fn_metadata.validate_arguments(dict(arguments))
             except ValidationError as exc:
                 return error_result(bad_input(exc, tool.parameters))
-        return recode(await call_next(ctx), name)
+        return recode(await call_next(ctx), tool.name)
 
     return middleware
 

@@ -6,7 +6,7 @@ import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar, cast
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
@@ -15,12 +15,15 @@ from pydantic import BaseModel
 
 from tao_mcp.errors import TaoError
 
+if TYPE_CHECKING:
+    from tao_mcp.server import AppState
+
 P = ParamSpec("P")
 R = TypeVar("R")
 log = logging.getLogger("tao_mcp.tools")
 
 
-def annotations(*, read_only: bool, destructive: bool, idempotent: bool, open_world: bool) -> ToolAnnotations:
+def tool_hints(*, read_only: bool, destructive: bool, idempotent: bool, open_world: bool) -> ToolAnnotations:
     """All four hints, always explicit (the spec's defaults are destructive and open-world)."""
     return ToolAnnotations(
         read_only_hint=read_only,
@@ -30,12 +33,13 @@ def annotations(*, read_only: bool, destructive: bool, idempotent: bool, open_wo
     )
 
 
-READ_ONLY_BACKEND = annotations(read_only=True, destructive=False, idempotent=True, open_world=True)
-READ_ONLY_LOCAL = annotations(read_only=True, destructive=False, idempotent=True, open_world=False)
+READ_ONLY_BACKEND = tool_hints(read_only=True, destructive=False, idempotent=True, open_world=True)
+READ_ONLY_LOCAL = tool_hints(read_only=True, destructive=False, idempotent=True, open_world=False)
 
 
-def app(ctx: Context) -> Any:
-    return ctx.request_context.lifespan_context
+def app(ctx: Context) -> AppState:
+    """The server's lifespan state (settings, redactor, services) for this call."""
+    return cast("AppState", ctx.request_context.lifespan_context)
 
 
 def respond(ctx: Context, model: BaseModel, text: str) -> CallToolResult:

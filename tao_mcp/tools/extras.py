@@ -9,7 +9,7 @@ from mcp_types import CallToolResult
 from pydantic import Field
 
 from tao_mcp.models import InstanceDeletion, InstanceList, ReplicaList
-from tao_mcp.tools._common import READ_ONLY_BACKEND, annotations, app, coded_errors, respond
+from tao_mcp.tools._common import READ_ONLY_BACKEND, app, coded_errors, respond, tool_hints
 
 Platform = Annotated[str, Field(description="a platform with instances (brev)")]
 
@@ -43,7 +43,7 @@ def register(server: MCPServer) -> None:
         ]
         return respond(ctx, result, "\n".join([f"{len(rows)} instances", *rows, f"Next: {result.next}"]))
 
-    @server.tool(annotations=annotations(read_only=False, destructive=True, idempotent=True, open_world=True))
+    @server.tool(annotations=tool_hints(read_only=False, destructive=True, idempotent=True, open_world=True))
     @coded_errors
     async def delete_instance(
         ctx: Context,

@@ -15,11 +15,11 @@ from tao_mcp.states import JobStateField
 from tao_mcp.tools._common import (
     READ_ONLY_BACKEND,
     READ_ONLY_LOCAL,
-    annotations,
     app,
     coded_errors,
     report_progress,
     respond,
+    tool_hints,
 )
 
 JobId = Annotated[str, Field(description="the job_id submit_job returned", min_length=1, max_length=64)]
@@ -71,7 +71,7 @@ def render_analysis(a: FailureAnalysis) -> str:
 
 
 def register(server: MCPServer) -> None:
-    @server.tool(annotations=annotations(read_only=False, destructive=False, idempotent=True, open_world=True))
+    @server.tool(annotations=tool_hints(read_only=False, destructive=False, idempotent=True, open_world=True))
     @coded_errors
     async def submit_job(
         ctx: Context,
@@ -267,7 +267,7 @@ def register(server: MCPServer) -> None:
         result = await app(ctx).jobs.analyze(job_id)
         return respond(ctx, result, render_analysis(result))
 
-    @server.tool(annotations=annotations(read_only=False, destructive=True, idempotent=True, open_world=True))
+    @server.tool(annotations=tool_hints(read_only=False, destructive=True, idempotent=True, open_world=True))
     @coded_errors
     async def cancel_job(ctx: Context, job_id: JobId) -> Annotated[CallToolResult, JobStatus]:
         """Cancel a job. Reports Canceled only once the backend confirms (else Canceling; call job_status later);

@@ -172,7 +172,7 @@ class KubernetesOptions(PlatformOptions):
         settings = settings_of(info)
         self.namespace = self.namespace or (settings.namespace if settings is not None else "default")
         # `mounts` entries were checked and turned into volume records by their validator
-        raw = [*(self.volumes or []), *(self.mounts or [])]  # type: ignore[list-item]
+        raw: list[Any] = [*(self.volumes or []), *(self.mounts or [])]
         volumes = [_volume(v, i) for i, v in enumerate(raw)]
         paths = [v["mount_path"] for v in volumes]
         if len(set(paths)) != len(paths):

@@ -61,7 +61,7 @@ class LeptonDriver:
         if self._node_groups is None:
             answer = await self.client.workspace_get("/dedicated-node-groups")
             groups = answer if isinstance(answer, list) else (answer or {}).get("node_groups") or []
-            self._node_groups = [g for g in groups if isinstance(g, Mapping)]
+            self._node_groups = [dict(g) for g in groups if isinstance(g, Mapping)]
         return self._node_groups
 
     async def _node_group(self, wanted: str | None) -> dict[str, Any] | None:
@@ -128,7 +128,7 @@ class LeptonDriver:
             params["node_groups"] = group_id
         answer = await self.client.workspace_get("/shapes", **params)
         shapes = answer if isinstance(answer, list) else (answer or {}).get("shapes") or []
-        chosen = render.choose_shape([s for s in shapes if isinstance(s, Mapping)], req.gpu_count)
+        chosen = render.choose_shape([dict(s) for s in shapes if isinstance(s, Mapping)], req.gpu_count)
         if chosen is None:
             sizes = sorted({int((s.get("spec") or {}).get("accelerator_num") or 0) for s in shapes})
             raise TaoError(
@@ -221,7 +221,7 @@ class LeptonDriver:
             jobs = answer if isinstance(answer, list) else (answer or {}).get("jobs") or []
             if not jobs:
                 break
-            seen += [j for j in jobs if isinstance(j, Mapping) and wanted(j)]
+            seen += [dict(j) for j in jobs if isinstance(j, Mapping) and wanted(j)]
             if need and len(seen) >= need:
                 break
         return seen
@@ -238,7 +238,7 @@ class LeptonDriver:
         found: dict[str, tuple[float, str]] = {}
         for job in await self._list(ours, 0):
             meta = job.get("metadata") or {}
-            ref = by_name.get(meta.get("name")) or by_name.get(meta.get("id"))
+            ref = by_name.get(str(meta.get("name"))) or by_name.get(str(meta.get("id")))
             label = (meta.get("labels") or {}).get("tao-mcp-job-id")
             if ref is None or (label and label != ref.job_id) or not meta.get("id"):
                 continue

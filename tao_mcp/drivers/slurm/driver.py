@@ -173,7 +173,7 @@ class SlurmDriver:
             "sacct": f"sacct -n -P -X -j {ids} -S {_since(by_id.values())} -o {parse.SACCT_FIELDS}",
         }
         sq, sa = await self._round(cmds)
-        live = parse.parse_squeue(sq.text) if parse.squeue_ok(sq) else {}
+        live = parse.parse_squeue(sq.text) if sq is not None and parse.squeue_ok(sq) else {}
         accounted = parse.parse_sacct(sa.text) if sa is not None and sa.rc == 0 else {}
         if not parse.squeue_ok(sq) and not (sa is not None and sa.rc == 0):
             raise BackendUnreachable(
@@ -210,7 +210,9 @@ class SlurmDriver:
                 PLATFORM, f"squeue: {parse.error_text(sq)}; sacct: {parse.error_text(sa)}", _query_fix()
             )
         found: dict[str, str] = {}
-        pairs = (parse.parse_names(sq.text) if ok_sq else []) + (parse.parse_names(sa.text) if ok_sa else [])
+        pairs = (parse.parse_names(sq.text) if ok_sq and sq is not None else []) + (
+            parse.parse_names(sa.text) if ok_sa and sa is not None else []
+        )
         for backend_id, name in pairs:
             ref = by_name.get(name)
             if ref is None:

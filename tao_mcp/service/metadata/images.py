@@ -34,7 +34,9 @@ def _lookup_key(versions: dict[str, Any], key: str) -> str | None:
     return node if isinstance(node, str) and node else None
 
 
-def _image_candidates(record: ModelRecord, action: str, entry: dict[str, Any], chosen: Backend | None) -> list:
+def _image_candidates(
+    record: ModelRecord, action: str, entry: dict[str, Any], chosen: Backend | None
+) -> list[tuple[str, Any]]:
     out: list[tuple[str, Any]] = []
     if chosen is not None:
         b = f"backend_contracts.{chosen.name}"

@@ -213,7 +213,7 @@ def list_models(settings: Mapping[str, str], scope: str = "all", action: str | N
         hint = "resolve_image(model='<model>', action='<action>') for the image to confirm with the user"
     return ModelList(
         models=models,
-        scope=scope,  # type: ignore[arg-type]
+        scope=scope,
         action=action,
         source="skill bank" if root else "built-in",
         skill_bank=str(root) if root else None,
