@@ -14,6 +14,7 @@ one job (concurrent callers for the same job share the read).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -153,7 +154,7 @@ class PlatformPoller:
             driver: Driver | None = None
             while True:
                 refs = await anyio.to_thread.run_sync(
-                    lambda after=after: self.store.open_refs(self.platform, after=after, limit=SWEEP_CHUNK)
+                    functools.partial(self.store.open_refs, self.platform, after=after, limit=SWEEP_CHUNK)
                 )
                 if not refs:
                     break
