@@ -7,15 +7,31 @@ Transport failures raise BackendUnreachable; they are never turned into a job st
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from tao_mcp.states import JobState
 
-# Bounds of one read_log answer on every platform: results stay small whatever the job printed.
+# Bounds of one read_log answer on every platform: cost stays bounded whatever the job printed. A driver cuts
+# a longer line at RAW_LINE_CHARS and marks it with RAW_CUT; the service redacts the raw window first and only
+# then cuts lines to LOG_LINE_CHARS for results (a cut before redaction would leak a secret's prefix).
 LOG_LINE_CHARS = 4000
+RAW_LINE_CHARS = 16000
+RAW_CUT = "@@log:cut@@"
 MAX_LOG_LINES = 5000
+
+
+def clip_text(text: str, limit: int) -> str:
+    """`text` bounded to `limit` characters for a message. A cut inside a word drops that word: redaction runs
+    later, and half a secret is no longer recognisable as one."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    if not text[limit].isspace():
+        head = re.sub(r"\S+$", "", head)
+    return head.rstrip() + " …"
 
 
 @dataclass(frozen=True)
@@ -64,12 +80,12 @@ class Observation:
 
 @dataclass
 class LogChunk:
-    """A window of a job's log. Line numbers are 0-based positions in the whole log."""
+    """A window of a job's raw log (lines as printed, RAW_CUT-marked when cut). Line numbers are 0-based
+    positions in the whole log. Drivers never filter: grep runs in the service, on redacted text only."""
 
     lines: list[str]
-    first_line: int  # position of lines[0]; with grep, the position of the first line searched
-    total_lines: int  # lines in the whole log when read (for grep: lines searched)
-    line_numbers: list[int] | None = None  # with grep: the position of each returned line
+    first_line: int  # position of lines[0]
+    total_lines: int  # lines in the whole log when read
 
 
 @dataclass
@@ -109,8 +125,9 @@ class Driver(Protocol):
     async def observe(self, refs: list[JobRef]) -> dict[str, Observation]:
         """Batched state of many jobs (one backend round per sweep). Missing key = backend has no record."""
 
-    async def read_log(self, ref: JobRef, *, start: int | None, limit: int, grep: str | None) -> LogChunk:
-        """start=None: the last `limit` lines. grep: only matching lines (fixed string), the last `limit`."""
+    async def read_log(self, ref: JobRef, *, start: int | None, limit: int) -> LogChunk:
+        """start=None: the last `limit` lines; else `limit` lines from position `start`. Raw text: the
+        service redacts it (never return, log or filter it anywhere else)."""
 
     async def cancel(self, ref: JobRef) -> None:
         """Ask the backend to stop the job. Confirmation comes from a later observe()."""

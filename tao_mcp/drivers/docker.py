@@ -24,13 +24,14 @@ import anyio
 
 from tao_mcp.drivers import logfile
 from tao_mcp.drivers.base import (
-    LOG_LINE_CHARS,
+    RAW_LINE_CHARS,
     Evidence,
     JobRef,
     LaunchRequest,
     LogChunk,
     Observation,
     Preview,
+    clip_text,
 )
 from tao_mcp.drivers.docker_options import (
     DockerOptions,
@@ -144,7 +145,7 @@ class DockerDriver:
     # --- transport ----------------------------------------------------------------------------------------------
 
     def _unreachable(self, exc: BaseException) -> BackendUnreachable:
-        text = str(exc).split("\n")[0][:300]
+        text = clip_text(str(exc).split("\n")[0], 300)
         return BackendUnreachable(
             PLATFORM,
             f"the docker engine at {self.host} does not answer ({type(exc).__name__}: {text})",
@@ -454,13 +455,12 @@ class DockerDriver:
 
     # --- logs ---------------------------------------------------------------------------------------------------
 
-    async def read_log(self, ref: JobRef, *, start: int | None, limit: int, grep: str | None) -> LogChunk:
-        logfile.check_grep(grep)
+    async def read_log(self, ref: JobRef, *, start: int | None, limit: int) -> LogChunk:
         limit = logfile.clamp(limit)
         container = await self._container(ref)
         if container is None:
-            return logfile.empty(start, grep)
-        return await self._run(lambda: _scan_log(container, start=start, limit=limit, grep=grep))
+            return logfile.empty(start)
+        return await self._run(lambda: _scan_log(container, start=start, limit=limit))
 
     # --- cancel / evidence --------------------------------------------------------------------------------------
 
@@ -535,7 +535,7 @@ class DockerDriver:
             facts["error"] = exc.cause
             return facts
         except Exception as exc:  # diagnostics report, they do not fail
-            facts["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+            facts["error"] = f"{type(exc).__name__}: {clip_text(str(exc), 300)}"
             return facts
         runtimes = sorted((info.get("Runtimes") or {}).keys())
         nvidia = "nvidia" in runtimes or info.get("DefaultRuntime") == "nvidia"
@@ -563,17 +563,17 @@ def _explain(exc: Any) -> str:
     text = getattr(exc, "explanation", None) or str(exc)
     if isinstance(text, bytes):
         text = text.decode(errors="replace")
-    return " ".join(str(text).split())[:800]
+    return clip_text(" ".join(str(text).split()), 800)
 
 
-def _scan_log(container: Any, *, start: int | None, limit: int, grep: str | None) -> LogChunk:
+def _scan_log(container: Any, *, start: int | None, limit: int) -> LogChunk:
     """Stream the whole log once (bounded memory): count lines, keep only the window asked for."""
-    window = logfile.Window(start=start, limit=limit, grep=grep)
+    window = logfile.Window(start=start, limit=limit)
     total = 0
 
     def take(text: str) -> None:
         nonlocal total
-        window.take(total, text[:LOG_LINE_CHARS])
+        window.take(total, logfile.clip(text))
         total += 1
 
     pending = b""
@@ -582,8 +582,8 @@ def _scan_log(container: Any, *, start: int | None, limit: int, grep: str | None
         *complete, pending = pending.split(b"\n")
         for raw in complete:
             take(raw.decode("utf-8", errors="replace").rstrip("\r"))
-        if len(pending) > LOG_LINE_CHARS * 4:  # one enormous line: keep its head only
-            pending = pending[: LOG_LINE_CHARS * 4]
+        if len(pending) > RAW_LINE_CHARS * 4:  # one enormous line: keep its head only (clip marks the cut)
+            pending = pending[: RAW_LINE_CHARS * 4]
     if pending:
         take(pending.decode("utf-8", errors="replace").rstrip("\r"))
     return window.chunk(total)

@@ -14,7 +14,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
@@ -36,7 +36,7 @@ from tao_mcp.models import (
     WaitResult,
 )
 from tao_mcp.secret_names import is_secret_name
-from tao_mcp.service import principal
+from tao_mcp.service import logs, principal
 from tao_mcp.service.crashpoints import crashpoint
 from tao_mcp.service.leases import LaunchLeases
 from tao_mcp.service.metadata import actions
@@ -58,6 +58,7 @@ RESERVED_ENV = {"TAO_JOB_ID", "TAO_RESULTS_ROOT"}
 WAIT_POLL_S = 2.0
 LOG_HINT_EVERY_S = 10.0
 ANALYSIS_LOG_LINES = 400
+RUNNER_SCAN_LINES = 500  # the runner's latest progress line is looked for among the last lines only
 RUNNER_TAG = "[tao-runner]"
 
 
@@ -546,12 +547,14 @@ class JobService:
         """The runner's latest progress line ("download 3/120 files"), so status says more than Running."""
         try:
             driver = await self.drivers.get(record.platform)
-            chunk = await driver.read_log(record.ref(), start=None, limit=1, grep=RUNNER_TAG)
+            found = await logs.grep(
+                driver, record.ref(), self.redactor, RUNNER_TAG, start=None, limit=1, scan=RUNNER_SCAN_LINES
+            )
         except TaoError:
             return None
-        if not chunk.lines:
+        if not found.lines:
             return None
-        return self.redactor.text(chunk.lines[-1].split(RUNNER_TAG, 1)[-1].strip())[:200]
+        return found.lines[-1].split(RUNNER_TAG, 1)[-1].strip()[:200]
 
     # ---- wait ----
     async def wait(
@@ -597,15 +600,16 @@ class JobService:
     async def _last_log_line(self, record: JobRecord) -> str | None:
         try:
             driver = await self.drivers.get(record.platform)
-            chunk = await driver.read_log(record.ref(), start=None, limit=1, grep=None)
+            window = await logs.read(driver, record.ref(), self.redactor, start=None, limit=1)
         except TaoError:
             return None
-        return self.redactor.text(chunk.lines[-1]) if chunk.lines else None
+        return window.lines[-1] if window.lines else None
 
     # ---- logs ----
     async def logs(self, job_id: str, tail: int, cursor: str | None, grep: str | None) -> LogPage:
         record = self.record(job_id)
         start = log_cursor_start(cursor, job_id) if cursor else None
+        logs.check_grep(grep)
         if record.backend_id is None:
             record, _ = await self.current(record)
         if record.backend_id is None:
@@ -619,27 +623,42 @@ class JobService:
                 next=f"job_status(job_id='{job_id}') — the job has not reached the backend yet",
             )
         driver = await self.drivers.get(record.platform)
-        chunk = await driver.read_log(record.ref(), start=start, limit=tail, grep=grep)
-        lines = [self.redactor.text(line) for line in chunk.lines]
         if grep:
-            numbers = chunk.line_numbers or []
-            lines = [f"{n + 1}: {line}" for n, line in zip(numbers, lines, strict=False)]
-            after = (numbers[-1] + 1) if numbers else chunk.total_lines
-        else:
-            after = chunk.first_line + len(lines)
-        truncated = chunk.first_line > 0 if start is None else after < chunk.total_lines
-        if grep and start is None:
-            truncated = len(lines) >= tail
+            return await self._grep_page(record, driver, grep, start, tail)
+        window = await logs.read(driver, record.ref(), self.redactor, start=start, limit=tail)
+        after = window.first_line + len(window.lines)
+        truncated = window.first_line > 0 if start is None else after < window.total_lines
         next_cursor = cursor_codec.encode("log", job_id, after)
         more = "older lines exist: use a smaller window with cursor" if truncated else "no older lines"
         return LogPage(
             job_id=job_id,
-            lines=lines,
-            first_line=chunk.first_line,
+            lines=window.lines,
+            first_line=window.first_line,
             truncated=truncated,
             next_cursor=next_cursor,
             status=record.status,
             next=f"job_logs(job_id='{job_id}', cursor='{next_cursor}') for new lines; {more}",
+        )
+
+    async def _grep_page(self, record: JobRecord, driver: Driver, grep: str, start: int | None, tail: int) -> LogPage:
+        """grep runs here, on the redacted window, never on the backend: no answer depends on a secret."""
+        found = await logs.grep(driver, record.ref(), self.redactor, grep, start=start, limit=tail)
+        next_cursor = cursor_codec.encode("log", record.job_id, found.end_line)
+        unsearched = found.first_line > 0 if start is None else found.end_line < found.total_lines
+        more = "older matches exist: narrow grep" if found.more else "all lines searched"
+        if unsearched:
+            first_page = cursor_codec.encode("log", record.job_id, 0)
+            where, page = ("older", first_page) if start is None else ("later", next_cursor)
+            page = f"cursor='{page}'"
+            more = f"searched lines {found.first_line + 1}-{found.end_line}; for {where} lines grep again with {page}"
+        return LogPage(
+            job_id=record.job_id,
+            lines=[f"{n + 1}: {line}" for n, line in zip(found.line_numbers, found.lines, strict=True)],
+            first_line=found.first_line,
+            truncated=found.more or unsearched,
+            next_cursor=next_cursor,
+            status=record.status,
+            next=f"job_logs(job_id='{record.job_id}', cursor='{next_cursor}') for new lines; {more}",
         )
 
     # ---- failure analysis ----
@@ -653,10 +672,13 @@ class JobService:
         if record.backend_id is not None:
             driver = await self.drivers.get(record.platform)
             try:
-                chunk = await driver.read_log(record.ref(), start=None, limit=ANALYSIS_LOG_LINES, grep=None)
-                log_lines, first = [self.redactor.text(x) for x in chunk.lines], chunk.first_line
+                window = await logs.read(driver, record.ref(), self.redactor, start=None, limit=ANALYSIS_LOG_LINES)
+                log_lines, first = window.lines, window.first_line
                 if record.status not in (JobState.COMPLETE, JobState.PENDING):
-                    evidence = await driver.failure_evidence(record.ref())
+                    # The failure scans run on redacted text only, like every filter the server offers.
+                    raw = await driver.failure_evidence(record.ref())
+                    texts = logs.redact_lines([e.text.replace("\n", " ") for e in raw], self.redactor)
+                    evidence = [replace(e, text=text) for e, text in zip(raw, texts, strict=True)]
             except BackendUnreachable as exc:
                 unreachable = exc.cause
         result = analyze(

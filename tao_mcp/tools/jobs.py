@@ -247,7 +247,14 @@ def register(server: MCPServer) -> None:
         cursor: Annotated[
             str | None, Field(description="next_cursor from an earlier call: read the lines after it")
         ] = None,
-        grep: Annotated[str | None, Field(description="only lines containing this text", max_length=200)] = None,
+        grep: Annotated[
+            str | None,
+            Field(
+                description="only lines containing this text, searched in the redacted log "
+                "(the last ~4900 lines, or from cursor on)",
+                max_length=200,
+            ),
+        ] = None,
     ) -> Annotated[CallToolResult, LogPage]:
         """Read a job's log (stdout+stderr), redacted: the last `tail` lines, or the lines after `cursor`, or only
         lines containing `grep`. Results say `truncated` and give next_cursor. Next: failure_analysis after an

@@ -16,6 +16,8 @@ from tao_mcp.drivers import load_driver
 from tao_mcp.drivers.base import JobRef, LaunchRequest, Observation
 from tao_mcp.drivers.docker import DockerDriver, observation_from_summary, split_image
 from tao_mcp.errors import BackendRejected, BackendUnreachable, TaoError
+from tao_mcp.service import logs
+from tao_mcp.service.redaction import Redactor
 from tao_mcp.states import TERMINAL
 from tests.helpers import REPO
 
@@ -126,14 +128,14 @@ async def test_launch_complete_logs_find(driver: DockerDriver, docker_settings: 
     assert container.labels == {"tao-mcp.job-id": req.job_id, "tao-mcp.managed": "true"}
     assert container.attrs["Config"]["Cmd"][:2] == ["/bin/bash", "-c"]
 
-    tail = await driver.read_log(ref, start=None, limit=5, grep=None)
+    tail = await driver.read_log(ref, start=None, limit=5)
     assert tail.lines == ["line-27", "line-28", "line-29", "line-30", "plain=visible"]
     assert (tail.first_line, tail.total_lines) == (27, 32)
-    head = await driver.read_log(ref, start=0, limit=2, grep=None)
+    head = await driver.read_log(ref, start=0, limit=2)
     assert head.lines[0].startswith("shell=5.") and head.lines[1] == "line-1"
-    window = await driver.read_log(ref, start=10, limit=3, grep=None)
+    window = await driver.read_log(ref, start=10, limit=3)
     assert window.lines == ["line-10", "line-11", "line-12"] and window.first_line == 10
-    grep = await driver.read_log(ref, start=None, limit=2, grep="line-2")
+    grep = await logs.grep(driver, ref, Redactor(), "line-2", start=None, limit=2)
     assert grep.lines == ["line-28", "line-29"] and grep.line_numbers == [28, 29]
     assert await driver.find([ref_of(req, None)]) == {req.job_id: backend_id}
 
@@ -143,7 +145,7 @@ async def test_shell_falls_back_to_sh_without_bash(driver: DockerDriver, docker_
     ref = ref_of(req, await driver.launch(req))
     obs = await until_terminal(driver, ref)
     assert (obs.status, obs.exit_code) == ("Error", 4)
-    assert (await driver.read_log(ref, start=None, limit=10, grep=None)).lines == ["from-sh"]
+    assert (await driver.read_log(ref, start=None, limit=10)).lines == ["from-sh"]
     evidence = [e.text for e in await driver.failure_evidence(ref)]
     assert "exit code 4" in evidence
 
@@ -172,7 +174,7 @@ async def test_secrets_via_sdk_environment_not_in_preview(driver: DockerDriver, 
     assert secret not in rendered and "MY_TOKEN" in rendered and "-e MY_TOKEN " in preview.submit
     ref = ref_of(req, await driver.launch(req))
     assert (await until_terminal(driver, ref)).status == "Complete"
-    assert (await driver.read_log(ref, start=None, limit=5, grep=None)).lines == [f"len={len(secret)}"]
+    assert (await driver.read_log(ref, start=None, limit=5)).lines == [f"len={len(secret)}"]
 
 
 async def test_cancel_confirmed_and_finished_job_keeps_outcome(driver: DockerDriver, docker_settings: dict[str, str]):
@@ -202,7 +204,7 @@ async def test_removed_container_is_not_success(driver: DockerDriver, docker_set
     docker_client.containers.get(ref.backend_id).remove(force=True)
     obs = (await driver.observe([ref]))[ref.job_id]
     assert obs.status == "Error" and obs.raw_state == "REMOVED" and "removed outside tao-mcp" in obs.message
-    assert (await driver.read_log(ref, start=None, limit=5, grep=None)).lines == []
+    assert (await driver.read_log(ref, start=None, limit=5)).lines == []
 
 
 async def test_relaunch_same_name_adopts_instead_of_duplicating(driver: DockerDriver, docker_settings, docker_client):
@@ -251,7 +253,7 @@ async def test_unreachable_daemon_raises_and_diagnostics_do_not(tmp_path: Any) -
     for call in (
         lambda: d.observe([ref]),
         lambda: d.find([ref]),
-        lambda: d.read_log(ref, start=None, limit=5, grep=None),
+        lambda: d.read_log(ref, start=None, limit=5),
     ):
         with pytest.raises(BackendUnreachable) as err:
             await call()

@@ -16,10 +16,12 @@ from typing import Any
 import pytest
 from dotenv import dotenv_values
 
-from tao_mcp.drivers.base import JobRef, LaunchRequest, Observation
+from tao_mcp.drivers.base import LOG_LINE_CHARS, RAW_CUT, RAW_LINE_CHARS, JobRef, LaunchRequest, Observation
 from tao_mcp.drivers.slurm import SlurmDriver, script
 from tao_mcp.drivers.slurm import ssh as ssh_module
 from tao_mcp.errors import BackendRejected, BackendUnreachable, TaoError
+from tao_mcp.service import logs
+from tao_mcp.service.redaction import Redactor
 from tao_mcp.states import TERMINAL
 from tests.helpers import launch_request
 
@@ -100,7 +102,7 @@ async def remote(driver: SlurmDriver, cmd: str) -> str:
 
 
 async def log_text(driver: SlurmDriver, ref: JobRef) -> str:
-    chunk = await driver.read_log(ref, start=0, limit=1000, grep=None)
+    chunk = await driver.read_log(ref, start=0, limit=1000)
     return "\n".join(chunk.lines)
 
 
@@ -158,9 +160,8 @@ async def test_hold_is_pending_job_held_user_and_cancel_is_canceled(driver: Slur
     obs, _ = await wait_until(driver, ref, lambda o: o.status == "Pending")
     assert (obs.pending_reason, obs.message) == ("JobHeldUser", "PENDING (JobHeldUser)")
     # no log yet: an empty chunk, not an error
-    chunk = await driver.read_log(ref, start=None, limit=10, grep=None)
+    chunk = await driver.read_log(ref, start=None, limit=10)
     assert (chunk.lines, chunk.total_lines) == ([], 0)
-    assert (await driver.read_log(ref, start=None, limit=10, grep="x")).line_numbers == []
     await driver.cancel(ref)
     obs, _ = await wait_until(driver, ref, terminal)
     assert obs.status == "Canceled" and obs.raw_state.startswith("CANCELLED")
@@ -241,30 +242,33 @@ async def test_sbatch_drop_is_unknown_outcome_then_found_by_name(driver: SlurmDr
 
 
 async def test_read_log_tail_window_grep(driver: SlurmDriver) -> None:
-    long = "x" * 9000
+    long = "x" * (RAW_LINE_CHARS + 500)
     cmd = f"for i in $(seq 0 49); do echo line-$i; done; echo {long}; printf 'no-newline-at-end'"
     ref = await launch(driver, make_request(driver, cmd))
     await wait_until(driver, ref, terminal)
 
-    tail = await driver.read_log(ref, start=None, limit=3, grep=None)
+    tail = await driver.read_log(ref, start=None, limit=3)
     assert tail.total_lines == 52
     assert tail.first_line == 49
     assert tail.lines[0] == "line-49" and tail.lines[2] == "no-newline-at-end"
-    assert len(tail.lines[1]) == 4000  # cut
+    assert tail.lines[1] == "x" * RAW_LINE_CHARS + RAW_CUT  # raw, cut and marked (the service redacts, then cuts)
 
-    window = await driver.read_log(ref, start=10, limit=3, grep=None)
+    window = await driver.read_log(ref, start=10, limit=3)
     assert (window.first_line, window.lines, window.total_lines) == (10, ["line-10", "line-11", "line-12"], 52)
-    past_end = await driver.read_log(ref, start=100, limit=5, grep=None)
+    past_end = await driver.read_log(ref, start=100, limit=5)
     assert past_end.lines == [] and past_end.first_line == 100
 
-    found = await driver.read_log(ref, start=None, limit=3, grep="line-4")
+    # grep is the service's, over the redacted window the driver returns
+    found = await logs.grep(driver, ref, Redactor(), "line-4", start=None, limit=3)
     assert found.lines == ["line-47", "line-48", "line-49"]
     assert found.line_numbers == [47, 48, 49]
-    every = await driver.read_log(ref, start=None, limit=100, grep="line-4")
+    every = await logs.grep(driver, ref, Redactor(), "line-4", start=None, limit=100)
     assert every.line_numbers == [4, *range(40, 50)]
-    shifted = await driver.read_log(ref, start=45, limit=100, grep="line-4")
+    shifted = await logs.grep(driver, ref, Redactor(), "line-4", start=45, limit=100)
     assert shifted.line_numbers == [45, 46, 47, 48, 49] and shifted.first_line == 45
-    assert (await driver.read_log(ref, start=None, limit=10, grep="-e'; rm -rf ~ #")).lines == []
+    assert (await logs.grep(driver, ref, Redactor(), "-e'; rm -rf ~ #", start=None, limit=10)).lines == []
+    cut = await logs.read(driver, ref, Redactor(), start=50, limit=1)
+    assert cut.lines[0].startswith("x" * 3000) and len(cut.lines[0]) == LOG_LINE_CHARS
 
 
 async def test_secret_reaches_the_job_but_no_rendered_file(driver: SlurmDriver) -> None:

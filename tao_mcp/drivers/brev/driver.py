@@ -318,12 +318,11 @@ class BrevDriver:
 
     # --- logs -------------------------------------------------------------------------------------------------
 
-    async def read_log(self, ref: JobRef, *, start: int | None, limit: int, grep: str | None) -> LogChunk:
-        logfile.check_grep(grep)
+    async def read_log(self, ref: JobRef, *, start: int | None, limit: int) -> LogChunk:
         instance = self._instance_of(ref)
-        script = logfile.window_script(remote.log_path(ref.job_id), start=start, limit=logfile.clamp(limit), grep=grep)
+        script = logfile.window_script(remote.log_path(ref.job_id), start=start, limit=logfile.clamp(limit))
         out = (await self._exec(instance, script)).text
-        chunk = logfile.parse_window(out, start=start, grep=grep)
+        chunk = logfile.parse_window(out, start=start)
         if chunk is None:
             raise BackendUnreachable(PLATFORM, f"reading the job log on {instance} failed ({out[-300:]!r})")
         return chunk
@@ -372,7 +371,7 @@ class BrevDriver:
             evidence.append(Evidence("event", "ErrImagePull: docker pull failed"))
         for line in section.text.split("\n"):
             if line.startswith("pull="):
-                evidence.append(Evidence("event", line[5:].partition(":")[2][:300]))
+                evidence.append(Evidence("event", line[5:].partition(":")[2]))  # cut after redaction
         return evidence
 
     # --- instances (tools list_instances / delete_instance) ---------------------------------------------------

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from tao_mcp.drivers import logfile
 from tao_mcp.drivers.base import LaunchRequest, Observation
 from tao_mcp.errors import TaoError
 from tao_mcp.states import JobState
@@ -446,7 +447,7 @@ def evidence_body(job_id: str, container: str) -> str:
             f"s=$(docker inspect --format '{{{{json .State}}}}' {c} 2> /dev/null) && echo \"state=$s\"",
             "grep -n -i -E 'pull access denied|repository does not exist|manifest unknown|not found: manifest|"
             'unauthorized|toomanyrequests|Error response from daemon\' "$J/job.log" 2> /dev/null | head -n 5 '
-            "| cut -c1-400 | sed 's/^/pull=/'",
+            f"| {logfile.CLIP_FILTER} | sed 's/^/pull=/'",  # cut after redaction, in the service
             "true",
         ]
     )

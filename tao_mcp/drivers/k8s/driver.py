@@ -20,7 +20,7 @@ import anyio
 import yaml
 
 from tao_mcp.drivers import logfile
-from tao_mcp.drivers.base import LOG_LINE_CHARS, Evidence, JobRef, LaunchRequest, LogChunk, Observation, Preview
+from tao_mcp.drivers.base import Evidence, JobRef, LaunchRequest, LogChunk, Observation, Preview, clip_text
 from tao_mcp.drivers.k8s import manifest, status
 from tao_mcp.drivers.k8s.options import KubernetesOptions, KubernetesSettings
 from tao_mcp.errors import BackendRejected, BackendUnreachable, TaoError
@@ -49,7 +49,7 @@ def _api_message(exc: Any) -> str:
         message = data.get("message") if isinstance(data, dict) else None
     except (ValueError, TypeError):
         message = None
-    return " ".join(str(message or getattr(exc, "reason", None) or exc).split())[:600]
+    return clip_text(" ".join(str(message or getattr(exc, "reason", None) or exc).split()), 600)
 
 
 def _json(response: Any) -> Any:
@@ -104,7 +104,7 @@ class KubernetesDriver:
                 # A YAML error quotes the offending line, which may hold a token: name its kind and line only.
                 mark = getattr(exc, "problem_mark", None)
                 why = (
-                    " ".join(str(exc).split())[:300]
+                    clip_text(" ".join(str(exc).split()), 300)
                     if isinstance(exc, ConfigException)
                     else f"{type(exc).__name__}{f' at line {mark.line + 1}' if mark else ''}: not a valid kubeconfig"
                 )
@@ -144,7 +144,7 @@ class KubernetesDriver:
                 )
             return BackendRejected(PLATFORM, f"{what}: {message}", "fix the request Kubernetes names above")
         # urllib3 errors (connection refused, timeouts, TLS), OS errors: transport
-        text = " ".join(str(exc).split())[:300] or type(exc).__name__
+        text = clip_text(" ".join(str(exc).split()), 300) or type(exc).__name__
         return BackendUnreachable(
             PLATFORM,
             f"{what}: cannot reach {self.server} ({type(exc).__name__}: {text})",
@@ -395,10 +395,9 @@ class KubernetesDriver:
         lines = text.split("\n")
         if lines and lines[-1] == "":
             lines.pop()
-        return [line[:LOG_LINE_CHARS] for line in lines]
+        return [logfile.clip(line) for line in lines]
 
-    async def read_log(self, ref: JobRef, *, start: int | None, limit: int, grep: str | None) -> LogChunk:
-        logfile.check_grep(grep)
+    async def read_log(self, ref: JobRef, *, start: int | None, limit: int) -> LogChunk:
         ns = self._namespace(ref)
         pods = await self._pods(ref)
         lines: list[str] = []
@@ -408,7 +407,7 @@ class KubernetesDriver:
             if len(pods) > 1:
                 lines.append(f"==> pod {name} <==")
             lines.extend(pod_lines)
-        return logfile.window(lines, start=start, limit=logfile.clamp(limit), grep=grep)
+        return logfile.window(lines, start=start, limit=logfile.clamp(limit))
 
     # --- cancel / evidence / replicas -------------------------------------------------------------------------
 

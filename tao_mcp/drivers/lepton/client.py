@@ -15,6 +15,7 @@ from typing import Any
 
 import anyio
 
+from tao_mcp.drivers.base import clip_text
 from tao_mcp.errors import BackendRejected, BackendUnreachable, TaoError
 
 log = logging.getLogger(__name__)
@@ -40,11 +41,11 @@ def error_text(resp: Any) -> str:
     try:
         body = resp.json()
     except ValueError:
-        return (resp.text or "").strip()[:300]
+        return clip_text((resp.text or "").strip(), 300)
     if isinstance(body, Mapping):
         code, message = body.get("code"), body.get("message")
-        return ": ".join(str(x) for x in (code, message) if x)[:500] or json.dumps(body)[:300]
-    return str(body)[:300]
+        return clip_text(": ".join(str(x) for x in (code, message) if x), 500) or clip_text(json.dumps(body), 300)
+    return clip_text(str(body), 300)
 
 
 def reject_fix(path: str) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from tao_mcp.drivers import logfile
-from tao_mcp.drivers.base import Evidence, JobRef, LaunchRequest, LogChunk, Observation, Preview
+from tao_mcp.drivers.base import Evidence, JobRef, LaunchRequest, LogChunk, Observation, Preview, clip_text
 from tao_mcp.drivers.lepton import render, status
 from tao_mcp.drivers.lepton.client import PLATFORM, Conflict, LeptonClient, NotFound, reject_fix
 from tao_mcp.drivers.lepton.logs import LokiLogs
@@ -288,7 +288,7 @@ class LeptonDriver:
                 if issue:
                     reason, message = issue
                     obs.pending_reason = reason
-                    obs.message = f"{obs.message}: {reason}" + (f" — {message[:300]}" if message else "")
+                    obs.message = f"{obs.message}: {reason}" + (f" — {clip_text(message, 300)}" if message else "")
             result[ref.job_id] = obs
             if obs.status in TERMINAL:
                 self._replica_seen.pop(backend_id, None)
@@ -340,16 +340,15 @@ class LeptonDriver:
 
     # --- logs -------------------------------------------------------------------------------------------------
 
-    async def read_log(self, ref: JobRef, *, start: int | None, limit: int, grep: str | None) -> LogChunk:
-        logfile.check_grep(grep)
+    async def read_log(self, ref: JobRef, *, start: int | None, limit: int) -> LogChunk:
         if not ref.backend_id:
-            return logfile.empty(start, grep)
+            return logfile.empty(start)
         since = int(max(ref.created_at - 300, 0) * 1e9)
         try:
             cache = await self.logs.fetch_new_lines(ref.backend_id, since)
         except NotFound:
-            return logfile.empty(start, grep)
-        return logfile.window(cache.lines, start=start, limit=logfile.clamp(limit), grep=grep, offset=cache.offset)
+            return logfile.empty(start)
+        return logfile.window(cache.lines, start=start, limit=logfile.clamp(limit), offset=cache.offset)
 
     # --- cancel / evidence ------------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tao_mcp.drivers.base import LOG_LINE_CHARS
+from tao_mcp.drivers import logfile
 from tao_mcp.drivers.lepton.client import LeptonClient
 
 LOG_PAGE = 2000
@@ -78,7 +78,7 @@ class LokiLogs:
                     continue
                 fresh.append((ts, line))
             for ts, line in fresh:
-                cache.lines.append(line[:LOG_LINE_CHARS])
+                cache.lines.append(logfile.clip(line))
                 cache.at_last_ts = cache.at_last_ts + 1 if ts == cache.last_ts else 1
                 cache.last_ts = ts
             if len(cache.lines) > MAX_CACHED_LINES:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tao_mcp.drivers import logfile
-from tao_mcp.drivers.base import Evidence, JobRef, LaunchRequest, LogChunk, Observation, Preview
+from tao_mcp.drivers.base import Evidence, JobRef, LaunchRequest, LogChunk, Observation, Preview, clip_text
 from tao_mcp.drivers.slurm import parse, script
 from tao_mcp.drivers.slurm.options import SlurmOptions, SlurmSettings
 from tao_mcp.drivers.slurm.ssh import SSHConfig, SSHPool
@@ -89,7 +89,9 @@ class SlurmDriver:
         rc, out, err = await self.ssh.run('printf "%s" "$HOME"', failover=True, timeout=QUERY_TIMEOUT)
         home = out.strip()
         if rc != 0 or not home.startswith("/"):
-            raise BackendUnreachable(PLATFORM, f"could not read $HOME on the login node ({err.strip()[:200]})")
+            raise BackendUnreachable(
+                PLATFORM, f"could not read $HOME on the login node ({clip_text(err.strip(), 200)})"
+            )
         try:
             self._base = script.check_path(home.rstrip("/") + "/tao-mcp", "the default base directory")
         except TaoError:
@@ -139,7 +141,7 @@ class SlurmDriver:
             if err.strip():
                 log.info("slurm: sbatch for %s warned: %s", req.job_id, err.strip()[:500])
             return backend_id
-        message = "; ".join(line.strip() for line in (err or out).splitlines() if line.strip())[:800]
+        message = clip_text("; ".join(line.strip() for line in (err or out).splitlines() if line.strip()), 800)
         message = message or f"exit status {rc}"
         if any(marker in message for marker in _TRANSPORTISH):
             raise BackendUnreachable(
@@ -228,19 +230,20 @@ class SlurmDriver:
         rc, out, err = await self.ssh.run(round_script(cmds), failover=True, timeout=QUERY_TIMEOUT)
         found = parse.sections(out)
         if not found:
-            raise BackendUnreachable(PLATFORM, f"the status commands printed nothing (exit {rc}: {err.strip()[:300]})")
+            raise BackendUnreachable(
+                PLATFORM, f"the status commands printed nothing (exit {rc}: {clip_text(err.strip(), 300)})"
+            )
         return tuple(found.get(name) for name in cmds)
 
     # --- logs -------------------------------------------------------------------------------------------------
 
-    async def read_log(self, ref: JobRef, *, start: int | None, limit: int, grep: str | None) -> LogChunk:
-        logfile.check_grep(grep)
+    async def read_log(self, ref: JobRef, *, start: int | None, limit: int) -> LogChunk:
         path = shlex.quote(f"{script.job_dir(await self._base_dir(), ref.job_id)}/job.log")
-        cmd = logfile.window_script(path, start=start, limit=logfile.clamp(limit), grep=grep)
+        cmd = logfile.window_script(path, start=start, limit=logfile.clamp(limit))
         rc, out, err = await self.ssh.run(cmd, failover=True, timeout=QUERY_TIMEOUT)
-        chunk = logfile.parse_window(out, start=start, grep=grep)
+        chunk = logfile.parse_window(out, start=start)
         if chunk is None:
-            raise BackendUnreachable(PLATFORM, f"reading the job log failed (exit {rc}: {err.strip()[:300]})")
+            raise BackendUnreachable(PLATFORM, f"reading the job log failed (exit {rc}: {clip_text(err.strip(), 300)})")
         return chunk
 
     # --- cancel / evidence ------------------------------------------------------------------------------------
@@ -253,7 +256,7 @@ class SlurmDriver:
         else:
             return
         rc, out, err = await self.ssh.run(cmd, failover=True, timeout=QUERY_TIMEOUT)
-        message = (err.strip() or out.strip())[:500]
+        message = clip_text(err.strip() or out.strip(), 500)
         if rc == 0 or "Invalid job id specified" in message or "already completing or completed" in message:
             return
         if any(marker in message for marker in _TRANSPORTISH):
