@@ -90,10 +90,10 @@ RULES = (
         r"secret_?key|private_?key|client_?secret|hf_token|ngc_key)[\"']\s*:\s*[\"'])(?P<s>[^\"']{4,})",
         "s",
     ),
-    # NAME=value where NAME is a secret name (an `env` dump, a shell trace).
+    # NAME=value where NAME is a secret name (an `env` dump, a shell trace); not NAME=$NAME or NAME=<placeholder>.
     _rule(
         "TOKEN|SECRET|PASS|KEY|AUTH|CREDENTIAL|PAT|PSK|PRIVATE",
-        r"\b(?P<n>[A-Z][A-Z0-9_]*)=(?P<s>[^\s\"']{4,}|\"[^\"\n]{4,}\"|'[^'\n]{4,}')",
+        r"\b(?P<n>[A-Z][A-Z0-9_]*)=(?P<s>(?![<$])[^\s\"']{4,}|\"(?![<$])[^\"\n]{4,}\"|'(?![<$])[^'\n]{4,}')",
         "s",
         fold=False,
     ),

@@ -132,6 +132,8 @@ def test_assignments_and_quoted_keys() -> None:
     out = r.text("NGC_KEY=abcd1234 TOKENIZERS_PARALLELISM=false PATH=/usr/bin {'password': 'swordfish'}")
     assert "abcd1234" not in out and "swordfish" not in out
     assert "TOKENIZERS_PARALLELISM=false PATH=/usr/bin" in out and "NGC_KEY=" in out
+    placeholders = 'NGC_KEY=<secret: value not shown> HF_TOKEN=$HF_TOKEN SECRET_KEY="${SECRET_KEY}"'
+    assert r.text(placeholders) == placeholders
 
 
 def test_docker_auth_config_leaves() -> None:
