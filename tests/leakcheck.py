@@ -18,7 +18,7 @@ from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from fixtures import leaks
-from tests.conftest import REPO, structured
+from tests.helpers import REPO, structured
 
 # A forwarded name no name rule knows: only secret_env says it is a secret.
 PLAIN_NAME = "BUILD_NOTE"

@@ -12,7 +12,7 @@ from mcp.client import Client
 
 from fixtures import leaks
 from tao_mcp.server import build_server
-from tests.conftest import call, wait_done
+from tests.helpers import call, wait_done
 from tests.leakcheck import PLAIN_NAME, leak_env, run_leaky_job
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slurm, pytest.mark.slow]
