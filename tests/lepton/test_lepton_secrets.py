@@ -34,7 +34,7 @@ async def test_printed_secrets_and_echoed_token_never_leave(
         # A proxy in front of the API answers 5xx with the request's Authorization header in the body, while
         # the agent waits (progress notifications) and reads status.
         fake_lepton.echo_auth = True
-        fake_lepton.fail_next_5xx = 4
+        fake_lepton.fail_next_5xx = 12  # reads retry 4 times: three reads fail for good
 
     seen = await run_leaky_job(env, canaries, tmp_path, submit, pem_seed=seed, while_waiting=backend_echoes_the_token)
     assert fake_lepton.fail_next_5xx == 0, "the fake never answered 5xx"

@@ -139,7 +139,7 @@ class SlurmDriver:
         backend_id = parse.parse_sbatch(out) if rc == 0 else None
         if backend_id:
             if err.strip():
-                log.info("slurm: sbatch for %s warned: %s", req.job_id, err.strip()[:500])
+                log.info("slurm: sbatch for %s warned: %s", req.job_id, clip_text(err.strip(), 500))
             return backend_id
         message = clip_text("; ".join(line.strip() for line in (err or out).splitlines() if line.strip()), 800)
         message = message or f"exit status {rc}"

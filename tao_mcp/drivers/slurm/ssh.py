@@ -26,6 +26,7 @@ from typing import Any
 
 import anyio
 
+from tao_mcp.drivers.base import clip_text
 from tao_mcp.errors import BackendUnreachable, TaoError
 
 log = logging.getLogger(__name__)
@@ -231,7 +232,7 @@ class SSHPool:
     # --- commands ---------------------------------------------------------------------------------------------
 
     def _run_sync(self, cmd: str, *, failover: bool, timeout: float, stdin: bytes | None) -> tuple[int, str, str]:
-        log.debug("ssh: run %s", cmd if len(cmd) < 2000 else cmd[:2000] + " …")
+        log.debug("ssh: run %s", clip_text(cmd, 2000))
         errors: list[str] = []
         for host in self._host_order():
             for attempt in (1, 2):  # a stale pooled connection gets one fresh retry on the same host
