@@ -18,6 +18,7 @@ from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from fixtures import leaks
+from tao_mcp import cursor as cursor_codec
 from tests.helpers import REPO, structured
 
 # A forwarded name no name rule knows: only secret_env says it is a secret.
@@ -100,7 +101,8 @@ async def run_leaky_job(
             if expect_printed:  # the job really printed them; the server masked them on the way out
                 assert "leak-job done" in page["lines"] or "fake-lepton: done" in page["lines"], page["lines"][-5:]
                 assert any(line.startswith("plain [REDACTED]") for line in page["lines"]), page["lines"][:5]
-            seen.result(await c.call_tool("job_logs", {"job_id": job_id, "cursor": "L0", "tail": 2000}))
+            first_page = cursor_codec.encode("log", job_id, 0)
+            seen.result(await c.call_tool("job_logs", {"job_id": job_id, "cursor": first_page, "tail": 2000}))
             for needle in ("[REDACTED]", "b64", "BEGIN", "p" * 50, *(v[:6] for v in canaries.values())):
                 seen.result(await c.call_tool("job_logs", {"job_id": job_id, "grep": needle, "tail": 2000}))
             for tool in ("job_status", "failure_analysis", "cancel_job"):
