@@ -30,7 +30,15 @@ class PlatformSummary(BaseModel):
     aliases: list[str]
     description: str
     available: bool = Field(description="this tao-mcp version has a driver for the platform")
-    ready: bool = Field(description="the driver is available and every required credential is present")
+    state: Literal["ready", "unreachable", "not_configured", "no_driver"] = Field(
+        description="ready: configured and the backend answered a cheap probe; unreachable: configured but the "
+        "probe failed (see reason); not_configured: required variables missing; no_driver: listed by the skill "
+        "bank only, cannot be submitted to"
+    )
+    reason: str | None = Field(
+        None, description="why the platform is not ready (the probe's answer, or what is missing)"
+    )
+    ready: bool = Field(description="state is ready")
     missing: list[str] = Field(description="names of required variables (or groups) that are not set")
 
 
@@ -90,6 +98,13 @@ class SubmitResult(BaseModel):
 class WaitResult(JobStatus):
     done: bool
     waited_s: float
+    outcome: Literal["finished", "running", "still_waiting", "backend_unreachable"] = Field(
+        description="finished: terminal state; running: until='running' reached; still_waiting: the timeout ended "
+        "the wait, call again; backend_unreachable: no reading for longer than the grace period, stop polling"
+    )
+    since_last_reading_s: float | None = Field(
+        None, description="seconds since the backend last reported this job (set while it is unreachable)"
+    )
 
 
 class LogPage(BaseModel):

@@ -111,8 +111,11 @@ class Driver(Protocol):
         """Validate platform options with the platform's options model (drivers/options.py; E_BAD_INPUT naming
         options.<key>), defaults from its settings filled in; return the normalized dict to store."""
 
-    async def results_root(self, options: Mapping[str, Any]) -> str | None:
-        """Absolute path where results persist without uploading (becomes TAO_RESULTS_ROOT), or None."""
+    async def results_root(self, options: Mapping[str, Any], *, resolve: bool = True) -> str | None:
+        """Absolute path where results persist without uploading (becomes TAO_RESULTS_ROOT), or None.
+
+        resolve=False (a dry run): do not touch the backend to find it; a part only the backend knows is shown
+        symbolically (SLURM: $HOME when SLURM_BASE_RESULTS_DIR is not set)."""
 
     async def preview(self, req: LaunchRequest) -> Preview: ...
 
@@ -148,6 +151,15 @@ class HasReplicas(Protocol):
 
     async def replicas(self, ref: JobRef) -> list[dict[str, Any]]:
         """Rows of {id, node, phase, readiness_issue: {reason, message} | None, ...}; [] before the job exists."""
+
+
+@runtime_checkable
+class HasProbe(Protocol):
+    """A cheap read that proves the backend answers (SSH + sinfo, Docker ping, K8s version, Lepton workspace,
+    brev ls): list_platforms' readiness and submit_job's fail-fast check. The service bounds and caches it."""
+
+    async def probe(self) -> None:
+        """Return when the backend answered; raise BackendUnreachable (or a coded TaoError) with the reason."""
 
 
 @runtime_checkable

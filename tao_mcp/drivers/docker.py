@@ -191,7 +191,7 @@ class DockerDriver:
     def parse_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         return DockerOptions.parse(options, self.settings)
 
-    async def results_root(self, options: Mapping[str, Any]) -> str | None:
+    async def results_root(self, options: Mapping[str, Any], *, resolve: bool = True) -> str | None:
         return results_root_of(parse_mount(m) for m in options.get("mounts") or [])
 
     # --- launch -------------------------------------------------------------------------------------------------
@@ -513,6 +513,11 @@ class DockerDriver:
         return evidence
 
     # --- diagnostics --------------------------------------------------------------------------------------------
+
+    async def probe(self) -> None:
+        """Readiness: the engine answers a ping."""
+        client = await self._docker()
+        await self._run(client.ping)
 
     async def diagnostics(self) -> dict[str, str | bool | None]:
         """Preflight facts for the agent; never raises for an unreachable daemon or missing GPUs."""

@@ -22,7 +22,7 @@ from typing import Any
 import anyio
 
 from tao_mcp import cursor as cursor_codec
-from tao_mcp.drivers import platform_models
+from tao_mcp.drivers import DRIVERS, platform_models
 from tao_mcp.drivers.base import Driver, Evidence, LaunchRequest
 from tao_mcp.entrypoint import EntrypointPlan, build_entrypoint
 from tao_mcp.errors import BackendUnreachable, TaoError
@@ -44,6 +44,7 @@ from tao_mcp.service.metadata.actions import ActionPlan
 from tao_mcp.service.metadata.platforms import PlatformRecord, find_platform, require_credentials
 from tao_mcp.service.policy import JobPolicy
 from tao_mcp.service.poller import LOST_LAUNCH_GRACE_S, PlatformPoller
+from tao_mcp.service.readiness import Readiness, unreachable_error
 from tao_mcp.service.redaction import Redactor
 from tao_mcp.service.registry import DriverRegistry
 from tao_mcp.service.store import JobRecord, JobStore
@@ -60,6 +61,7 @@ LOG_HINT_EVERY_S = 10.0
 ANALYSIS_LOG_LINES = 400
 RUNNER_SCAN_LINES = 500  # the runner's latest progress line is looked for among the last lines only
 RUNNER_TAG = "[tao-runner]"
+UNREACHABLE_GRACE_S = 300.0  # default of TAO_MCP_UNREACHABLE_GRACE_S
 
 
 @dataclass
@@ -157,6 +159,7 @@ class JobService:
         self._pollers: dict[str, PlatformPoller] = {}
         self._task_group: anyio.abc.TaskGroup | None = None
         self.leases = LaunchLeases(store.path.with_name("launches.lock"))
+        self.readiness = Readiness(self.settings, drivers)
 
     # ---- lifecycle ----
     async def start(self, task_group: anyio.abc.TaskGroup) -> None:
@@ -195,6 +198,13 @@ class JobService:
     # ---- submit ----
     def _validate(self, p: SubmitParams) -> tuple[PlatformRecord, int | None]:
         record = find_platform(p.platform, self.settings)
+        if record.name not in DRIVERS:
+            known = ", ".join(sorted(DRIVERS))
+            raise TaoError(
+                "E_PLATFORM_NOT_AVAILABLE",
+                f"{record.name} is listed by the skill bank, but this tao-mcp version has no driver for it",
+                f"submit to one of: {known} (list_platforms shows which are ready)",
+            )
         if p.name is not None and not JOB_LABEL.match(p.name):
             raise TaoError(
                 "E_BAD_INPUT",
@@ -291,6 +301,11 @@ class JobService:
             if existing:
                 resumed = await self._resume_interrupted(existing, p, action_plan, minutes, digest)
                 return resumed or self._reused(self.record(existing.job_id), digest)
+        if not p.dry_run:
+            # Fail fast, before anything is recorded or sent: a backend that does not answer its cheap probe.
+            reading = await self.readiness.check(platform_record, recheck_unreachable=True)
+            if reading.state == "unreachable":
+                raise unreachable_error(platform_record.name, reading)
         launch = await self._prepare(p, action_plan, minutes)
         if p.dry_run:
             return await self._dry_run(launch)
@@ -331,12 +346,16 @@ class JobService:
         try:
             backend_id = await launch.driver.launch(launch.request)
         except BackendUnreachable as exc:
-            # The launch may or may not have happened: the poller reconciles by name; never launch twice.
+            # The request went out and its answer was lost (the probe just answered): the launch may or may not
+            # have happened. The poller reconciles by name; never launch twice.
+            self.readiness.forget(launch.platform)
             self.poller(launch.platform).kick()
             return launch.result(
                 JobState.UNKNOWN,
-                f"{exc.cause}; the launch outcome is unknown and will be reconciled by the name {record.backend_name}",
-                f"job_status(job_id='{record.job_id}')",
+                f"{exc.cause}; the launch request was sent but its answer was lost, so the launch outcome is unknown: "
+                f"it is reconciled by the name {record.backend_name} on the next reading (a job the backend does not "
+                f"know after {int(LOST_LAUNCH_GRACE_S)} s is marked as not launched); do not resubmit",
+                f"wait_for_job(job_id='{record.job_id}') shows the reconciled state",
             )
         except TaoError as exc:
             self.store.mark_failed_launch(record.job_id, str(exc))
@@ -397,7 +416,7 @@ class JobService:
         # Where results go (docs/entrypoint.md): an explicit results_uri, else the platform's persistent mount,
         # else the S3 bucket, else container-local (the runner warns).
         results_location = plan.results_location if plan.results_source == "explicit" else None
-        root = None if results_location else await driver.results_root(options)
+        root = None if results_location else await driver.results_root(options, resolve=not p.dry_run)
         if root:
             env["TAO_RESULTS_ROOT"] = root
             results_location = f"{driver.storage_scheme}://{root}/{job_id}"
@@ -565,17 +584,24 @@ class JobService:
         progress: Callable[[float, str], Awaitable[None]],
     ) -> WaitResult:
         record = self.record(job_id)
+        grace = unreachable_grace(self.settings)
         started = time.monotonic()
         deadline = started + timeout_s
         last_hint_at = 0.0
         last_line: str | None = None
         unreachable: str | None = None
+        gone_for = 0.0
+        confirm = False  # an outage past the grace ends the wait only after a sweep of its own confirms it
         while True:
-            record, unreachable = await self.refresh(record, max_age=WAIT_POLL_S / 2)
+            record, unreachable = await self.refresh(record, max_age=0 if confirm else WAIT_POLL_S / 2)
             done = record.terminal or (until == "running" and record.status in (JobState.RUNNING, JobState.PAUSED))
+            gone_for = time.time() - record.updated_at if unreachable else 0.0
             now = time.monotonic()
-            if done or now >= deadline:
+            if done or now >= deadline or (gone_for > grace and confirm):
                 break
+            if gone_for > grace:
+                confirm = True
+                continue
             if record.status == JobState.RUNNING and now - last_hint_at >= LOG_HINT_EVERY_S:
                 last_hint_at = now
                 last_line = await self._last_log_line(record) or last_line
@@ -583,8 +609,35 @@ class JobService:
             await anyio.sleep(min(WAIT_POLL_S, max(0.0, deadline - time.monotonic())))
         status = await self._status_model(record, unreachable)
         waited = round(time.monotonic() - started, 1)
-        hint = status.next if done else f"wait_for_job(job_id='{job_id}') again (still {record.status} after {waited}s)"
-        return WaitResult(**status.model_dump(exclude={"next"}), done=done, waited_s=waited, next=hint)
+        since = round(gone_for, 1) if unreachable else None
+        if not done and gone_for > grace:
+            # A wait that cannot end by itself: stop the loop and hand the outage to the user. The job stays open
+            # in the store; the next reading (any later job_status) resumes it.
+            return WaitResult(
+                **status.model_dump(exclude={"next"}),
+                done=True,
+                waited_s=waited,
+                outcome="backend_unreachable",
+                since_last_reading_s=since,
+                next=(
+                    f"stop polling: tell the user the {record.platform} backend has not answered for "
+                    f"{human_duration(gone_for)} ({unreachable}); the job's last known status is {record.status}. "
+                    f"Once they have restored the backend, job_status(job_id='{job_id}') reads it again"
+                ),
+            )
+        if done:
+            outcome, hint = ("finished" if record.terminal else "running"), status.next
+        else:
+            outcome = "still_waiting"
+            hint = f"wait_for_job(job_id='{job_id}') again (still {record.status} after {waited}s)"
+        return WaitResult(
+            **status.model_dump(exclude={"next"}),
+            done=done,
+            waited_s=waited,
+            outcome=outcome,
+            since_last_reading_s=since,
+            next=hint,
+        )
 
     def _progress_message(self, record: JobRecord, unreachable: str | None, last_line: str | None) -> str:
         if unreachable:
@@ -693,6 +746,22 @@ class JobService:
             platform_evidence=evidence,
         )
         summary = result.summary
+        if unreachable and not record.terminal:
+            # No fresh reading: the last known state (often Pending) must not be read as "queued, wait".
+            gone = human_duration(time.time() - record.updated_at)
+            return FailureAnalysis(
+                job_id=job_id,
+                status=record.status,
+                category="backend_unreachable",
+                err_class="ERR_INFRA",
+                retriable=None,
+                confidence="high",
+                summary=f"backend unreachable: the {record.platform} backend has not reported this job for {gone} "
+                f"({unreachable}); its last known status is {record.status}. This is not a job failure",
+                suggestion=f"tell the user the {record.platform} backend does not answer; do not resubmit (the job "
+                "may still be running). Once it is restored, job_status reads the job again",
+                next=f"list_platforms(platform='{record.platform}') shows the backend's probe",
+            )
         if unreachable:
             summary = f"{summary} (backend unreachable now: {unreachable}; based on the last known state)"
         return result.model_copy(
@@ -762,6 +831,20 @@ class JobService:
             next_cursor=next_cursor,
             next=f"list_jobs(cursor='{next_cursor}')" if more else "job_status(job_id=...) for details",
         )
+
+
+def unreachable_grace(settings: Mapping[str, str]) -> float:
+    """TAO_MCP_UNREACHABLE_GRACE_S: how long wait_for_job waits through a backend outage before it ends."""
+    raw = settings.get("TAO_MCP_UNREACHABLE_GRACE_S") or ""
+    try:
+        value = float(raw) if raw else UNREACHABLE_GRACE_S
+    except ValueError:
+        value = -1.0
+    if value < 0:
+        raise TaoError(
+            "E_BAD_SETTING", f"TAO_MCP_UNREACHABLE_GRACE_S={raw!r} is not a number of seconds >= 0", "e.g. 300"
+        )
+    return value
 
 
 def log_cursor_start(cursor: str, job_id: str) -> int:

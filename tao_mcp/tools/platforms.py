@@ -8,15 +8,23 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult
 from pydantic import Field
 
-from tao_mcp.models import PlatformList, PlatformSummary
+from tao_mcp.models import CredentialState, PlatformList, PlatformSummary
 from tao_mcp.service.metadata.platforms import find_platform, platforms
 from tao_mcp.tools._common import READ_ONLY_BACKEND, app, coded_errors, respond
 
 
 def state_text(p: PlatformSummary) -> str:
-    if not p.available:
-        return "no driver in this tao-mcp version"
-    return "ready" if p.ready else "missing " + ", ".join(p.missing)
+    return p.state if p.state == "ready" else f"{p.state}: {p.reason}"
+
+
+def credential_line(c: CredentialState) -> str:
+    """Each variable once: `required: present|missing`, `optional: present|not set (what it is for)`."""
+    if c.required:
+        return f"  {c.name} — required: {'present' if c.present else 'missing'}"
+    if c.present:
+        return f"  {c.name} — optional: present"
+    purpose = c.description or (f"needed when {c.only_when}" if c.only_when else "")
+    return f"  {c.name} — optional: not set" + (f" ({purpose})" if purpose else "")
 
 
 def render(result: PlatformList) -> str:
@@ -25,13 +33,9 @@ def render(result: PlatformList) -> str:
         return "Platforms:\n" + "\n".join(rows) + f"\nNext: {result.next}"
     d = result.platform
     lines = [f"{d.display_name} ({d.name}) — {state_text(d)}", d.description, "Credentials:"]
+    lines += [credential_line(c) for c in d.credentials]
     lines += [
-        f"  {c.name}: {'present' if c.present else 'MISSING'}{'' if c.required else ' (optional'}"
-        f"{'' if c.required or not c.only_when else ': ' + c.only_when}{'' if c.required else ')'}"
-        for c in d.credentials
-    ]
-    lines += [
-        f"  one of {' / '.join(g.require_one_of)}: {'present' if g.satisfied else 'MISSING'}"
+        f"  one of {' / '.join(g.require_one_of)} — required: {'present' if g.satisfied else 'missing'}"
         for g in d.credential_groups
     ]
     lines.append(f"Storage: {d.storage.get('protocol', '?')} ({d.storage.get('uri_format', '')})")
@@ -43,6 +47,22 @@ def render(result: PlatformList) -> str:
         lines += ["Job policy:", *(f"  {name}: {text}" for name, text in d.policy.items())]
     lines.append(f"Next: {result.next}")
     return "\n".join(lines)
+
+
+def next_for(name: str, state: str, missing: list[str], reason: str | None) -> str:
+    if state == "ready":
+        return f"submit_job(platform='{name}', command=..., dry_run=True)"
+    if state == "not_configured" and missing:
+        return f"ask the user to set {', '.join(missing)} in the server environment (not in chat), then restart it"
+    if state == "not_configured":
+        return f"ask the user to correct the {name} settings ({reason}), then restart the server"
+    if state == "unreachable":
+        return (
+            f"tell the user the {name} backend does not answer ({reason}); once they have started or fixed it, "
+            f"list_platforms(platform='{name}') again (readings are cached for 30 s)"
+        )
+    ready = "a platform list_platforms() shows as ready"
+    return f"{name} is listed by the skill bank but tao-mcp cannot submit to it: use {ready}"
 
 
 def register(server: MCPServer) -> None:
@@ -59,21 +79,29 @@ def register(server: MCPServer) -> None:
         submit_job options and the job policy in force. Ask the user to set missing variables in the server
         environment, then call submit_job."""
         settings = app(ctx).settings
+        readiness = app(ctx).jobs.readiness
         if platform is None:
+            records = platforms(settings)
+            readings = await readiness.check_all(records)
+            summaries = [p.summary(settings, readings[p.name].state, readings[p.name].reason) for p in records]
+            ready = [s.name for s in summaries if s.ready]
             result = PlatformList(
-                platforms=[p.summary(settings) for p in platforms(settings)],
-                next="list_platforms(platform='<name>') for one platform's credentials",
+                platforms=summaries,
+                next=(
+                    f"submit_job(platform='{ready[0]}', ..., dry_run=True) on a ready platform "
+                    f"({', '.join(ready)}); list_platforms(platform='<name>') for one platform's credentials"
+                    if ready
+                    else "no platform is ready: list_platforms(platform='<name>') shows what one needs"
+                ),
             )
         else:
             record = find_platform(platform, settings)
-            detail = record.detail(settings)
+            reading = await readiness.check(record, recheck_unreachable=True)
+            detail = record.detail(settings, reading.state, reading.reason)
             detail.policy = app(ctx).jobs.policy.describe(record.name)
             if detail.ready:
                 detail.diagnostics = await app(ctx).extras.diagnostics(record.name)
-            hint = (
-                f"submit_job(platform='{record.name}', command=..., dry_run=True)"
-                if detail.ready
-                else f"ask the user to set {', '.join(detail.missing)} in the server environment (not in chat)"
+            result = PlatformList(
+                platform=detail, next=next_for(record.name, reading.state, detail.missing, reading.reason)
             )
-            result = PlatformList(platform=detail, next=hint)
         return respond(ctx, result, render(result))

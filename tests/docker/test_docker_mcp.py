@@ -211,16 +211,55 @@ async def test_daemon_outage_is_not_terminal_and_recovers(
         assert (await call(c, "job_logs", job_id=sub["job_id"]))["lines"] == ["before", "after-outage"]
 
 
+@pytest.mark.slow
+async def test_wait_ends_when_the_backend_stays_unreachable(
+    docker_env: dict[str, str], private_dockerd: PrivateDockerd
+) -> None:
+    """A daemon stopped mid-run for longer than TAO_MCP_UNREACHABLE_GRACE_S: wait_for_job ends (done, outcome
+    backend_unreachable, tells the agent to stop polling), the job stays open, and a later reading resumes it."""
+    env = {**docker_env, "DOCKER_HOST": private_dockerd.host, "TAO_MCP_UNREACHABLE_GRACE_S": "4"}
+    async with client(env) as c:
+        sub = await call(c, "submit_job", **job(env, "echo before; sleep 25; echo after-outage"))
+        await wait_done(c, sub["job_id"], until="running")
+        private_dockerd.stop()
+        wait = await call(c, "wait_for_job", job_id=sub["job_id"], timeout_s=50)
+        assert wait["done"] is True and wait["outcome"] == "backend_unreachable", wait
+        assert wait["status"] == "Running" and wait["backend_reachable"] is False
+        assert wait["since_last_reading_s"] >= 4 and wait["waited_s"] < 50
+        assert "stop polling" in wait["next"] and "tell the user" in wait["next"]
+        analysis = await call(c, "failure_analysis", job_id=sub["job_id"])
+        assert analysis["category"] == "backend_unreachable" and "backend unreachable" in analysis["summary"]
+        assert "queued" not in analysis["summary"]
+        assert (await call(c, "list_jobs", status="Running"))["jobs"][0]["job_id"] == sub["job_id"]  # still open
+        private_dockerd.start()
+        done = await wait_done(c, sub["job_id"])
+        assert done["status"] == "Complete" and done["outcome"] == "finished" and done["backend_reachable"] is True, (
+            done
+        )
+
+
 async def test_list_platforms_reports_preflight_facts(docker_env: dict[str, str], tmp_path: Path) -> None:
     async with client(docker_env) as c:
         detail = (await call(c, "list_platforms", platform="docker"))["platform"]
         facts = detail["diagnostics"]
         assert facts["reachable"] is True and str(facts["server_version"]).startswith("20.10"), facts
         assert facts["nvidia_runtime"] is False and facts["gpus_visible"] is False
+    assert detail["state"] == "ready" and detail["ready"] is True
+
+
+async def test_absent_engine_is_unreachable_and_submit_fails_fast(docker_env: dict[str, str], tmp_path: Path) -> None:
+    """Readiness means reachable: an absent socket is `unreachable` with the probe's reason, and submit_job is
+    refused within the probe bound with nothing recorded (it once succeeded with status Unknown)."""
     down = {**docker_env, "DOCKER_HOST": f"unix://{tmp_path}/no-daemon.sock"}
     async with client(down) as c:
+        listing = {p["name"]: p for p in (await call(c, "list_platforms"))["platforms"]}
+        assert listing["docker"]["state"] == "unreachable" and listing["docker"]["ready"] is False
+        assert "does not answer" in listing["docker"]["reason"]
         detail = (await call(c, "list_platforms", platform="docker"))["platform"]
-        assert detail["diagnostics"]["reachable"] is False and "does not answer" in detail["diagnostics"]["error"]
+        assert detail["state"] == "unreachable" and "no-daemon.sock" in detail["reason"]
+        text = await call_error(c, "submit_job", **job(down, "true"))
+        assert text.startswith("E_BACKEND_UNREACHABLE:") and "nothing was sent" in text, text
+        assert (await call(c, "list_jobs"))["jobs"] == []
 
 
 async def test_job_policy_refuses_host_takeover_before_the_engine(

@@ -63,7 +63,11 @@ def test_default_bank_path_is_under_home(tmp_path: Path, monkeypatch: pytest.Mon
     assert bank.bank_root({}) is None
     (tmp_path / "tao-skills-external").symlink_to(BANK)
     assert bank.bank_root({}) == tmp_path / "tao-skills-external"
-    assert "SLURM_PARTITION" in [c["name"] for c in platforms.find_platform("slurm", {}).required]
+    slurm = platforms.find_platform("slurm", {})
+    # the bank lists SLURM_PARTITION as required; the driver runs without it, so it stays optional, listed once
+    assert "SLURM_PARTITION" not in [c["name"] for c in slurm.required]
+    assert [c["name"] for c in slurm.optional].count("SLURM_PARTITION") == 1
+    assert "account charged" in [c.get("description") for c in slurm.optional]  # the bank was read
 
 
 def test_current_layout_overrides_builtins() -> None:
@@ -71,7 +75,8 @@ def test_current_layout_overrides_builtins() -> None:
     records = {p.name: p for p in platforms.platforms(settings)}
     assert set(records) == {"slurm", "lepton", "brev", "kubernetes", "docker", "azureml"}
     slurm = records["slurm"]
-    assert [c["name"] for c in slurm.required] == ["SLURM_USER", "SLURM_HOSTNAME", "SLURM_PARTITION"]
+    # the bank's SLURM_PARTITION is required there, optional for the driver: listed once, as optional
+    assert [c["name"] for c in slurm.required] == ["SLURM_USER", "SLURM_HOSTNAME"]
     assert slurm.groups[0]["require_one_of"] == ["SSH_KEY_PATH", "SSH_AUTH_SOCK"]
     assert slurm.optional[0] == {
         "name": "SLURM_ACCOUNT",
@@ -147,9 +152,10 @@ def test_presence_flags_flip_and_values_never_appear(bank: Path | None, tmp_path
     assert lepton.missing({"LEPTON_WORKSPACE_ID": "w", "LEPTON_AUTH_TOKEN": "t"}) == []
 
 
-def test_unknown_platform_lists_bank_platforms() -> None:
+def test_unknown_platform_offers_only_platforms_with_a_driver() -> None:
     err = code_of(platforms.find_platform, "mainframe", env(BANK))
-    assert err.code == "E_UNKNOWN_PLATFORM" and "azureml" in str(err)
+    assert err.code == "E_UNKNOWN_PLATFORM" and "slurm" in str(err) and "azureml" not in str(err)
+    assert platforms.find_platform("azureml", env(BANK)).name == "azureml"  # still listed by list_platforms
 
 
 def test_bad_platform_file_is_named(bank_copy: Path) -> None:

@@ -35,7 +35,7 @@ class CountingDriver:
     def parse_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         return dict(options)
 
-    async def results_root(self, options: Mapping[str, Any]) -> str | None:
+    async def results_root(self, options: Mapping[str, Any], *, resolve: bool = True) -> str | None:
         return "/scratch/results"
 
     async def preview(self, req: LaunchRequest) -> Preview:

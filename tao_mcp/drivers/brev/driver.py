@@ -57,7 +57,7 @@ class BrevDriver:
     def parse_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         return BrevOptions.parse(options, self.settings)
 
-    async def results_root(self, options: Mapping[str, Any]) -> str | None:
+    async def results_root(self, options: Mapping[str, Any], *, resolve: bool = True) -> str | None:
         return options.get("results_dir") or self.results_dir
 
     # --- launch -----------------------------------------------------------------------------------------------
@@ -403,6 +403,10 @@ class BrevDriver:
             "previous_status": instances[name].status,
             "message": f"deletion of {name} requested; jobs still on it are lost; list_instances shows when it is gone",
         }
+
+    async def probe(self) -> None:
+        """Readiness: `brev ls` works (the CLI exists and is logged in)."""
+        await self.cli.ls()
 
     async def diagnostics(self) -> dict[str, Any]:
         """For list_platforms: the CLI works, is logged in (re-login with BREV_API_TOKEN), and the instances."""

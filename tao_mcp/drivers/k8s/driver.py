@@ -174,6 +174,10 @@ class KubernetesDriver:
         except ValueError:
             raise BackendUnreachable(PLATFORM, f"{what}: the API server answered something that is not JSON") from None
 
+    async def probe(self) -> None:
+        """Readiness: the API server answers GET /version (not cached, unlike server_version)."""
+        await self._json_call("reading the server version", ("version", "get_code"))
+
     async def server_version(self) -> tuple[str, str, str]:
         if self._version is None:
             from_api = await self._json_call("reading the server version", ("version", "get_code"))
@@ -189,7 +193,7 @@ class KubernetesDriver:
     def parse_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         return KubernetesOptions.parse(options, self.settings)
 
-    async def results_root(self, options: Mapping[str, Any]) -> str | None:
+    async def results_root(self, options: Mapping[str, Any], *, resolve: bool = True) -> str | None:
         return manifest.results_root(options)
 
     def _namespace(self, ref: JobRef) -> str:

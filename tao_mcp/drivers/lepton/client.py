@@ -153,10 +153,11 @@ class LeptonClient:
     async def get(self, path: str, **params: Any) -> Any:
         return await self.http("GET", path, params=params or None)
 
-    async def workspace_get(self, path: str, **params: Any) -> Any:
-        """A workspace-level read: 404 means the settings name no workspace (or a wrong base URL)."""
+    async def workspace_get(self, path: str, *, read: bool = True, **params: Any) -> Any:
+        """A workspace-level read: 404 means the settings name no workspace (or a wrong base URL).
+        read=False: one attempt (no retry of 5xx/429)."""
         try:
-            return await self.get(path, **params)
+            return await self.http("GET", path, params=params or None, read=read)
         except NotFound as exc:
             raise TaoError(
                 "E_BAD_SETTING",

@@ -57,6 +57,10 @@ class LeptonDriver:
 
     # --- workspace facts --------------------------------------------------------------------------------------
 
+    async def probe(self) -> None:
+        """Readiness: GET of the workspace answers with this token (one attempt: the reason, not a retry loop)."""
+        await self.client.workspace_get("/workspace", read=False)
+
     async def node_groups(self) -> list[dict[str, Any]]:
         if self._node_groups is None:
             answer = await self.client.workspace_get("/dedicated-node-groups")
@@ -113,7 +117,7 @@ class LeptonDriver:
                 mount["from"] = volume["from"]
         return mounts
 
-    async def results_root(self, options: Mapping[str, Any]) -> str | None:
+    async def results_root(self, options: Mapping[str, Any], *, resolve: bool = True) -> str | None:
         if not options.get("persistent_results"):
             return None
         mounts = await self._mounts(options, await self._node_group(options.get("node_group")))

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 PLATFORM = "slurm"
 QUERY_TIMEOUT = 60.0
 IDS_PER_ROUND = 1000  # job ids (or names) per squeue/sacct call: a 10 000-job sweep is 10 rounds
+PROBE_TIMEOUT = 10.0  # the service bounds the probe more tightly; this only ends the remote command
 SUBMIT_TIMEOUT = 90.0
 HOME_PLACEHOLDER = "$HOME/tao-mcp"
 _BACKEND_ID = re.compile(r"^[0-9]+(?:_[0-9]+)?$")
@@ -102,19 +103,15 @@ class SlurmDriver:
             ) from None
         return self._base
 
-    async def results_root(self, options: Mapping[str, Any]) -> str | None:
+    async def results_root(self, options: Mapping[str, Any], *, resolve: bool = True) -> str | None:
+        if not resolve and self._base is None:
+            return script.results_root(HOME_PLACEHOLDER)  # a dry run needs no SSH
         return script.results_root(await self._base_dir())
 
     # --- launch -----------------------------------------------------------------------------------------------
 
     async def preview(self, req: LaunchRequest) -> Preview:
-        base = self._base
-        if base is None:
-            try:
-                base = await self._base_dir()
-            except TaoError as exc:
-                log.info("slurm preview: base dir not resolved (%s); showing %s", exc.code, HOME_PLACEHOLDER)
-                base = None
+        base = self._base  # SLURM_BASE_RESULTS_DIR, or the home a launch already read; a dry run needs no SSH
         if base is None:
             # Rendered with a marker path, then shown as $HOME/tao-mcp (sbatch would need the real path).
             job = script.render(req, "/__HOME__/tao-mcp", req.options)
@@ -291,6 +288,13 @@ class SlurmDriver:
         if self.settings.browse_roots:
             return list(self.settings.browse_roots)
         return [await self._base_dir(), *dict.fromkeys(m.split(":", 1)[0] for m in self.settings.container_mounts)]
+
+    async def probe(self) -> None:
+        """Readiness: an SSH login and `sinfo -h -o %P` (slurmctld answers) on a login node."""
+        rc, out, err = await self.ssh.run("sinfo -h -o %P", failover=True, timeout=PROBE_TIMEOUT)
+        if rc != 0:
+            message = (err or out).strip()[:300] or f"exit status {rc}"
+            raise BackendUnreachable(PLATFORM, f"sinfo on the login node failed: {message}", _query_fix())
 
     async def exec_readonly(self, cmd: str) -> tuple[int, str, str]:
         """One read-only shell command on a login node (fails over across hosts): lustre:// browsing."""

@@ -47,22 +47,32 @@ class PlatformRecord:
         ]
         return names
 
-    def summary(self, env: Mapping[str, str]) -> PlatformSummary:
+    def summary(self, env: Mapping[str, str], state: str | None = None, reason: str | None = None) -> PlatformSummary:
+        """`state`/`reason`: the readiness service's probed reading; without it, the configuration alone
+        (no_driver / not_configured / ready)."""
         from tao_mcp.drivers import DRIVERS
 
         missing = self.missing(env)
         available = self.name in DRIVERS
+        if state is None:
+            state = "no_driver" if not available else ("not_configured" if missing else "ready")
+            if state == "not_configured":
+                reason = "missing " + ", ".join(missing)
+            elif state == "no_driver":
+                reason = "no driver in this tao-mcp version"
         return PlatformSummary(
             name=self.name,
             display_name=self.display_name,
             aliases=list(self.aliases),
             description=self.description,
             available=available,
-            ready=available and not missing,
+            state=state,
+            reason=reason,
+            ready=state == "ready",
             missing=missing,
         )
 
-    def detail(self, env: Mapping[str, str]) -> PlatformDetail:
+    def detail(self, env: Mapping[str, str], state: str | None = None, reason: str | None = None) -> PlatformDetail:
         creds = [
             CredentialState(
                 name=c["name"], present=bool(env.get(c["name"])), required=True, description=c.get("description", "")
@@ -88,7 +98,7 @@ class PlatformRecord:
             for g in self.groups
         ]
         return PlatformDetail(
-            **self.summary(env).model_dump(),
+            **self.summary(env, state, reason).model_dump(),
             credentials=creds,
             credential_groups=groups,
             storage=dict(self.storage),
@@ -208,10 +218,24 @@ def _overlay(records: list[PlatformRecord], name: str, fields: dict[str, Any], a
             merged_aliases = tuple(dict.fromkeys([*base.aliases, *(k for k in sorted(keys) if k != base.name)]))
             resource_defaults = {**base.resource_defaults, **fields.pop("resource_defaults", {})}
             optional = fields.pop("optional", None)
+            required = fields.get("required")
+            builtin = next((r for r in builtin_platforms() if r.name == base.name), None)
+            if required is not None and builtin is not None:
+                # A variable the driver treats as optional (built-in record) stays optional whatever the bank
+                # says: the driver runs without it, and each variable is listed once.
+                optional_names = {c["name"] for c in builtin.optional}
+                demoted = tuple(c for c in required if c["name"] in optional_names)
+                fields["required"] = tuple(c for c in required if c["name"] not in optional_names)
+                optional = tuple(optional or ()) + demoted if demoted else optional
             if optional is not None:  # the bank's optional list, plus built-in ones it does not mention
                 named = {c["name"] for c in optional}
-                optional = tuple(optional) + tuple(c for c in base.optional if c["name"] not in named)
-                fields["optional"] = optional
+                by_name = {c["name"]: c for c in base.optional}
+                # a bank entry without its own text keeps the built-in one ("what it is for")
+                optional = tuple({**by_name.get(c["name"], {}), **{k: v for k, v in c.items() if v}} for c in optional)
+                optional = optional + tuple(c for c in base.optional if c["name"] not in named)
+            if optional is not None or required is not None:
+                required_names = {c["name"] for c in fields.get("required", base.required)}
+                fields["optional"] = tuple(c for c in (optional or base.optional) if c["name"] not in required_names)
             records[i] = dataclasses.replace(
                 base, aliases=merged_aliases, resource_defaults=resource_defaults, **fields
             )
@@ -341,7 +365,10 @@ def find_platform(name: str, settings: Mapping[str, str] | None = None) -> Platf
     for record in records:
         if wanted == record.name or wanted in record.aliases:
             return record
-    known = ", ".join(p.name for p in records)
+    from tao_mcp.drivers import DRIVERS
+
+    # only platforms a job can be submitted to: a skill-bank-only record (no driver) is no choice
+    known = ", ".join(p.name for p in records if p.name in DRIVERS)
     raise TaoError("E_UNKNOWN_PLATFORM", f"no platform named '{name}'", f"use one of: {known} (see list_platforms)")
 
 
