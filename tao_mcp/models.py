@@ -81,6 +81,12 @@ class JobStatus(BaseModel):
     next: str
 
 
+class PlanFile(BaseModel):
+    path: str
+    size: int = Field(description="bytes of the full rendered file")
+    sha256: str
+
+
 class SubmitResult(BaseModel):
     job_id: str
     platform: str
@@ -90,7 +96,12 @@ class SubmitResult(BaseModel):
     results_location: str | None = None
     dry_run: bool = False
     reused: bool = Field(False, description="an earlier submit with the same idempotency_key answered")
-    preview: dict[str, str] | None = Field(None, description="dry run only: rendered files and the launch command")
+    preview: dict[str, str] | None = Field(
+        None,
+        description="dry run only: rendered files and the launch command, with the inline runner and job "
+        "description (base64) replaced by a marker; 'runner' names their size and sha256 once",
+    )
+    files: list[PlanFile] | None = Field(None, description="dry run only: every rendered file in full: size, sha256")
     message: str = ""
     next: str
 

@@ -9,7 +9,7 @@ runner's path helpers are part of this package's API: `parse_path` (raises `Runn
 `get_path` (returns `MISSING` where the tree has no value).
 """
 
-from tao_mcp.entrypoint.builder import EntrypointPlan, build_entrypoint
+from tao_mcp.entrypoint.builder import EntrypointPlan, build_entrypoint, runner_blob
 from tao_mcp.entrypoint.runner import MISSING, RunnerError, get_path, parse_path
 
-__all__ = ["MISSING", "EntrypointPlan", "RunnerError", "build_entrypoint", "get_path", "parse_path"]
+__all__ = ["MISSING", "EntrypointPlan", "RunnerError", "build_entrypoint", "get_path", "parse_path", "runner_blob"]

@@ -24,7 +24,7 @@ import anyio
 from tao_mcp import cursor as cursor_codec
 from tao_mcp.drivers import DRIVERS, platform_models
 from tao_mcp.drivers.base import Driver, Evidence, LaunchRequest
-from tao_mcp.entrypoint import EntrypointPlan, build_entrypoint
+from tao_mcp.entrypoint import EntrypointPlan, build_entrypoint, runner_blob
 from tao_mcp.errors import BackendUnreachable, TaoError
 from tao_mcp.models import (
     FailureAnalysis,
@@ -32,6 +32,7 @@ from tao_mcp.models import (
     JobStatus,
     JobSummary,
     LogPage,
+    PlanFile,
     SubmitResult,
     WaitResult,
 )
@@ -467,12 +468,18 @@ class JobService:
                 indent=2,
                 sort_keys=True,
             )
+        files = {path: self.redactor.text(text) for path, text in files.items()}
+        listed = [
+            PlanFile(path=path, size=len(text.encode()), sha256=hashlib.sha256(text.encode()).hexdigest())
+            for path, text in files.items()
+        ]
         return launch.result(
             JobState.PENDING,
             "; ".join(["dry run: nothing was launched; secrets appear as names only", *plan.warnings]),
             "submit_job(...) again without dry_run to launch it",
             dry_run=True,
-            preview={path: self.redactor.text(text) for path, text in files.items()},
+            preview=without_blobs(files, plan),
+            files=listed,
         )
 
     def _reused(self, existing: JobRecord, digest: str) -> SubmitResult:
@@ -831,6 +838,31 @@ class JobService:
             next_cursor=next_cursor,
             next=f"list_jobs(cursor='{next_cursor}')" if more else "job_status(job_id=...) for details",
         )
+
+
+def without_blobs(files: Mapping[str, str], plan: EntrypointPlan) -> dict[str, str]:
+    """A dry run's files as the agent reads them: the inline runner (and the job description, whose content the
+    'entrypoint' entry shows decoded) appear once, by size and sha256, instead of ~40 KB of base64 per copy."""
+    # plain tokens: the files stay valid YAML / JSON / shell with the marker in place
+    blobs = {"RUNNER_PY_ZLIB_BASE64": runner_blob()}
+    if plan.runner_job:
+        blobs["JOB_DESCRIPTION_ZLIB_BASE64"] = plan.runner_job  # decoded in the 'entrypoint' entry
+    shown: dict[str, str] = {}
+    found: list[str] = []
+    for path, text in files.items():
+        for label, blob in blobs.items():
+            if blob in text:
+                text = text.replace(blob, label)
+                found.append(label)
+        shown[path] = text
+    if found:
+        shown["runner"] = "\n".join(
+            f"{label}: {len(blob)} chars of base64, sha256 {hashlib.sha256(blob.encode()).hexdigest()} "
+            "(shown by this name in the files above; the full files are listed in `files`)"
+            for label, blob in blobs.items()
+            if label in found
+        )
+    return shown
 
 
 def unreachable_grace(settings: Mapping[str, str]) -> float:

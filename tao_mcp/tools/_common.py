@@ -33,6 +33,11 @@ def tool_hints(*, read_only: bool, destructive: bool, idempotent: bool, open_wor
     )
 
 
+# Results are budgeted at <= 8k tokens with default arguments (tests/test_result_budget.py: chars / 4). A tool whose
+# non-default arguments can return more (job_logs tail=2000, a big listing) tells clients how much text to keep.
+RESULT_BUDGET_TOKENS = 8000
+LARGE_RESULT = {"anthropic/maxResultSizeChars": 100_000}
+
 READ_ONLY_BACKEND = tool_hints(read_only=True, destructive=False, idempotent=True, open_world=True)
 READ_ONLY_LOCAL = tool_hints(read_only=True, destructive=False, idempotent=True, open_world=False)
 

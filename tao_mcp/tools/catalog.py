@@ -10,7 +10,7 @@ from pydantic import Field
 
 from tao_mcp.models import ImageResolution, ModelList
 from tao_mcp.service.metadata import images, models
-from tao_mcp.tools._common import READ_ONLY_LOCAL, app, coded_errors, respond
+from tao_mcp.tools._common import LARGE_RESULT, READ_ONLY_LOCAL, app, coded_errors, respond
 
 
 def render_models(result: ModelList) -> str:
@@ -21,7 +21,9 @@ def render_models(result: ModelList) -> str:
             f"- {m.model} [{m.network_arch}] actions: {actions}" + (" (AutoML off)" if not m.automl_enabled else "")
         )
     lines += [f"note: {n}" for n in result.notes]
-    lines.append("(* = AutoML-capable)")
+    lines.append(
+        "(* = AutoML-capable per the skill bank; tao-mcp does not route AutoML runs yet: plain training works)"
+    )
     lines.append(f"Next: {result.next}")
     return "\n".join(lines)
 
@@ -39,12 +41,16 @@ def render_image(r: ImageResolution) -> str:
 
 
 def register(server: MCPServer) -> None:
-    @server.tool(annotations=READ_ONLY_LOCAL)
+    @server.tool(title="List TAO models", meta=LARGE_RESULT, annotations=READ_ONLY_LOCAL)
     @coded_errors
     async def list_models(
         ctx: Context,
         scope: Annotated[
-            Literal["all", "automl"], Field(description="automl: only AutoML-capable model actions")
+            Literal["all", "automl"],
+            Field(
+                description="automl: only the model actions the skill bank marks AutoML-capable (AutoML routing "
+                "is not implemented yet; plain training works)"
+            ),
         ] = "all",
         action: Annotated[str | None, Field(description="only models that have this action, e.g. train")] = None,
     ) -> Annotated[CallToolResult, ModelList]:
@@ -53,7 +59,7 @@ def register(server: MCPServer) -> None:
         result = models.list_models(app(ctx).settings, scope=scope, action=action)
         return respond(ctx, result, render_models(result))
 
-    @server.tool(annotations=READ_ONLY_LOCAL)
+    @server.tool(title="Resolve a model's container image", annotations=READ_ONLY_LOCAL)
     @coded_errors
     async def resolve_image(
         ctx: Context,

@@ -15,7 +15,7 @@ Platform = Annotated[str, Field(description="a platform with instances (brev)")]
 
 
 def register(server: MCPServer) -> None:
-    @server.tool(annotations=READ_ONLY_BACKEND)
+    @server.tool(title="Show a job's replicas", annotations=READ_ONLY_BACKEND)
     @coded_errors
     async def job_replicas(
         ctx: Context, job_id: Annotated[str, Field(description="the job_id submit_job returned", min_length=1)]
@@ -31,7 +31,7 @@ def register(server: MCPServer) -> None:
         text = "\n".join([f"Job {job_id} ({result.status}): {len(rows)} replicas", *rows, f"Next: {result.next}"])
         return respond(ctx, result, text)
 
-    @server.tool(annotations=READ_ONLY_BACKEND)
+    @server.tool(title="List GPU instances", annotations=READ_ONLY_BACKEND)
     @coded_errors
     async def list_instances(ctx: Context, platform: Platform = "brev") -> Annotated[CallToolResult, InstanceList]:
         """List the GPU instances of an instance-based platform (Brev) with status and type; they bill until
@@ -43,7 +43,10 @@ def register(server: MCPServer) -> None:
         ]
         return respond(ctx, result, "\n".join([f"{len(rows)} instances", *rows, f"Next: {result.next}"]))
 
-    @server.tool(annotations=tool_hints(read_only=False, destructive=True, idempotent=True, open_world=True))
+    @server.tool(
+        title="Delete a GPU instance",
+        annotations=tool_hints(read_only=False, destructive=True, idempotent=True, open_world=True),
+    )
     @coded_errors
     async def delete_instance(
         ctx: Context,

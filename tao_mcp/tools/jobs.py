@@ -13,6 +13,7 @@ from tao_mcp.models import FailureAnalysis, JobList, JobStatus, LogPage, SubmitR
 from tao_mcp.service.jobs import SubmitParams
 from tao_mcp.states import JobStateField
 from tao_mcp.tools._common import (
+    LARGE_RESULT,
     READ_ONLY_BACKEND,
     READ_ONLY_LOCAL,
     app,
@@ -71,7 +72,12 @@ def render_analysis(a: FailureAnalysis) -> str:
 
 
 def register(server: MCPServer) -> None:
-    @server.tool(annotations=tool_hints(read_only=False, destructive=False, idempotent=True, open_world=True))
+    # Not idempotent: two identical calls launch two jobs. A retry is safe only with the same idempotency_key.
+    @server.tool(
+        title="Submit a GPU job",
+        meta=LARGE_RESULT,
+        annotations=tool_hints(read_only=False, destructive=False, idempotent=False, open_world=True),
+    )
     @coded_errors
     async def submit_job(
         ctx: Context,
@@ -102,7 +108,11 @@ def register(server: MCPServer) -> None:
         name: Annotated[str | None, Field(description="a short label for list_jobs ([A-Za-z0-9_.-])")] = None,
         idempotency_key: Annotated[
             str | None,
-            Field(description="a retry with the same key returns the same job and launches nothing", max_length=128),
+            Field(
+                description="makes retries safe: a retry with the same key returns the same job and launches "
+                "nothing (without it, every call launches a new job)",
+                max_length=128,
+            ),
         ] = None,
         dry_run: Annotated[bool, Field(description="render the plan (secrets redacted) without launching")] = False,
         inputs: Annotated[
@@ -149,8 +159,10 @@ def register(server: MCPServer) -> None:
         ] = None,
     ) -> Annotated[CallToolResult, SubmitResult]:
         """Launch one GPU job and return at once with its job_id (use dry_run=True first to show the plan).
-        Credentials are forwarded by name with secret_env. Next: wait_for_job(job_id), then job_logs or
-        failure_analysis."""
+        Each call launches a new job: pass an idempotency_key to make retries safe (a retry with the same key
+        returns the first job). Fails fast with E_BACKEND_UNREACHABLE, recording nothing, when the platform's
+        backend does not answer. Credentials are forwarded by name with secret_env. Next: wait_for_job(job_id),
+        then job_logs or failure_analysis."""
         named = {
             k: v
             for k, v in {
@@ -206,7 +218,7 @@ def register(server: MCPServer) -> None:
             )
         return respond(ctx, result, render_submit(result))
 
-    @server.tool(annotations=READ_ONLY_BACKEND)
+    @server.tool(title="Job status", annotations=READ_ONLY_BACKEND)
     @coded_errors
     async def job_status(ctx: Context, job_id: JobId) -> Annotated[CallToolResult, JobStatus]:
         """Current status of a job (Pending/Running/Paused/Complete/Error/Canceled, plus Canceling/Unknown) with
@@ -215,7 +227,7 @@ def register(server: MCPServer) -> None:
         result = await app(ctx).jobs.status(job_id)
         return respond(ctx, result, render_status(result))
 
-    @server.tool(annotations=READ_ONLY_BACKEND)
+    @server.tool(title="Wait for a job", annotations=READ_ONLY_BACKEND)
     @coded_errors
     async def wait_for_job(
         ctx: Context,
@@ -238,7 +250,7 @@ def register(server: MCPServer) -> None:
         result = await app(ctx).jobs.wait(job_id, timeout_s, until, progress)
         return respond(ctx, result, f"done={result.done} after {result.waited_s}s\n" + render_status(result))
 
-    @server.tool(annotations=READ_ONLY_BACKEND, meta={"anthropic/maxResultSizeChars": 60000})
+    @server.tool(title="Read a job's log", meta=LARGE_RESULT, annotations=READ_ONLY_BACKEND)
     @coded_errors
     async def job_logs(
         ctx: Context,
@@ -266,7 +278,7 @@ def register(server: MCPServer) -> None:
         text = "\n".join([head, *page.lines, f"Next: {page.next}"])
         return respond(ctx, page, text)
 
-    @server.tool(annotations=READ_ONLY_BACKEND)
+    @server.tool(title="Explain a job failure", meta=LARGE_RESULT, annotations=READ_ONLY_BACKEND)
     @coded_errors
     async def failure_analysis(ctx: Context, job_id: JobId) -> Annotated[CallToolResult, FailureAnalysis]:
         """Explain why a job failed (or why it is still pending): category, error class, whether a resubmit may
@@ -274,7 +286,10 @@ def register(server: MCPServer) -> None:
         result = await app(ctx).jobs.analyze(job_id)
         return respond(ctx, result, render_analysis(result))
 
-    @server.tool(annotations=tool_hints(read_only=False, destructive=True, idempotent=True, open_world=True))
+    @server.tool(
+        title="Cancel a job",
+        annotations=tool_hints(read_only=False, destructive=True, idempotent=True, open_world=True),
+    )
     @coded_errors
     async def cancel_job(ctx: Context, job_id: JobId) -> Annotated[CallToolResult, JobStatus]:
         """Cancel a job. Reports Canceled only once the backend confirms (else Canceling; call job_status later);
@@ -282,7 +297,7 @@ def register(server: MCPServer) -> None:
         result = await app(ctx).jobs.cancel(job_id)
         return respond(ctx, result, render_status(result))
 
-    @server.tool(annotations=READ_ONLY_LOCAL)
+    @server.tool(title="List jobs", annotations=READ_ONLY_LOCAL)
     @coded_errors
     async def list_jobs(
         ctx: Context,

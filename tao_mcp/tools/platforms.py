@@ -10,7 +10,7 @@ from pydantic import Field
 
 from tao_mcp.models import CredentialState, PlatformList, PlatformSummary
 from tao_mcp.service.metadata.platforms import find_platform, platforms
-from tao_mcp.tools._common import READ_ONLY_BACKEND, app, coded_errors, respond
+from tao_mcp.tools._common import LARGE_RESULT, READ_ONLY_BACKEND, app, coded_errors, respond
 
 
 def state_text(p: PlatformSummary) -> str:
@@ -66,7 +66,7 @@ def next_for(name: str, state: str, missing: list[str], reason: str | None) -> s
 
 
 def register(server: MCPServer) -> None:
-    @server.tool(annotations=READ_ONLY_BACKEND)
+    @server.tool(title="List platforms and readiness", meta=LARGE_RESULT, annotations=READ_ONLY_BACKEND)
     @coded_errors
     async def list_platforms(
         ctx: Context,

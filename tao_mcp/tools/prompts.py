@@ -3,7 +3,10 @@ same steps summarised in the server instructions."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from mcp.server.mcpserver import MCPServer
+from pydantic import Field
 
 # The launch intake, written once: each step as one line of the server instructions (sent at initialize) and in
 # full as a step of the launch_workflow prompt.
@@ -74,6 +77,14 @@ def register(server: MCPServer) -> None:
         title="Launch a TAO workflow",
         description="Walk the launch intake: goal, platform, monitoring, image, credentials, dry run, submit, wait.",
     )
-    def launch_workflow(goal: str | None = None) -> str:
+    def launch_workflow(
+        goal: Annotated[
+            str | None,
+            Field(
+                description="what the user wants, in their words, e.g. 'train dino on my COCO subset on SLURM'; "
+                "omit to let the intake ask"
+            ),
+        ] = None,
+    ) -> str:
         """Launch a TAO workflow step by step."""
         return render(goal)

@@ -9,7 +9,7 @@ from mcp_types import CallToolResult
 from pydantic import Field
 
 from tao_mcp.storage.models import PathCheck, PathListing
-from tao_mcp.tools._common import READ_ONLY_BACKEND, app, coded_errors, respond
+from tao_mcp.tools._common import LARGE_RESULT, READ_ONLY_BACKEND, app, coded_errors, respond
 
 Uri = Annotated[str, Field(description="s3://bucket/prefix, lustre:///abs/path or file:///abs/path", min_length=3)]
 
@@ -25,7 +25,7 @@ def render_listing(result: PathListing) -> str:
 
 
 def register(server: MCPServer) -> None:
-    @server.tool(annotations=READ_ONLY_BACKEND)
+    @server.tool(title="List a storage path", meta=LARGE_RESULT, annotations=READ_ONLY_BACKEND)
     @coded_errors
     async def list_path(
         ctx: Context,
@@ -39,7 +39,7 @@ def register(server: MCPServer) -> None:
         result = await app(ctx).storage.list_path(uri, limit=limit, cursor=cursor)
         return respond(ctx, result, render_listing(result))
 
-    @server.tool(annotations=READ_ONLY_BACKEND)
+    @server.tool(title="Check a storage path", annotations=READ_ONLY_BACKEND)
     @coded_errors
     async def check_path(ctx: Context, uri: Uri) -> Annotated[CallToolResult, PathCheck]:
         """Check whether a dataset, model or results path exists before submitting a job that reads it; says

@@ -206,8 +206,9 @@ def list_models(settings: Mapping[str, str], scope: str = "all", action: str | N
         )
     if scope == "automl":
         hint = (
-            "train AutoML-capable models through the AutoML route unless the user turns it off or asks for a plain "
-            "run; resolve_image(model=..., action='train') next"
+            "AutoML-capable marks what the skill bank declares, but tao-mcp does not route AutoML runs yet: "
+            "plain training works (submit_job(model=..., action='train')); resolve_image(model=..., action='train') "
+            "next"
         )
     else:
         hint = "resolve_image(model='<model>', action='<action>') for the image to confirm with the user"
