@@ -104,7 +104,9 @@ class Readiness:
         except TimeoutError:
             return Reading("unreachable", f"no answer within {bound:g} s", at=time.monotonic())
         except BackendUnreachable as exc:
-            return Reading("unreachable", exc.cause, at=time.monotonic())
+            return Reading(
+                "unreachable", exc.cause.removeprefix(f"{platform} backend unreachable: "), at=time.monotonic()
+            )
         except TaoError as exc:  # refused login, missing CLI: the backend cannot be used; the coded text says why
             return Reading("unreachable", str(exc), at=time.monotonic())
         return Reading("ready", at=time.monotonic())
