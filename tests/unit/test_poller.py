@@ -210,3 +210,33 @@ async def test_a_job_the_backend_did_not_answer_for_is_flagged(service) -> None:
     quiet = await svc.status(silent)
     assert quiet.status == "Pending" and quiet.backend_reachable is False
     assert "no answer for this job" in quiet.message
+
+
+async def test_a_sweep_reads_in_driver_chunks_and_store_batches(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from tao_mcp.service import poller as poller_module
+    from tao_mcp.service.store import JobRecord
+    from tests.helpers import launch_request
+
+    monkeypatch.setattr(poller_module, "SWEEP_CHUNK", 10)
+    monkeypatch.setattr(poller_module, "STORE_BATCH", 3)
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    driver = CountingDriver()
+    for i in range(25):
+        request = launch_request(f"job{i:02d}")
+        store.insert(JobRecord.launching(request, platform="slurm", digest="d", command="echo"))
+        store.set_launch_state(request.job_id, "launched", str(100 + i))
+        driver.state[request.job_id] = Observation("Running", "RUNNING", started_at=1.0)
+    limits: list[int] = []
+    applied: list[int] = []
+    open_refs, apply_many = store.open_refs, store.apply_many
+    monkeypatch.setattr(store, "open_refs", lambda *a, **k: limits.append(k["limit"]) or open_refs(*a, **k))
+    monkeypatch.setattr(store, "apply_many", lambda obs: applied.append(len(obs)) or apply_many(obs))
+
+    async def get_driver() -> CountingDriver:
+        return driver
+
+    poller = poller_module.PlatformPoller("slurm", store, get_driver)  # type: ignore[arg-type]
+    assert await poller.sweep() and poller.last_error is None
+    assert driver.observe_calls == [10, 10, 5]  # one driver call per chunk
+    assert max(limits) == 3 and max(applied) <= 3 and sum(applied) == 25  # store work in batches
+    assert all(r.status == "Running" for r in (store.get(f"job{i:02d}") for i in range(25)) if r)
