@@ -8,11 +8,14 @@ so there the jobs are counted by name (tao-<job id>) for every record the test's
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from docker.errors import NotFound
 
 MARKER = "TAO_FAULT_KEY"
 
@@ -84,7 +87,10 @@ class Docker(Backend):
         try:
             found = []
             for item in client.api.containers(all=True, filters={"label": "tao-mcp.managed=true"}):
-                info = client.api.inspect_container(item["Id"])
+                try:
+                    info = client.api.inspect_container(item["Id"])
+                except NotFound:
+                    continue  # removed between the list and the read (another test's cleanup)
                 if f"{MARKER}={key}" in (info["Config"].get("Env") or []):
                     found.append(info)
             return found
@@ -111,7 +117,8 @@ class Docker(Backend):
         try:
             for key in keys:
                 for info in self._containers(key):
-                    client.api.remove_container(info["Id"], force=True)
+                    with contextlib.suppress(NotFound):
+                        client.api.remove_container(info["Id"], force=True)
         finally:
             client.close()
 
