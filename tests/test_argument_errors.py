@@ -56,7 +56,8 @@ async def test_a_malformed_kubeconfig_is_a_bad_setting_at_submit(
 ) -> None:
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(text + "\n# token: kubeconfig-canary-value\n")
-    env = {**base_env, "KUBECONFIG": str(kubeconfig)}
+    # The first probe imports the kubernetes client (seconds on a busy machine): the bound is not under test here.
+    env = {**base_env, "KUBECONFIG": str(kubeconfig), "TAO_MCP_PROBE_TIMEOUT_S": "60"}
     async with Client(build_server(env)) as c:
         result = await c.call_tool("submit_job", {"platform": "kubernetes", "command": "true"})
         jobs = (await c.call_tool("list_jobs", {})).structured_content["jobs"]

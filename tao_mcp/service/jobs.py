@@ -306,7 +306,7 @@ class JobService:
             # Fail fast, before anything is recorded or sent: a backend that does not answer its cheap probe.
             reading = await self.readiness.check(platform_record, recheck_unreachable=True)
             if reading.state == "unreachable":
-                raise unreachable_error(platform_record.name, reading)
+                raise reading.error or unreachable_error(platform_record.name, reading)
         launch = await self._prepare(p, action_plan, minutes)
         if p.dry_run:
             return await self._dry_run(launch)

@@ -33,6 +33,7 @@ class Reading:
     reason: str | None = None  # unreachable: the probe's answer; not_configured: what is missing
     missing: list[str] = field(default_factory=list)
     at: float = 0.0  # time.monotonic() of the probe (0: no probe was needed)
+    error: TaoError | None = None  # a coded refusal that is not about reachability (a bad setting): submit says it
 
 
 def probe_timeout(settings: Mapping[str, str]) -> float:
@@ -108,7 +109,7 @@ class Readiness:
                 "unreachable", exc.cause.removeprefix(f"{platform} backend unreachable: "), at=time.monotonic()
             )
         except TaoError as exc:  # refused login, missing CLI: the backend cannot be used; the coded text says why
-            return Reading("unreachable", str(exc), at=time.monotonic())
+            return Reading("unreachable", str(exc), at=time.monotonic(), error=exc)
         return Reading("ready", at=time.monotonic())
 
 
