@@ -20,7 +20,7 @@ from tao_mcp.http_auth import HttpPlan, principal_of
 from tao_mcp.service.extras import PlatformExtras
 from tao_mcp.service.jobs import JobService
 from tao_mcp.service.principal import acting_as
-from tao_mcp.service.redaction import RedactingFilter, Redactor
+from tao_mcp.service.redaction import RedactingFilter, Redactor, file_secrets
 from tao_mcp.service.registry import DriverRegistry
 from tao_mcp.service.storage import StorageService
 from tao_mcp.service.store import JobStore
@@ -51,6 +51,7 @@ def build_server(environ: Mapping[str, str] | None = None, *, http: HttpPlan | N
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         settings = load_settings(environ)
         redactor = Redactor.from_settings(settings)
+        redactor.add(file_secrets(settings))  # kubeconfig credentials, the SSH key
         log_filter = RedactingFilter(redactor)
         handlers = logging.getLogger().handlers
         for handler in handlers:

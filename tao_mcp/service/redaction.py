@@ -20,13 +20,17 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import re
 import string
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
+
+import yaml
 
 from tao_mcp.secret_names import CREDENTIAL_NAMES, is_secret_name
 
@@ -270,6 +274,59 @@ class Redactor:
 
     def contains_secret(self, value: str) -> bool:
         return self.text(value) != value
+
+
+KUBE_USER_SECRETS = ("token", "password", "client-key-data", "id-token", "refresh-token", "access-token")
+MAX_SECRET_FILE_BYTES = 1 << 20
+
+
+def file_secrets(settings: Mapping[str, str]) -> list[str]:
+    """Secrets the server holds in files its settings name: the kubeconfig's user credentials (tokens,
+    passwords, client keys, auth-provider tokens, exec plugin env values) and the SSH private key. Unreadable
+    or malformed files give nothing here (the driver reports them)."""
+    values: list[str] = []
+    kubeconfigs = settings.get("KUBECONFIG") or str(Path("~/.kube/config").expanduser())
+    for name in filter(None, kubeconfigs.split(os.pathsep)):
+        text = _read_small(name)
+        try:
+            config = yaml.safe_load(text) if text else None
+        except yaml.YAMLError:
+            continue
+        users = config.get("users") if isinstance(config, dict) else None
+        for entry in users if isinstance(users, list) else []:
+            user = entry.get("user") if isinstance(entry, dict) else None
+            if isinstance(user, dict):
+                values += _kube_user_secrets(user)
+    key = _read_small(settings.get("SSH_KEY_PATH") or "")
+    if key:
+        values.append(key)  # its lines are registered too: a partial print of the key is masked
+    return [v for v in values if v and v != "None"]
+
+
+def _kube_user_secrets(user: dict[str, Any]) -> list[str]:
+    values = [str(user[k]) for k in KUBE_USER_SECRETS if user.get(k)]
+    provider = user.get("auth-provider")
+    config = provider.get("config") if isinstance(provider, dict) else None
+    if isinstance(config, dict):
+        values += [v for k, v in config.items() if isinstance(v, str) and is_secret_name(str(k).replace("-", "_"))]
+    plugin = user.get("exec")
+    env = plugin.get("env") if isinstance(plugin, dict) else None
+    values += [
+        str(e["value"])
+        for e in env or []
+        if isinstance(e, dict) and e.get("value") and is_secret_name(str(e.get("name")))
+    ]
+    return values
+
+
+def _read_small(path: str) -> str:
+    try:
+        file = Path(path).expanduser()
+        return (
+            file.read_text(errors="replace") if file.is_file() and file.stat().st_size <= MAX_SECRET_FILE_BYTES else ""
+        )
+    except OSError:
+        return ""
 
 
 def _parts(value: str) -> list[str]:

@@ -199,3 +199,39 @@ def test_logging_filter_masks_messages_and_args(caplog) -> None:  # type: ignore
     caplog.handler.addFilter(RedactingFilter(r))
     logger.warning("value %s here", "topsecret!")
     assert "topsecret!" not in caplog.text and MASK in caplog.text
+
+
+def test_secrets_held_in_files_the_settings_name(tmp_path: Path) -> None:
+    """The kubeconfig's user credentials and the SSH key are secrets the server holds too."""
+    import yaml
+
+    from tao_mcp.service.redaction import file_secrets
+
+    token, key_data, id_token = secrets.token_urlsafe(24), base64.b64encode(b"k" * 40).decode(), secrets.token_hex(20)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "clusters": [{"name": "dev", "cluster": {"server": "https://10.0.0.1:6443"}}],
+                "users": [
+                    {"name": "a", "user": {"token": token}},
+                    {
+                        "name": "b",
+                        "user": {
+                            "client-key-data": key_data,
+                            "auth-provider": {"config": {"id-token": id_token, "client-id": "kubectl"}},
+                        },
+                    },
+                    {"name": "c", "user": {"exec": {"env": [{"name": "AWS_PROFILE", "value": "default"}]}}},
+                ],
+            }
+        )
+    )
+    key_line = base64.b64encode(secrets.token_bytes(52)).decode()
+    ssh_key = tmp_path / "id"
+    ssh_key.write_text(f"-----BEGIN OPENSSH PRIVATE KEY-----\n{key_line}\n-----END OPENSSH PRIVATE KEY-----\n")
+    r = Redactor()
+    r.add(file_secrets({"KUBECONFIG": str(kubeconfig), "SSH_KEY_PATH": str(ssh_key)}))
+    out = r.text(f"{token} {key_data} {id_token} line {key_line} https://10.0.0.1:6443 kubectl default")
+    assert out == f"{MASK} {MASK} {MASK} line {MASK} https://10.0.0.1:6443 kubectl default"
+    assert file_secrets({"KUBECONFIG": str(tmp_path / "absent"), "SSH_KEY_PATH": str(tmp_path)}) == []
