@@ -29,7 +29,9 @@ def leak_env(env: dict[str, str], canaries: dict[str, str]) -> tuple[dict[str, s
     """The server environment with one more canary under a plain-looking name (forwardable by policy)."""
     canaries = {**canaries, PLAIN_NAME: f"plain-canary-{uuid.uuid4().hex[:12]}"}
     forwardable = ",".join(["NGC_KEY", "HF_TOKEN", "WANDB_API_KEY", "ACCESS_KEY", "SECRET_KEY", PLAIN_NAME])
-    return {**env, **canaries, "TAO_MCP_FORWARDABLE_SECRETS": forwardable}, canaries
+    # A fresh stdio server imports a platform's client on its first probe: give a loaded machine time for it.
+    probe = {"TAO_MCP_PROBE_TIMEOUT_S": "30"}
+    return {**env, **canaries, "TAO_MCP_FORWARDABLE_SECRETS": forwardable, **probe}, canaries
 
 
 class Recorder:
