@@ -231,7 +231,9 @@ class ModelInfo(BaseModel):
 
 
 class ModelList(BaseModel):
-    models: list[ModelInfo]
+    models: list[ModelInfo] = Field(description="one page of the models that match (see next_cursor)")
+    total: int = Field(0, description="models that match, over all pages")
+    next_cursor: str | None = Field(None, description="pass as cursor (same scope and action) for the next page")
     scope: Literal["all", "automl"]
     action: str | None = None
     source: Literal["skill bank", "built-in"]

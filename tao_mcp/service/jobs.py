@@ -63,6 +63,11 @@ ANALYSIS_LOG_LINES = 400
 RUNNER_SCAN_LINES = 500  # the runner's latest progress line is looked for among the last lines only
 RUNNER_TAG = "[tao-runner]"
 UNREACHABLE_GRACE_S = 300.0  # default of TAO_MCP_UNREACHABLE_GRACE_S
+# A job_logs page carries its lines twice (text and structured content): ~12k chars of lines keeps a default page
+# under the 8k-token result budget (chars / 4) whatever the line length; a larger tail may fill up to ~45k.
+LOG_DEFAULT_TAIL = 200
+LOG_PAGE_CHARS = 12_000
+LOG_PAGE_CHARS_MAX = 45_000
 
 
 @dataclass
@@ -686,14 +691,15 @@ class JobService:
         if grep:
             return await self._grep_page(record, driver, grep, start, tail)
         window = await logs.read(driver, record.ref(), self.redactor, start=start, limit=tail)
-        after = window.first_line + len(window.lines)
-        truncated = window.first_line > 0 if start is None else after < window.total_lines
+        lines, first_line = fit_page(window.lines, window.first_line, from_end=start is None, tail=tail)
+        after = first_line + len(lines)
+        truncated = first_line > 0 if start is None else after < window.total_lines
         next_cursor = cursor_codec.encode("log", job_id, after)
         more = "older lines exist: use a smaller window with cursor" if truncated else "no older lines"
         return LogPage(
             job_id=job_id,
-            lines=window.lines,
-            first_line=window.first_line,
+            lines=lines,
+            first_line=first_line,
             truncated=truncated,
             next_cursor=next_cursor,
             status=record.status,
@@ -863,6 +869,23 @@ def without_blobs(files: Mapping[str, str], plan: EntrypointPlan) -> dict[str, s
             if label in found
         )
     return shown
+
+
+def fit_page(lines: list[str], first_line: int, *, from_end: bool, tail: int) -> tuple[list[str], int]:
+    """A log page within the result budget: at most LOG_PAGE_CHARS of line text (LOG_PAGE_CHARS_MAX when the
+    caller asked for more than the default tail); the newest lines win in tail mode, the oldest after a cursor."""
+    budget = LOG_PAGE_CHARS if tail <= LOG_DEFAULT_TAIL else LOG_PAGE_CHARS_MAX
+    kept: list[str] = []
+    used = 0
+    for line in reversed(lines) if from_end else lines:
+        used += len(line) + 1
+        if used > budget and kept:
+            break
+        kept.append(line)
+    if from_end:
+        kept.reverse()
+        return kept, first_line + len(lines) - len(kept)
+    return kept, first_line
 
 
 def unreachable_grace(settings: Mapping[str, str]) -> float:

@@ -14,7 +14,7 @@ from tao_mcp.tools._common import LARGE_RESULT, READ_ONLY_LOCAL, app, coded_erro
 
 
 def render_models(result: ModelList) -> str:
-    lines = [f"{len(result.models)} models ({result.scope}, from {result.source})"]
+    lines = [f"{len(result.models)} of {result.total} models ({result.scope}, from {result.source})"]
     for m in result.models:
         actions = ", ".join(a.name + ("*" if a.automl_capable else "") for a in m.actions)
         lines.append(
@@ -53,10 +53,12 @@ def register(server: MCPServer) -> None:
             ),
         ] = "all",
         action: Annotated[str | None, Field(description="only models that have this action, e.g. train")] = None,
+        limit: Annotated[int, Field(ge=1, le=100, description="models per page")] = models.MODELS_PER_PAGE,
+        cursor: Annotated[str | None, Field(description="next_cursor from an earlier call")] = None,
     ) -> Annotated[CallToolResult, ModelList]:
         """List the TAO models the skill bank (or the built-in list) knows: network_arch, actions, whether AutoML
         applies and each action's schema. Next: resolve_image(model, action) for the one to run."""
-        result = models.list_models(app(ctx).settings, scope=scope, action=action)
+        result = models.list_models(app(ctx).settings, scope=scope, action=action, limit=limit, cursor=cursor)
         return respond(ctx, result, render_models(result))
 
     @server.tool(title="Resolve a model's container image", annotations=READ_ONLY_LOCAL)

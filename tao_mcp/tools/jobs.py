@@ -10,7 +10,7 @@ from pydantic import Field
 
 from tao_mcp.errors import TaoError
 from tao_mcp.models import FailureAnalysis, JobList, JobStatus, LogPage, SubmitResult, WaitResult
-from tao_mcp.service.jobs import SubmitParams
+from tao_mcp.service.jobs import LOG_DEFAULT_TAIL, SubmitParams
 from tao_mcp.states import JobStateField
 from tao_mcp.tools._common import (
     LARGE_RESULT,
@@ -255,7 +255,10 @@ def register(server: MCPServer) -> None:
     async def job_logs(
         ctx: Context,
         job_id: JobId,
-        tail: Annotated[int, Field(ge=1, le=2000, description="lines to return")] = 200,
+        tail: Annotated[
+            int,
+            Field(ge=1, le=2000, description="lines to return (a page also stops at ~12k characters of log text)"),
+        ] = LOG_DEFAULT_TAIL,
         cursor: Annotated[
             str | None, Field(description="next_cursor from an earlier call: read the lines after it")
         ] = None,

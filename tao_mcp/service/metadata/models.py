@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from tao_mcp import cursor as cursor_codec
 from tao_mcp.errors import TaoError
 from tao_mcp.models import ActionInfo, ModelInfo, ModelList
 from tao_mcp.service.metadata.bank import bad_bank, bank_notes, bank_root, read_file, read_mapping
@@ -161,9 +162,25 @@ def action_record(record: ModelRecord, action: str) -> dict[str, Any]:
     return entry
 
 
-def list_models(settings: Mapping[str, str], scope: str = "all", action: str | None = None) -> ModelList:
+MODELS_PER_PAGE = 25  # a page of a real-size bank (~100 models) stays well within the 8k-token result budget
+
+
+def list_models(
+    settings: Mapping[str, str],
+    scope: str = "all",
+    action: str | None = None,
+    limit: int = MODELS_PER_PAGE,
+    cursor: str | None = None,
+) -> ModelList:
     if scope not in ("all", "automl"):
         raise TaoError("E_BAD_INPUT", f"scope {scope!r} is unknown", "use scope='all' or scope='automl'")
+    start = 0
+    if cursor:
+        for_scope, for_action, start = cursor_codec.decode(cursor, "models", str, str, int)
+        if (for_scope, for_action) != (scope, action or ""):
+            raise cursor_codec.bad_cursor(
+                f"it was made for list_models(scope='{for_scope}', action='{for_action}'): repeat those arguments"
+            )
     records, root = model_records(settings)
     models: list[ModelInfo] = []
     for record in records:
@@ -204,6 +221,9 @@ def list_models(settings: Mapping[str, str], scope: str = "all", action: str | N
                 source=record.source,
             )
         )
+    total = len(models)
+    models = models[start : start + limit]
+    next_cursor = cursor_codec.encode("models", scope, action or "", start + limit) if start + limit < total else None
     if scope == "automl":
         hint = (
             "AutoML-capable marks what the skill bank declares, but tao-mcp does not route AutoML runs yet: "
@@ -212,8 +232,12 @@ def list_models(settings: Mapping[str, str], scope: str = "all", action: str | N
         )
     else:
         hint = "resolve_image(model='<model>', action='<action>') for the image to confirm with the user"
+    if next_cursor:
+        hint = f"{hint}; more models: list_models(cursor='{next_cursor}') with the same scope and action"
     return ModelList(
         models=models,
+        total=total,
+        next_cursor=next_cursor,
         scope=scope,
         action=action,
         source="skill bank" if root else "built-in",
