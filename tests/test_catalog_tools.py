@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -41,6 +42,26 @@ async def test_list_models_scopes_and_resolve_image(base_env: dict[str, str]) ->
     capable = {(m["model"], a["name"]) for m in automl["models"] for a in m["actions"]}
     assert all(a["automl_capable"] for m in automl["models"] for a in m["actions"]) and capable
     assert len(automl["models"]) < len(everything["models"])
+    # no AutoML route exists yet: the listing must not send the agent to one
+    assert "AutoML route" not in automl["next"] and "not route AutoML runs yet" in automl["next"]
     assert image["model"] == "dino" and image["confirmation_required"] is True and image["image"]
     assert unknown_action.startswith("E_UNKNOWN_ACTION") and "train" in unknown_action
     assert unknown_model.startswith("E_UNKNOWN_MODEL") and "dino" in unknown_model
+
+
+async def test_list_models_pages_a_real_size_bank(base_env: dict[str, str], tmp_path: Path) -> None:
+    from fixtures.skill_bank_large import build
+
+    bank = build(tmp_path / "bank")
+    async with mcp_client({**base_env, "TAO_SKILL_BANK_PATH": str(bank)}) as c:
+        first = await call(c, "list_models")
+        seen = [m["model"] for m in first["models"]]
+        cursor = first["next_cursor"]
+        while cursor:
+            page = await call(c, "list_models", cursor=cursor)
+            seen += [m["model"] for m in page["models"]]
+            cursor = page["next_cursor"]
+        other = await call_error(c, "list_models", scope="automl", cursor=first["next_cursor"])
+    assert first["total"] == 100 and len(first["models"]) == 25 and "list_models(cursor=" in first["next"]
+    assert len(seen) == len(set(seen)) == 100
+    assert other.startswith("E_BAD_INPUT") and "scope" in other

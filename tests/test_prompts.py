@@ -34,6 +34,7 @@ async def test_prompt_lists_the_intake_steps(base_env: dict[str, str]) -> None:
     async with Client(build_server(base_env), mode="legacy") as c:
         prompts = {p.name: p for p in (await c.list_prompts()).prompts}
         assert "launch_workflow" in prompts
+        assert all(arg.description for arg in prompts["launch_workflow"].arguments or []), "an argument is undescribed"
         result = await c.get_prompt("launch_workflow", {"goal": "fine-tune DINO on my COCO data"})
         init = c.initialize_result if hasattr(c, "initialize_result") else None
     text = result.messages[0].content.text
