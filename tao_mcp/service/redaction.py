@@ -334,7 +334,8 @@ def _parts(value: str) -> list[str]:
     parts = [value, value.strip()]
     lines = [line.strip() for line in value.splitlines()]
     if len(lines) > 1:
-        parts += [line for line in lines if len(line) >= MIN_GUESSED_LEN]
+        # PEM armor lines are not secret, and masking them would hide the key's shape from the PEM rule.
+        parts += [line for line in lines if len(line) >= MIN_GUESSED_LEN and not line.startswith("-----")]
     if value.lstrip()[:1] in ("{", "["):
         try:
             leaves = [leaf for leaf in _leaves(json.loads(value)) if len(leaf) >= MIN_GUESSED_LEN]

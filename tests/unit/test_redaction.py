@@ -235,3 +235,8 @@ def test_secrets_held_in_files_the_settings_name(tmp_path: Path) -> None:
     out = r.text(f"{token} {key_data} {id_token} line {key_line} https://10.0.0.1:6443 kubectl default")
     assert out == f"{MASK} {MASK} {MASK} line {MASK} https://10.0.0.1:6443 kubectl default"
     assert file_secrets({"KUBECONFIG": str(tmp_path / "absent"), "SSH_KEY_PATH": str(tmp_path)}) == []
+    other_key, body = (
+        "\n".join(["-----BEGIN OPENSSH PRIVATE KEY-----", "Zm9v" * 16, "-----END OPENSSH PRIVATE KEY-----"]),
+        "Zm9v" * 16,
+    )
+    assert body not in r.text(other_key)  # the known key's armor lines do not hide another key's shape
