@@ -75,8 +75,9 @@ async def test_hanging_cli_times_out_without_a_state_change(brev_env: dict[str, 
     async with client({**brev_env, "BREV_CLI_TIMEOUT": "3"}) as c:
         sub = await submit(c, "sleep 6; echo late")
         await wait_done(c, sub["job_id"], until="running")
-        fake.configure(exec_hang_next=1)
-        st = await wait_status(c, sub["job_id"], lambda s: not s["backend_reachable"], budget_s=20)
+        # The sweep and job_status's own read of this one job both meet a hanging CLI.
+        fake.configure(exec_hang_next=3)
+        st = await wait_status(c, sub["job_id"], lambda s: not s["backend_reachable"], budget_s=30)
         assert st["status"] == "Running"
         assert "did not finish within 3 s" in st["message"]
         done = await wait_done(c, sub["job_id"])
