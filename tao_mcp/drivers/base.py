@@ -158,6 +158,10 @@ class HasProbe(Protocol):
     """A cheap read that proves the backend answers (SSH + sinfo, Docker ping, K8s version, Lepton workspace,
     brev ls): list_platforms' readiness and submit_job's fail-fast check. The service bounds and caches it."""
 
+    async def prepare(self) -> None:
+        """Local set-up before the first probe (import the client library, load its configuration): outside the
+        probe's bound, which measures the backend's answer, not a cold process importing a large library."""
+
     async def probe(self) -> None:
         """Return when the backend answered; raise BackendUnreachable (or a coded TaoError) with the reason."""
 

@@ -514,6 +514,10 @@ class DockerDriver:
 
     # --- diagnostics --------------------------------------------------------------------------------------------
 
+    async def prepare(self) -> None:
+        """Import the docker SDK and build the client (no request to the engine)."""
+        await self._docker()
+
     async def probe(self) -> None:
         """Readiness: the engine answers a ping."""
         client = await self._docker()

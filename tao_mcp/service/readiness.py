@@ -100,6 +100,7 @@ class Readiness:
         if not isinstance(driver, HasProbe):
             return Reading("ready", at=time.monotonic())
         try:
+            await driver.prepare()  # local set-up: not part of the backend's answer time
             with anyio.fail_after(bound):
                 await driver.probe()
         except TimeoutError:

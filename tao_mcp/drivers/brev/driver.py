@@ -404,6 +404,9 @@ class BrevDriver:
             "message": f"deletion of {name} requested; jobs still on it are lost; list_instances shows when it is gone",
         }
 
+    async def prepare(self) -> None:
+        """Nothing to set up before the probe: its first network step is the probe itself."""
+
     async def probe(self) -> None:
         """Readiness: `brev ls` works (the CLI exists and is logged in)."""
         await self.cli.ls()

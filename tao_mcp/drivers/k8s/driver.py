@@ -174,6 +174,10 @@ class KubernetesDriver:
         except ValueError:
             raise BackendUnreachable(PLATFORM, f"{what}: the API server answered something that is not JSON") from None
 
+    async def prepare(self) -> None:
+        """Import the client and load the kubeconfig (seconds on a cold process; E_BAD_SETTING if malformed)."""
+        await anyio.to_thread.run_sync(self._client)
+
     async def probe(self) -> None:
         """Readiness: the API server answers GET /version (not cached, unlike server_version)."""
         await self._json_call("reading the server version", ("version", "get_code"))

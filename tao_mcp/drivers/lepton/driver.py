@@ -57,6 +57,9 @@ class LeptonDriver:
 
     # --- workspace facts --------------------------------------------------------------------------------------
 
+    async def prepare(self) -> None:
+        """Nothing to set up before the probe: its first network step is the probe itself."""
+
     async def probe(self) -> None:
         """Readiness: GET of the workspace answers with this token (one attempt: the reason, not a retry loop)."""
         await self.client.workspace_get("/workspace", read=False)

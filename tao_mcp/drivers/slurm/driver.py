@@ -289,6 +289,9 @@ class SlurmDriver:
             return list(self.settings.browse_roots)
         return [await self._base_dir(), *dict.fromkeys(m.split(":", 1)[0] for m in self.settings.container_mounts)]
 
+    async def prepare(self) -> None:
+        """Nothing to set up before the probe: its first network step is the probe itself."""
+
     async def probe(self) -> None:
         """Readiness: an SSH login and `sinfo -h -o %P` (slurmctld answers) on a login node."""
         rc, out, err = await self.ssh.run("sinfo -h -o %P", failover=True, timeout=PROBE_TIMEOUT)
