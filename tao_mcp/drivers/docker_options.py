@@ -14,6 +14,7 @@ from tao_mcp.drivers.options import (
     PlatformSettings,
     PolicyFacts,
     PositiveFloat,
+    matching,
     settings_of,
 )
 
@@ -83,15 +84,6 @@ def _mounts(values: list[str]) -> list[str]:
     return [mount_text(m) for m in parsed]
 
 
-def _matching(pattern: re.Pattern[str], what: str) -> AfterValidator:
-    def check(value: str | None) -> str | None:
-        if value is not None and not pattern.match(value):
-            raise ValueError(f"is not {what}")
-        return value
-
-    return AfterValidator(check)
-
-
 def _gpus(value: Any) -> str | int:
     if isinstance(value, str) and value.strip().lower() == "all":
         return "all"
@@ -125,10 +117,10 @@ class DockerOptions(PlatformOptions):
     )
     cpus: Annotated[PositiveFloat, Field(gt=0)] | None = Field(None, description="number of CPUs, > 0, e.g. 4")
     shm_size: Annotated[str, BeforeValidator(parse_size)] | None = Field(None, description="/dev/shm size, e.g. 2g")
-    user: Annotated[str, _matching(USER, "uid[:gid] or a user name")] | None = Field(
+    user: Annotated[str, matching(USER, "uid[:gid] or a user name")] | None = Field(
         None, description="uid[:gid] or user name (uid 0 / root needs TAO_MCP_ALLOW_HOST_ACCESS=1)"
     )
-    network: Annotated[str, _matching(NETWORK, "a network name")] | None = Field(
+    network: Annotated[str, matching(NETWORK, "a network name")] | None = Field(
         None,
         description="bridge | none | a network name; host (the host's 127.0.0.1) needs TAO_MCP_ALLOW_HOST_ACCESS=1",
     )
@@ -138,10 +130,10 @@ class DockerOptions(PlatformOptions):
     gpus: Annotated[str | int, PlainValidator(_gpus)] | None = Field(
         None, description="'all' or a count; overrides gpu_count"
     )
-    runtime: Annotated[str, _matching(NAME, "a runtime name")] | None = Field(
+    runtime: Annotated[str, matching(NAME, "a runtime name")] | None = Field(
         None, description="container runtime, e.g. nvidia"
     )
-    workdir: Annotated[str, _matching(PATH, "an absolute path")] | None = Field(
+    workdir: Annotated[str, matching(PATH, "an absolute path")] | None = Field(
         None, description="absolute working directory"
     )
     ipc: Literal["private", "shareable", "none", "host"] | None = Field(
@@ -151,7 +143,7 @@ class DockerOptions(PlatformOptions):
     privileged: bool = Field(False, description="true = a privileged container (host access)")
     cap_add: (
         Annotated[
-            list[Annotated[str, _matching(CAPABILITY, "a capability name")]],
+            list[Annotated[str, matching(CAPABILITY, "a capability name")]],
             BeforeValidator(lambda v: [str(c).upper() for c in v] if isinstance(v, list | tuple) else v),
         ]
         | None

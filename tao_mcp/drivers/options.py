@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, ValidationInfo
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError, ValidationInfo
 
 from tao_mcp.errors import TaoError
 from tao_mcp.secret_names import is_secret_name
@@ -56,6 +56,17 @@ Number = Annotated[int, BeforeValidator(_no_bool)]
 PositiveFloat = Annotated[float, BeforeValidator(_no_bool)]
 CommaList = Annotated[list[str], BeforeValidator(split_commas)]
 BlankIsNone = BeforeValidator(_blank_to_none)
+
+
+def matching(pattern: re.Pattern[str], what: str) -> AfterValidator:
+    """A string option that must match `pattern`; the error says what it must be."""
+
+    def check(value: str | None) -> str | None:
+        if value is not None and not pattern.match(value):
+            raise ValueError(f"is not {what}")
+        return value
+
+    return AfterValidator(check)
 
 
 def settings_of(info: ValidationInfo) -> Any:

@@ -9,7 +9,7 @@ from typing import Annotated, ClassVar, Self
 
 from pydantic import AfterValidator, Field, PrivateAttr, SecretStr, ValidationInfo, computed_field, model_validator
 
-from tao_mcp.drivers.options import BlankIsNone, PlatformOptions, PlatformSettings, settings_of
+from tao_mcp.drivers.options import BlankIsNone, PlatformOptions, PlatformSettings, matching, settings_of
 from tao_mcp.errors import TaoError
 from tao_mcp.secret_names import is_secret_name
 
@@ -18,15 +18,6 @@ TYPE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+/-]{0,80}$")
 SHM_SIZE = re.compile(r"^[0-9]+[bkmgBKMG]?$")
 SAFE_PATH = re.compile(r"^/[A-Za-z0-9_./-]*$")
 DEFAULT_RESULTS_DIR = "/home/ubuntu/tao-results"
-
-
-def _matching(pattern: re.Pattern[str], what: str) -> AfterValidator:
-    def check(value: str | None) -> str | None:
-        if value is not None and not pattern.match(value):
-            raise ValueError(f"is not {what}")
-        return value
-
-    return AfterValidator(check)
 
 
 def results_directory(path: str | None) -> str | None:
@@ -49,17 +40,17 @@ class BrevOptions(PlatformOptions):
     platform: ClassVar[str] = "brev"
     label: ClassVar[str] = "Brev"
 
-    instance: Annotated[str | None, BlankIsNone, _matching(INSTANCE_NAME, "an instance name")] = Field(
+    instance: Annotated[str | None, BlankIsNone, matching(INSTANCE_NAME, "an instance name")] = Field(
         None,
         description="existing instance to reuse (list_instances), or the name for a new one (default BREV_INSTANCE)",
     )
-    type: Annotated[str | None, BlankIsNone, _matching(TYPE_NAME, "an instance type")] = Field(
+    type: Annotated[str | None, BlankIsNone, matching(TYPE_NAME, "an instance type")] = Field(
         None, description="instance type to create when the instance does not exist (brev search)"
     )
-    gpu_name: Annotated[str | None, BlankIsNone, _matching(TYPE_NAME, "a GPU name")] = Field(
+    gpu_name: Annotated[str | None, BlankIsNone, matching(TYPE_NAME, "a GPU name")] = Field(
         None, description="GPU name (e.g. L4, A100): create the cheapest such type when the instance does not exist"
     )
-    shm_size: Annotated[str | None, BlankIsNone, _matching(SHM_SIZE, "a size such as 16g")] = Field(
+    shm_size: Annotated[str | None, BlankIsNone, matching(SHM_SIZE, "a size such as 16g")] = Field(
         None, description="docker --shm-size, e.g. 16g"
     )
     results_dir: Annotated[str | None, BlankIsNone, AfterValidator(results_directory)] = Field(
@@ -103,7 +94,7 @@ class BrevSettings(PlatformSettings):
         alias="BREV_API_TOKEN",
         description="logs brev in again when its session expires (optional with an existing `brev login`)",
     )
-    instance: Annotated[str | None, _matching(INSTANCE_NAME, "an instance name brev ls shows")] = Field(
+    instance: Annotated[str | None, matching(INSTANCE_NAME, "an instance name brev ls shows")] = Field(
         None, alias="BREV_INSTANCE", description="default instance for jobs"
     )
     results_dir: Annotated[str, AfterValidator(results_directory)] = Field(
