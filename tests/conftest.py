@@ -1,4 +1,5 @@
-"""Shared test fixtures: an isolated server environment, canary secrets, dev-backend settings (helpers: helpers.py)."""
+"""Shared test fixtures: an isolated server environment, canary secrets, dev-backend settings (helpers: helpers.py;
+the backends of Docker, Kubernetes, Lepton and Brev: backends.py, imported here so every directory sees them)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.backends import (  # noqa: F401  (fixtures, registered by being imported here)
+    brev_env,
+    docker_cleanup,
+    docker_client,
+    docker_env,
+    docker_settings,
+    fake_brev,
+    fake_lepton,
+    k8s_env,
+    lepton_env,
+)
 from tests.helpers import clean_environ, dev_settings
 
 

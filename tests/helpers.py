@@ -98,27 +98,30 @@ async def wait_done(
 
 async def wait_with_progress(
     c: Any, job_id: str, budget_s: float = 120, step_s: int = 30
-) -> tuple[dict[str, Any], list[tuple[float, str | None]]]:
-    """wait_for_job to the end, collecting every progress notification (value, message)."""
-    seen: list[tuple[float, str | None]] = []
+) -> tuple[dict[str, Any], list[list[tuple[float, str | None]]]]:
+    """wait_for_job to the end, collecting the progress notifications (value, message) of each call."""
+    calls: list[list[tuple[float, str | None]]] = []
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-        seen.append((progress, message))
+        calls[-1].append((progress, message))
 
     with anyio.fail_after(budget_s):
         while True:
+            calls.append([])
             r = await c.call_tool(
                 "wait_for_job", {"job_id": job_id, "timeout_s": step_s}, progress_callback=on_progress
             )
             done = structured(r)
             if done["done"]:
-                return done, seen
+                return done, calls
 
 
-def assert_progress_increasing(seen: list[tuple[float, str | None]]) -> None:
-    assert seen, "no progress notification was sent"
-    values = [p for p, _ in seen]
-    assert all(b > a for a, b in itertools.pairwise(values)), values
+def assert_progress_increasing(calls: list[list[tuple[float, str | None]]]) -> None:
+    """Progress was sent, and rises strictly within each wait_for_job call (each call is its own progress token)."""
+    assert any(calls), "no progress notification was sent"
+    for seen in calls:
+        values = [p for p, _ in seen]
+        assert all(b > a for a, b in itertools.pairwise(values)), values
 
 
 async def wait_status(c: Any, job_id: str, predicate: Any, budget_s: float = 30) -> dict[str, Any]:
@@ -135,14 +138,30 @@ async def wait_status(c: Any, job_id: str, predicate: Any, budget_s: float = 30)
 FAILING_COMMAND = "python3 -c 'import json; json.loads(\"{bad\")'; exit 3"
 
 
-async def assert_program_error(c: Any, job_id: str, budget_s: float = 120) -> None:
-    """The job ran FAILING_COMMAND: Error with exit code 3, and failure_analysis points at the traceback."""
+async def assert_program_error(
+    c: Any, job_id: str, budget_s: float = 120, exit_code: int | None = 3, exception: str = "JSONDecodeError"
+) -> dict[str, Any]:
+    """The job ran FAILING_COMMAND: Error with exit code 3, and failure_analysis points at the traceback.
+    (A platform that reports no exit code passes exit_code=None; a fake's traceback names its own exception.)"""
     done = await wait_done(c, job_id, budget_s)
-    assert done["status"] == "Error" and done["exit_code"] == 3, done
+    assert done["status"] == "Error" and done["exit_code"] == exit_code, done
     assert done["next"].startswith("failure_analysis")
     fa = await call(c, "failure_analysis", job_id=job_id)
     assert fa["category"] == "program_error" and fa["err_class"] == "ERR_PROGRAM", fa
-    assert any("JSONDecodeError" in e["text"] for e in fa["evidence"]), fa["evidence"]
+    assert any(exception in e["text"] for e in fa["evidence"]), fa["evidence"]
+    return fa
+
+
+def stdio_client(env: dict[str, str], errlog: Any) -> Any:
+    """A client of a real `python -m tao_mcp` process over stdio (its stderr goes to errlog)."""
+    import sys
+
+    from mcp.client import Client
+    from mcp.client.stdio import StdioServerParameters
+    from mcp.client.stdio import stdio_client as sdk_stdio_client
+
+    params = StdioServerParameters(command=sys.executable, args=["-m", "tao_mcp"], env=env, cwd=str(REPO))
+    return Client(sdk_stdio_client(params, errlog=errlog), mode="legacy")
 
 
 class Transcript:

@@ -2,60 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import signal
-from pathlib import Path
 from typing import Any
 
 from mcp.client import Client
 
-from tests.helpers import REPO, call, mcp_client
+from tests.backends import BREV_FAKE, BREV_TOKEN, FakeBrev
+from tests.helpers import call, mcp_client
 from tests.helpers import wait_done as shared_wait_done
 
-FAKE = REPO / "fixtures" / "brev"
-TOKEN = "brev-tok-7f3a9c2e1d"  # what the fake accepts for `brev login --token`
+FAKE = BREV_FAKE
+TOKEN = BREV_TOKEN
 IMAGE = "nvcr.io/nvidia/tao/tao-toolkit:5.5.0-pyt"
-
-
-class FakeBrev:
-    """The fake's state directory: switches (config.json), recorded calls, instance sandboxes."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def configure(self, **switches: Any) -> None:
-        path = self.root / "config.json"
-        current = json.loads(path.read_text()) if path.exists() else {}
-        current.update(switches)
-        path.write_text(json.dumps(current))
-
-    def calls(self, verb: str | None = None) -> list[dict[str, Any]]:
-        path = self.root / "calls.log"
-        rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-        return [r for r in rows if verb is None or r["argv"][:1] == [verb]]
-
-    def job_dir(self, instance: str, job_id: str) -> Path:
-        return self.root / "instances" / instance / "home" / ".tao-mcp" / "jobs" / job_id
-
-    def container(self, instance: str, name: str) -> dict[str, Any]:
-        return json.loads((self.root / "instances" / instance / "docker" / "containers" / f"{name}.json").read_text())
-
-    def kill_everything(self) -> None:
-        """Teardown: end every wrapper and container process a test left on the fake's instances."""
-        pidfiles = list(self.root.glob("instances/*/home/.tao-mcp/jobs/*/wrapper.pid"))
-        pids = [int(p.read_text().strip() or 0) for p in pidfiles]
-        for path in self.root.glob("instances/*/docker/containers/*.json"):
-            pids.append(int(json.loads(path.read_text()).get("pid") or 0))
-        for pid in pids:
-            if pid > 0:
-                with contextlib.suppress(OSError):
-                    os.killpg(pid, signal.SIGKILL)
-
-    def instances(self) -> dict[str, Any]:
-        path = self.root / "state.json"
-        return json.loads(path.read_text())["instances"] if path.exists() else {}
+__all__ = ["FAKE", "IMAGE", "TOKEN", "FakeBrev", "client", "error_text", "submit", "wait_done"]
 
 
 def client(env: dict[str, str]) -> Any:

@@ -11,60 +11,21 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.helpers import dev_settings
+from tests.backends import DOCKER_START, docker_sdk
 
-START = "scripts/dev/docker up"
+START = DOCKER_START
 DEV_DIR = Path(os.environ.get("TAO_DEV_DOCKER_DIR", "/var/tmp/tao-mcp-dev/docker"))
 IMAGE_CACHE = Path(os.environ.get("TAO_MCP_DEV_CACHE", "/var/cache/tao-mcp-dev")) / "docker-images"
-
-
-def sdk(host: str) -> Any:
-    import docker
-
-    return docker.DockerClient(base_url=host, timeout=30)
-
-
-@pytest.fixture(scope="session")
-def docker_settings() -> dict[str, str]:
-    settings = dev_settings("docker", START)
-    try:
-        client = sdk(settings["DOCKER_HOST"])
-        client.ping()
-        for name in (settings["TAO_MCP_TEST_IMAGE"], settings["TAO_MCP_TEST_PY_IMAGE"]):
-            client.images.get(name)
-    except Exception as exc:
-        pytest.fail(f"the dev docker engine at {settings.get('DOCKER_HOST')} is not ready ({exc}): run `{START}`")
-    return settings
-
-
-@pytest.fixture
-def docker_env(base_env: dict[str, str], docker_settings: dict[str, str], canaries: dict[str, str]) -> dict[str, str]:
-    return {**base_env, **docker_settings, **canaries}
-
-
-@pytest.fixture(scope="session")
-def docker_client(docker_settings: dict[str, str]) -> Iterator[Any]:
-    client = sdk(docker_settings["DOCKER_HOST"])
-    yield client
-    client.close()
+sdk = docker_sdk
 
 
 @pytest.fixture(autouse=True)
-def remove_test_containers(docker_settings: dict[str, str]) -> Iterator[None]:
-    """Jobs keep their containers (state, exit code, log); a test removes the ones it made when it ends."""
-    client = sdk(docker_settings["DOCKER_HOST"])
-    before = {c["Id"] for c in client.api.containers(all=True, filters={"label": "tao-mcp.managed=true"})}
+def remove_test_containers(docker_cleanup: None) -> Iterator[None]:
+    """Every Docker test removes the containers it made (docker_cleanup)."""
     yield
-    try:
-        for item in client.api.containers(all=True, filters={"label": "tao-mcp.managed=true"}):
-            if item["Id"] not in before:
-                client.api.remove_container(item["Id"], force=True)
-    finally:
-        client.close()
 
 
 class PrivateDockerd:

@@ -21,8 +21,8 @@ from tao_mcp.drivers.base import JobRef, LaunchRequest
 from tao_mcp.drivers.lepton import GATEWAY, LeptonDriver, backend_job_name, choose_shape, map_state
 from tao_mcp.drivers.lepton.logs import loki_entries
 from tao_mcp.errors import BackendRejected, BackendUnreachable, TaoError
+from tests.backends import LEPTON_TOKEN as TOKEN
 from tests.helpers import REPO
-from tests.lepton.conftest import TOKEN
 
 pytestmark = [pytest.mark.anyio]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import anyio
@@ -13,13 +12,11 @@ from fixtures.lepton.fake_lepton import FakeLepton
 from tao_mcp import cursor
 from tests.helpers import (
     assert_no_canary,
-    assert_progress_increasing,
     call,
     call_error,
     mcp_client,
     wait_done,
     wait_status,
-    wait_with_progress,
 )
 
 pytestmark = [pytest.mark.anyio]
@@ -36,43 +33,6 @@ async def submit(c: Client, **kw: Any) -> dict[str, Any]:
     return await call(c, "submit_job", **args)
 
 
-@pytest.mark.parametrize("mode", ["legacy", "modern"])
-async def test_submit_wait_complete_logs(lepton_env: dict[str, str], fake_lepton: FakeLepton, mode: str) -> None:
-    async with client(lepton_env, mode) as c:
-        sub = await submit(
-            c, env={"FAKE_LOG_TEXT": "hello-from-lepton|epoch 1 loss 0.5", "FAKE_DURATION_S": "2.5"}, gpu_count=2
-        )
-        assert sub["status"] == "Pending" and sub["backend_name"] == f"tao-{sub['job_id']}"
-        # the created job's metadata.id is the handle, not the name we asked for
-        assert sub["backend_id"].startswith(sub["backend_name"] + "-")
-        done, seen = await wait_with_progress(c, sub["job_id"], budget_s=60, step_s=20)
-        assert done["status"] == "Complete", done
-        assert done["exit_code"] == 0 and done["raw_state"] == "Completed"
-        assert_progress_increasing(seen)
-        assert any(m and (m.startswith("PENDING") or m.startswith("RUNNING")) for _, m in seen), seen
-
-        logs = await call(c, "job_logs", job_id=sub["job_id"])
-        assert "hello-from-lepton" in logs["lines"] and logs["lines"][-1] == "fake-lepton: done"
-        assert logs["truncated"] is False
-        grep = await call(c, "job_logs", job_id=sub["job_id"], grep="loss")
-        assert grep["lines"] == ["3: epoch 1 loss 0.5"]
-        listed = await call(c, "list_jobs", platform="lepton")
-        assert sub["job_id"] in [j["job_id"] for j in listed["jobs"]]
-
-    (body,) = fake_lepton.posted_jobs()
-    spec = body["spec"]
-    assert body["metadata"]["id"] == sub["backend_name"]
-    assert body["metadata"]["labels"] == {"tao-mcp-job-id": sub["job_id"]}
-    assert spec["resource_shape"] == "gpu.2xa100"  # exact GPU match from /shapes
-    assert spec["affinity"] == {"allowed_dedicated_node_groups": ["ng-a100-0001"]}
-    assert spec["container"]["image"] == IMAGE and spec["container"]["command"][:2] == ["/bin/bash", "-c"]
-    envs = {e["name"]: e for e in spec["envs"]}
-    assert envs["TAO_JOB_ID"] == {"name": "TAO_JOB_ID", "value": sub["job_id"]}
-    assert envs["FAKE_DURATION_S"]["value"] == "2.5"
-    assert spec["completions"] == spec["parallelism"] == 1 and spec["intra_job_communication"] is False
-    assert spec["ttl_seconds_after_finished"] == 600
-
-
 async def test_failing_job_is_error_with_gpu_oom(lepton_env: dict[str, str]) -> None:
     async with client(lepton_env) as c:
         sub = await submit(c, env={"FAKE_OUTCOME": "oom"})
@@ -83,16 +43,6 @@ async def test_failing_job_is_error_with_gpu_oom(lepton_env: dict[str, str]) -> 
         assert analysis["category"] == "gpu_oom", analysis
         assert analysis["retriable"] is False
         assert any("CUDA out of memory" in e["text"] for e in analysis["evidence"])
-
-
-async def test_program_failure_is_error_with_evidence(lepton_env: dict[str, str]) -> None:
-    async with client(lepton_env) as c:
-        sub = await submit(c, env={"FAKE_OUTCOME": "fail"})
-        done = await wait_done(c, sub["job_id"])
-        assert done["status"] == "Error"
-        analysis = await call(c, "failure_analysis", job_id=sub["job_id"])
-        assert "RuntimeError: boom" in json.dumps(analysis)
-        assert analysis["category"] not in ("none", "canceled")
 
 
 async def test_no_capacity_stays_pending_with_reason_then_cancel(
@@ -169,91 +119,6 @@ async def test_log_tail_paging_and_grep(lepton_env: dict[str, str]) -> None:
             "429: line 428",
             "430: line 429",
         ]
-
-
-async def test_cancel_running_job(lepton_env: dict[str, str]) -> None:
-    async with client(lepton_env) as c:
-        sub = await submit(c, env={"FAKE_DURATION_S": "60"})
-        running = await wait_done(c, sub["job_id"], until="running")
-        assert running["status"] == "Running"
-        canceled = await call(c, "cancel_job", job_id=sub["job_id"])
-        assert canceled["status"] == "Canceled" and canceled["raw_state"] == "Deleted"
-        status = await call(c, "job_status", job_id=sub["job_id"])
-        assert status["status"] == "Canceled"
-
-
-async def test_restart_reattaches_to_running_job(lepton_env: dict[str, str]) -> None:
-    async with client(lepton_env) as c:
-        sub = await submit(c, env={"FAKE_DURATION_S": "3", "FAKE_LOG_TEXT": "survived-restart"})
-    # A new server with the same TAO_MCP_STATE_DIR (and a new driver: no in-process caches).
-    async with client(lepton_env, "legacy") as c:
-        listed = await call(c, "list_jobs")
-        assert sub["job_id"] in [j["job_id"] for j in listed["jobs"]]
-        done = await wait_done(c, sub["job_id"])
-        assert done["status"] == "Complete" and done["backend_id"] == sub["backend_id"]
-        logs = await call(c, "job_logs", job_id=sub["job_id"])
-        assert "survived-restart" in logs["lines"]
-
-
-async def test_idempotent_submit_launches_once(lepton_env: dict[str, str], fake_lepton: FakeLepton) -> None:
-    async with client(lepton_env) as c:
-        first = await submit(c, idempotency_key="lepton-once-1")
-        second = await submit(c, idempotency_key="lepton-once-1")
-        assert second["reused"] is True and second["job_id"] == first["job_id"]
-        conflict = await call_error(
-            c, "submit_job", platform="lepton", image=IMAGE, command="other", idempotency_key="lepton-once-1"
-        )
-        assert conflict.startswith("E_IDEMPOTENCY_CONFLICT")
-        await wait_done(c, first["job_id"])
-    assert len(fake_lepton.posted_jobs()) == 1
-
-
-async def test_canary_secrets_only_as_secret_refs(
-    lepton_env: dict[str, str], fake_lepton: FakeLepton, canaries: dict[str, str]
-) -> None:
-    outputs: list[str] = []
-    async with client(lepton_env) as c:
-        dry = await submit(c, secret_env=["NGC_KEY", "HF_TOKEN"], dry_run=True)
-        outputs.append(json.dumps(dry))
-        assert "secret_name_ref" in dry["preview"]["job.json"]
-        assert not fake_lepton.posted_jobs() and not fake_lepton.secrets  # a dry run launches nothing
-        sub = await submit(c, secret_env=["NGC_KEY", "HF_TOKEN"], env={"FAKE_PRINT_SECRETS": "1"})
-        outputs.append(json.dumps(sub))
-        assert any(name.startswith(f"TAO_MCP_{sub['job_id']}_") for name in fake_lepton.secrets)
-        done = await wait_done(c, sub["job_id"])
-        outputs.append(json.dumps(done))
-        assert not [n for n in fake_lepton.secrets if sub["job_id"] in n]  # per-job secrets are deleted at the end
-        logs = await call(c, "job_logs", job_id=sub["job_id"])
-        outputs.append(json.dumps(logs))
-        assert "NGC_KEY=[REDACTED]" in logs["lines"]  # the job printed it; the server redacted it
-        for tool, args in (
-            ("job_status", {"job_id": sub["job_id"]}),
-            ("failure_analysis", {"job_id": sub["job_id"]}),
-            ("list_jobs", {}),
-            ("list_platforms", {"platform": "lepton"}),
-        ):
-            outputs.append(json.dumps(await call(c, tool, **args)))
-        outputs.append(
-            await call_error(
-                c, "submit_job", platform="lepton", image=IMAGE, command="x", env={"LEAK": canaries["NGC_KEY"]}
-            )
-        )
-    for text in outputs:
-        assert_no_canary(text, canaries)
-        assert lepton_env["LEPTON_AUTH_TOKEN"] not in text
-    (body,) = fake_lepton.posted_jobs()
-    body_text = json.dumps(body)
-    assert_no_canary(body_text, canaries)
-    refs = {e["name"]: e for e in body["spec"]["envs"] if "value_from" in e}
-    assert set(refs) == {"NGC_KEY", "HF_TOKEN"}
-    (stored,) = [r["body"] for r in fake_lepton.requests if (r["method"], r["path"]) == ("POST", "/usersecrets")]
-    stored_values = {item["name"]: item["value"] for item in stored}
-    for name, entry in refs.items():
-        assert set(entry) == {"name", "value_from"}
-        assert stored_values[entry["value_from"]["secret_name_ref"]] == canaries[name]
-    # the values travelled only in the POST /usersecrets body
-    carriers = [r for r in fake_lepton.requests if canaries["NGC_KEY"] in json.dumps(r)]
-    assert [(r["method"], r["path"]) for r in carriers] == [("POST", "/usersecrets")]
 
 
 async def test_wrong_token_is_coded_error_naming_the_variable(

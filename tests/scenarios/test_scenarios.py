@@ -1,0 +1,182 @@
+"""The scenarios every platform must pass, driven through MCP the way an agent does: submit / wait / logs, a failing
+command, cancel, a server restart, idempotent submit, and canary secrets. One suite, parametrised over the
+`platform` fixture (SLURM, Docker and Kubernetes dev backends; the Lepton and Brev fakes); what only one platform
+can check lives in its class in platforms.py, and what only one platform does stays in tests/<platform>/."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from tests.helpers import (
+    Transcript,
+    assert_no_canary,
+    assert_program_error,
+    assert_progress_increasing,
+    call,
+    call_error,
+    mcp_client,
+    stdio_client,
+    wait_done,
+    wait_with_progress,
+)
+from tests.scenarios.platforms import PLATFORMS, Platform, confirmed_cancel
+
+pytestmark = [pytest.mark.anyio]
+
+MARKS = {"slurm": pytest.mark.slurm, "docker": pytest.mark.docker, "kubernetes": pytest.mark.k8s}
+
+
+@pytest.fixture(params=[pytest.param(name, marks=MARKS.get(name, ())) for name in PLATFORMS])
+def platform(request: pytest.FixtureRequest) -> Platform:
+    cls, env_fixture = PLATFORMS[request.param]
+    return cls(request.getfixturevalue(env_fixture), request)
+
+
+async def wait_logged(c: Any, job_id: str, line: str, budget_s: float = 60) -> None:
+    """Poll job_logs until the job has printed `line` (a running job's output arrives when it arrives)."""
+    with anyio.fail_after(budget_s):
+        while line not in (await call(c, "job_logs", job_id=job_id))["lines"]:
+            await anyio.sleep(0.5)
+
+
+@pytest.mark.parametrize("mode", ["legacy", "modern"])
+async def test_submit_wait_complete_logs(platform: Platform, mode: str) -> None:
+    async with mcp_client(platform.env, mode) as c:
+        args = platform.printing(f"hello-from-{platform.name}", "done-$TAO_JOB_ID", seconds=3)
+        sub = await call(c, "submit_job", **{**args, **platform.hello_extra()})
+        assert sub["status"] == "Pending" and sub["backend_name"] == f"tao-{sub['job_id']}", sub
+        assert sub["next"].startswith("wait_for_job")
+        platform.check_backend_id(sub)
+
+        done, calls = await wait_with_progress(c, sub["job_id"], budget_s=120, step_s=30)
+        assert done["status"] == "Complete" and done["exit_code"] == 0, done
+        assert done["raw_state"] == platform.complete_raw_state, done
+        assert_progress_increasing(calls)
+        messages = [m for seen in calls for _, m in seen]
+        assert any(m and m.startswith(("PENDING", "RUNNING")) for m in messages), messages
+
+        expected = platform.expected_lines(sub, [f"hello-from-{platform.name}", f"done-{sub['job_id']}"])
+        logs = await call(c, "job_logs", job_id=sub["job_id"])
+        assert logs["lines"] == expected and logs["truncated"] is False, logs
+        grep = await call(c, "job_logs", job_id=sub["job_id"], grep="hello")
+        hello = f"hello-from-{platform.name}"
+        assert grep["lines"] == [f"{expected.index(hello) + 1}: {hello}"], grep  # grep hits carry line numbers
+        tail = await call(c, "job_logs", job_id=sub["job_id"], tail=1)
+        assert tail["lines"] == expected[-1:] and tail["truncated"] is True, tail
+
+        listed = await call(c, "list_jobs", platform=platform.name)
+        assert sub["job_id"] in [j["job_id"] for j in listed["jobs"]]
+        status = await call(c, "job_status", job_id=sub["job_id"])
+        assert status["status"] == "Complete" and status["backend_reachable"] is True, status
+        await platform.after_hello(c, sub, done)
+
+
+async def test_failing_command_is_a_program_error(platform: Platform) -> None:
+    async with mcp_client(platform.env) as c:
+        sub = await call(c, "submit_job", **platform.failing())
+        analysis = await assert_program_error(
+            c, sub["job_id"], exit_code=platform.failing_exit_code, exception=platform.failing_exception
+        )
+        evidence = platform.failure_evidence()
+        if evidence:
+            assert any(evidence in e["text"] for e in analysis["evidence"]), analysis
+        logs = await call(c, "job_logs", job_id=sub["job_id"])
+        assert "about-to-fail" in logs["lines"], logs
+
+
+async def test_cancel_running_job_is_confirmed_and_repeatable(platform: Platform) -> None:
+    async with mcp_client(platform.env) as c:
+        sub = await call(c, "submit_job", **platform.long_running())
+        running = await wait_done(c, sub["job_id"], until="running")
+        assert running["status"] == "Running", running
+        await wait_logged(c, sub["job_id"], "started")
+        if platform.cancel_confirms_at_once:
+            first = await call(c, "cancel_job", job_id=sub["job_id"])
+        else:
+            first = await confirmed_cancel(c, sub["job_id"])
+        assert first["status"] == "Canceled", first
+        assert first["raw_state"].startswith(platform.canceled_raw_state), first
+        again = await call(c, "cancel_job", job_id=sub["job_id"])
+        assert again["status"] == "Canceled" and again["raw_state"] == first["raw_state"], again
+        status = await call(c, "job_status", job_id=sub["job_id"])
+        assert status["status"] == "Canceled", status
+        if platform.logs_survive_cancel:
+            logs = await call(c, "job_logs", job_id=sub["job_id"])
+            assert "started" in logs["lines"], logs
+    await platform.after_cancel(sub, first)
+
+
+async def test_restarted_server_finds_the_job_again(platform: Platform, tmp_path: Path) -> None:
+    """A real server process over stdio, stopped while the job runs; a new one with the same state directory."""
+    args = platform.printing("survived-restart", seconds=4)
+    with open(tmp_path / "stderr1.log", "w") as err:
+        async with stdio_client(platform.env, err) as c:
+            sub = await call(c, "submit_job", **args)
+    with open(tmp_path / "stderr2.log", "w") as err:
+        async with stdio_client(platform.env, err) as c:
+            listed = await call(c, "list_jobs")
+            assert sub["job_id"] in [j["job_id"] for j in listed["jobs"]]
+            done = await wait_done(c, sub["job_id"])
+            assert done["status"] == "Complete" and done["backend_id"] == sub["backend_id"], done
+            logs = await call(c, "job_logs", job_id=sub["job_id"])
+            assert "survived-restart" in logs["lines"], logs
+    platform.after_restart()
+
+
+async def test_idempotent_submit_launches_once(platform: Platform) -> None:
+    async with mcp_client(platform.env) as c:
+        args = {**platform.printing("once"), "idempotency_key": f"{platform.name}-{uuid.uuid4().hex}"}
+        first = await call(c, "submit_job", **args)
+        second = await call(c, "submit_job", **args)
+        assert second["job_id"] == first["job_id"] and second["reused"] is True, second
+        conflict = await call_error(
+            c, "submit_job", **platform.printing("other"), idempotency_key=args["idempotency_key"]
+        )
+        assert conflict.startswith("E_IDEMPOTENCY_CONFLICT"), conflict
+        await wait_done(c, first["job_id"])
+    platform.launched_once(first)
+
+
+async def test_canary_secrets_never_leave_the_server(
+    platform: Platform, canaries: dict[str, str], tmp_path: Path
+) -> None:
+    """The job gets its secrets through the platform's secret mechanism; no answer, error, stderr line, stored row
+    or backend object the server writes holds a value."""
+    seen = Transcript()
+    secrets = {**canaries, **platform.backend_secrets()}
+    args = platform.printing_secrets()
+    err_path = tmp_path / "stderr.log"
+    with open(err_path, "w") as err:
+        async with stdio_client(platform.env, err) as c:
+            preview = seen.keep(await c.call_tool("submit_job", {**args, "dry_run": True}))
+            platform.check_preview(preview)
+            sub = seen.keep(await c.call_tool("submit_job", args))
+            platform.after_secret_submit(sub)
+            seen.keep(await c.call_tool("wait_for_job", {"job_id": sub["job_id"], "timeout_s": 5}))
+            done = await wait_done(c, sub["job_id"])
+            assert done["status"] == "Complete", done
+            logs = seen.keep(await c.call_tool("job_logs", {"job_id": sub["job_id"], "tail": 500}))
+            # the job really received the secrets; the server masked them on the way out
+            assert platform.secret_line in logs["lines"], logs
+            assert any(line.startswith("HF_TOKEN=") for line in logs["lines"]), logs
+            seen.keep(await c.call_tool("job_status", {"job_id": sub["job_id"]}))
+            seen.keep(await c.call_tool("failure_analysis", {"job_id": sub["job_id"]}))
+            seen.keep(await c.call_tool("list_jobs", {}))
+            seen.keep(await c.call_tool("list_platforms", {"platform": platform.name}))
+            grep = seen.keep(await c.call_tool("job_logs", {"job_id": sub["job_id"], "grep": canaries["HF_TOKEN"]}))
+            assert all(canaries["HF_TOKEN"] not in line for line in grep["lines"])
+            # an error that echoes input: a credential value put into env is refused without being repeated
+            refused = await c.call_tool("submit_job", {**args, "env": {"MY_VAR": canaries["NGC_KEY"]}})
+            assert refused.is_error and "E_SECRET_IN_ENV" in refused.content[0].text, refused.content[0].text
+            seen.texts.append(refused.content[0].text)
+    seen.assert_clean(secrets)
+    assert_no_canary(err_path.read_text(), secrets)
+    assert_no_canary(platform.stored_rows(), secrets)
+    platform.secrets_at_rest(sub, canaries)
+    assert_no_canary(json.dumps(done), secrets)
