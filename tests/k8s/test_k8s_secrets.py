@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from fixtures import leaks
-from tests.k8s.test_k8s_mcp import job_args, k8s_env  # noqa: F401 (the fixture)
+from tests.k8s.test_k8s_mcp import job_args
 from tests.leakcheck import PLAIN_NAME, leak_env, run_leaky_job
 
 pytestmark = [pytest.mark.anyio, pytest.mark.k8s, pytest.mark.slow]
 
 
 async def test_printed_secrets_in_every_form_never_leave(
-    k8s_env: dict[str, str],  # noqa: F811
+    k8s_env: dict[str, str],
     canaries: dict[str, str],
     tmp_path: Path,
 ) -> None:
