@@ -87,7 +87,13 @@ class Scenario:
 
     @property
     def env(self) -> dict[str, str]:
-        return {**self.backend.env, "TAO_MCP_STATE_DIR": str(self.directory / "state")}
+        # Several servers start at once on a 2-core machine: the readiness probe before submit gets a bound that
+        # covers a loaded start (this suite tests crashes, not the probe's bound).
+        return {
+            **self.backend.env,
+            "TAO_MCP_STATE_DIR": str(self.directory / "state"),
+            "TAO_MCP_PROBE_TIMEOUT_S": "30",
+        }
 
     @property
     def state_dir(self) -> Path:
