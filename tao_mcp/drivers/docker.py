@@ -434,6 +434,10 @@ class DockerDriver:
             job_id = (item.get("Labels") or {}).get(LABEL_JOB)
             ref = wanted.get(job_id or "")
             names = [str(n).lstrip("/") for n in item.get("Names") or []]
+            if item.get("State") == "created":
+                # Created but never started: a launch cut off between create and start is not a launched job. The
+                # retried launch meets the name (409) and starts this very container (_adopt).
+                continue
             if ref is not None and any(n in (ref.backend_name, ref.backend_name + CANCELED_SUFFIX) for n in names):
                 found[ref.job_id] = str(item["Id"])
         return found
