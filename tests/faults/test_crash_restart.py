@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import sqlite3
+import traceback
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +124,12 @@ def scenarios(
     return out
 
 
+def leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in leaves(sub)]
+    return [exc]
+
+
 async def run_all(run: Callable[[Scenario], Awaitable[None]], cases: list[Scenario]) -> None:
     """Run the scenarios concurrently, as many at once as the backend has room for jobs; report every failure."""
     failures: list[str] = []
@@ -134,7 +141,9 @@ async def run_all(run: Callable[[Scenario], Awaitable[None]], cases: list[Scenar
             async with limiter:
                 await run(case)
         except (Exception, pytest.fail.Exception) as exc:  # collected: one failing point must not hide the others
-            failures.append(f"{case.point} (delay {case.delay_s:.3f}s): {type(exc).__name__}: {exc}\n{logs.tail(15)}")
+            # An exception group (a task group in the client) says nothing by itself: show the innermost errors.
+            inner = "".join(line for leaf in leaves(exc) for line in traceback.format_exception_only(leaf))
+            failures.append(f"{case.point} (delay {case.delay_s:.3f}s): {inner}\n{logs.tail(15)}")
         finally:
             case.backend.cleanup(case.keys)
 
