@@ -4,6 +4,7 @@ nothing points at files outside the repository (other checkouts and CI machines 
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 from tests.helpers import REPO
@@ -12,18 +13,20 @@ DOC_NAME = re.compile(r"(?<![\w/.-])((?:\.{0,2}/)?[\w./-]*[\w-]\.md)\b")
 MARKDOWN_LINK = re.compile(r"\]\(([^)#\s]+\.md)(?:#[^)]*)?\)")
 # Written in two parts so that this file does not match itself.
 OUTSIDE = re.compile(r"\.\./" + "shared|/work" + "/")
-SKIPPED_DIRS = {".git", ".dev", ".tools", "node_modules", "__pycache__", ".ruff_cache", ".pytest_cache", ".venv"}
 
 
 def repo_files(*suffixes: str) -> list[Path]:
-    out = []
-    for path in REPO.rglob("*"):
-        parts = set(path.relative_to(REPO).parts)
-        if parts & SKIPPED_DIRS or any(p.endswith(".egg-info") for p in parts) or not path.is_file():
-            continue
-        if not suffixes or path.suffix in suffixes or path.name in suffixes:
-            out.append(path)
-    return sorted(out)
+    """The project's files as git sees them (tracked, or new and not ignored): caches and tool state such as
+    .hypothesis/ or .mypy_cache/ hold absolute paths of this machine and are not part of the project."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    paths = (REPO / name for name in listed.split("\0") if name)
+    return sorted(p for p in paths if p.is_file() and (not suffixes or p.suffix in suffixes or p.name in suffixes))
 
 
 def resolves(name: str, where: Path) -> bool:
