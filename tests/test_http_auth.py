@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from fixtures.lepton.fake_lepton import FakeLepton
 from tao_mcp.service.store import JobRecord, JobStore
+from tests.backends import LEPTON_TOKEN
 from tests.helpers import REPO, call, call_error, launch_request, wait_done
 from tests.http_server import bearer_client, free_port, http_server
 
@@ -35,7 +36,6 @@ INITIALIZE = {
     "method": "initialize",
     "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
 }
-LEPTON_TOKEN = "lepton-http-auth-token-0123456789"
 IMAGE = "nvcr.io/nvidia/tao/tao-toolkit:5.5.0-pyt"
 
 
@@ -64,15 +64,6 @@ def tokens(tmp_path: Path) -> dict[str, str]:
 @pytest.fixture
 def token_env(base_env: dict[str, str], tmp_path: Path, tokens: dict[str, str]) -> dict[str, str]:
     return {**base_env, "TAO_MCP_HTTP_TOKENS_FILE": str(tmp_path / "tokens")}
-
-
-@pytest.fixture
-def fake_lepton() -> Iterator[FakeLepton]:
-    fake = FakeLepton(token=LEPTON_TOKEN).start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
 
 
 # ---- refusing to start -------------------------------------------------------------------------------------------
