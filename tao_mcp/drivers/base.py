@@ -185,6 +185,15 @@ class HasInstances(Protocol):
 
 
 @runtime_checkable
+class HasRunnerPhase(Protocol):
+    """The runner's phase file beside the job's log (platforms with a log file: SLURM): one small read instead
+    of scanning the log for the runner's latest line."""
+
+    async def runner_phase(self, ref: JobRef) -> str | None:
+        """The file's raw text (the runner's latest message; the service redacts it), None when there is none."""
+
+
+@runtime_checkable
 class HasShell(Protocol):
     """A read-only shell where the platform's shared file system is mounted (SLURM login node: lustre://)."""
 

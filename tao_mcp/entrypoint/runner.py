@@ -82,11 +82,28 @@ def redact(text: str) -> str:
 
 
 def say(message: str) -> None:
+    line = f"{TAG} {redact(message)}"
     try:
-        sys.stdout.write(f"{TAG} {redact(message)}\n")
+        sys.stdout.write(line + "\n")
         sys.stdout.flush()
     except (OSError, ValueError):
         pass
+    write_phase(line)
+
+
+def write_phase(line: str) -> None:
+    """The latest message also goes to TAO_RUNNER_PHASE_FILE when the platform set one (SLURM: beside the
+    log), replaced atomically, so the server reads one short file instead of scanning the log for it."""
+    path = os.environ.get("TAO_RUNNER_PHASE_FILE")
+    if not path:
+        return
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(line[:1000] + "\n")
+        os.replace(tmp, path)
+    except OSError:
+        pass  # no phase file (the job folder is not mounted here): the server falls back to the log
 
 
 def human(n: float) -> str:

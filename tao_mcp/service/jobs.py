@@ -23,7 +23,7 @@ import anyio
 
 from tao_mcp import cursor as cursor_codec
 from tao_mcp.drivers import DRIVERS, platform_models
-from tao_mcp.drivers.base import Driver, Evidence, LaunchRequest
+from tao_mcp.drivers.base import Driver, Evidence, HasRunnerPhase, LaunchRequest
 from tao_mcp.entrypoint import EntrypointPlan, build_entrypoint, runner_blob
 from tao_mcp.errors import BackendUnreachable, TaoError
 from tao_mcp.models import (
@@ -44,11 +44,12 @@ from tao_mcp.service.metadata import actions
 from tao_mcp.service.metadata.actions import ActionPlan
 from tao_mcp.service.metadata.platforms import PlatformRecord, find_platform, require_credentials
 from tao_mcp.service.policy import JobPolicy
-from tao_mcp.service.poller import LOST_LAUNCH_GRACE_S, PlatformPoller
+from tao_mcp.service.poller import LOST_LAUNCH_GRACE_S, POLL_INTERVAL_S, PlatformPoller
 from tao_mcp.service.readiness import Readiness, unreachable_error
 from tao_mcp.service.redaction import Redactor
 from tao_mcp.service.registry import DriverRegistry
 from tao_mcp.service.store import JobRecord, JobStore
+from tao_mcp.service.watch import LAST_LINE, RUNNER_PHASE, JobWatches
 from tao_mcp.states import OPEN, JobState
 
 log = logging.getLogger(__name__)
@@ -166,6 +167,7 @@ class JobService:
         self._task_group: anyio.abc.TaskGroup | None = None
         self.leases = LaunchLeases(store.path.with_name("launches.lock"))
         self.readiness = Readiness(self.settings, drivers)
+        self.watches = JobWatches()  # one reader per job: facts shared by every waiter and status call
 
     # ---- lifecycle ----
     async def start(self, task_group: anyio.abc.TaskGroup) -> None:
@@ -525,14 +527,6 @@ class JobService:
         )
 
     # ---- status ----
-    async def refresh(self, record: JobRecord, max_age: float = 1.0) -> tuple[JobRecord, str | None]:
-        """Fresh state through the shared poller. Returns the record and the unreachable message, if any."""
-        if record.terminal:
-            return record, None
-        poller = self.poller(record.platform)
-        await poller.refresh(max_age)
-        return self.record(record.job_id), poller.problem(record.job_id)
-
     async def current(self, record: JobRecord) -> tuple[JobRecord, str | None]:
         """This job's state: the last reading when it is fresh, else a read of this one job (never a sweep)."""
         if record.terminal:
@@ -541,6 +535,13 @@ class JobService:
         if poller.fresh(record.job_id, record.created_at):
             return record, None
         unreachable = await poller.read_one(record.ref())
+        return self.record(record.job_id), unreachable
+
+    async def read_again(self, record: JobRecord) -> tuple[JobRecord, str | None]:
+        """A new reading of this one job even when the last one is fresh (shared by concurrent callers)."""
+        if record.terminal:
+            return record, None
+        unreachable = await self.poller(record.platform).read_one(record.ref())
         return self.record(record.job_id), unreachable
 
     async def status(self, job_id: str) -> JobStatus:
@@ -575,9 +576,22 @@ class JobService:
         )
 
     async def _runner_progress(self, record: JobRecord) -> str | None:
-        """The runner's latest progress line ("download 3/120 files"), so status says more than Running."""
+        """The runner's latest message ("download 3/120 files"), so status says more than Running. Shared by
+        every caller through the job's watch; see _read_runner_phase for where it comes from."""
+        return await self.watches.fact(
+            record.job_id, RUNNER_PHASE, POLL_INTERVAL_S, lambda: self._read_runner_phase(record)
+        )
+
+    async def _read_runner_phase(self, record: JobRecord) -> str | None:
+        """A platform with a log file (SLURM) has the runner's phase file beside it: one small read. Elsewhere
+        (log streams) the cheapest faithful source is the last runner line of a backward tail of the log."""
         try:
             driver = await self.drivers.get(record.platform)
+            if isinstance(driver, HasRunnerPhase):
+                raw = await driver.runner_phase(record.ref())
+                if raw is not None:  # None: no phase file (an older job, a container without the job folder)
+                    text = logs.redact_lines([raw.strip().replace("\n", " ")], self.redactor)[0]
+                    return text.split(RUNNER_TAG, 1)[-1].strip()[:200] or None
             found = await logs.grep(
                 driver, record.ref(), self.redactor, RUNNER_TAG, start=None, limit=1, scan=RUNNER_SCAN_LINES
             )
@@ -605,7 +619,8 @@ class JobService:
         gone_for = 0.0
         confirm = False  # an outage past the grace ends the wait only after a sweep of its own confirms it
         while True:
-            record, unreachable = await self.refresh(record, max_age=0 if confirm else WAIT_POLL_S / 2)
+            # This job only (never a platform sweep), shared with every other caller watching it.
+            record, unreachable = await (self.read_again(record) if confirm else self.current(record))
             done = record.terminal or (until == "running" and record.status in (JobState.RUNNING, JobState.PAUSED))
             gone_for = time.time() - record.updated_at if unreachable else 0.0
             now = time.monotonic()
@@ -616,7 +631,7 @@ class JobService:
                 continue
             if record.status == JobState.RUNNING and now - last_hint_at >= LOG_HINT_EVERY_S:
                 last_hint_at = now
-                last_line = await self._last_log_line(record) or last_line
+                last_line = await self.last_log_line(record) or last_line
             await progress(now - started, self._progress_message(record, unreachable, last_line))
             await anyio.sleep(min(WAIT_POLL_S, max(0.0, deadline - time.monotonic())))
         status = await self._status_model(record, unreachable)
@@ -662,7 +677,11 @@ class JobService:
             return f"{text} — last log line: {last_line[:160]}" if last_line else text
         return f"{record.status.upper()} {record.message}".strip()
 
-    async def _last_log_line(self, record: JobRecord) -> str | None:
+    async def last_log_line(self, record: JobRecord) -> str | None:
+        """The log's last line (redacted), read at most once per LOG_HINT_EVERY_S whoever asks."""
+        return await self.watches.fact(record.job_id, LAST_LINE, LOG_HINT_EVERY_S, lambda: self._read_last_line(record))
+
+    async def _read_last_line(self, record: JobRecord) -> str | None:
         try:
             driver = await self.drivers.get(record.platform)
             window = await logs.read(driver, record.ref(), self.redactor, start=None, limit=1)

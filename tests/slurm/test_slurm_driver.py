@@ -508,3 +508,14 @@ async def test_time_limit_is_timeout_error(driver: SlurmDriver) -> None:
     ref = await launch(driver, make_request(driver, "sleep 600", time_limit_minutes=1))
     obs, _ = await wait_until(driver, ref, terminal, timeout=180)
     assert (obs.status, obs.raw_state) == ("Error", "TIMEOUT")
+
+
+async def test_runner_phase_is_read_from_the_file_beside_the_log(driver: SlurmDriver) -> None:
+    """The batch script tells the runner where its phase file goes; the driver reads that file, not the log."""
+    cmd = 'echo "[tao-runner] download 2/5 files" > "$TAO_RUNNER_PHASE_FILE"; echo log-only-line'
+    ref = await launch(driver, make_request(driver, cmd))
+    await wait_until(driver, ref, terminal)
+    assert (await driver.runner_phase(ref)) == "[tao-runner] download 2/5 files\n"
+    jdir = script.job_dir(await driver._base_dir(), ref.job_id)
+    await remote(driver, f"rm {shlex.quote(jdir + '/' + script.RUNNER_PHASE_FILE)}")
+    assert await driver.runner_phase(ref) is None  # no file (an older job): the service falls back to the log

@@ -135,3 +135,18 @@ def test_a_signal_before_the_start_keeps_the_command_from_running(tmp_path: Path
     marker = tmp_path / "ran"
     assert runner.run_command(f"touch {marker}", dict(os.environ)) is None
     assert not marker.exists()
+
+
+def test_the_runner_writes_its_latest_message_to_the_phase_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    phase = tmp_path / "runner.phase"
+    monkeypatch.setenv("TAO_RUNNER_PHASE_FILE", str(phase))
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t-value-xyz")
+    monkeypatch.setattr(runner, "SECRET_NAMES", ("AWS_SECRET_ACCESS_KEY",))
+    runner.say("phase downloading inputs")
+    runner.say("download 1/3 files: key s3cr3t-value-xyz")
+    assert phase.read_text() == f"{runner.TAG} download 1/3 files: key ***\n"  # the latest only, redacted
+    assert [p.name for p in tmp_path.iterdir()] == ["runner.phase"]  # no temporary file left
+    monkeypatch.setenv("TAO_RUNNER_PHASE_FILE", str(tmp_path / "missing" / "runner.phase"))
+    runner.say("still fine")  # no folder for it: the message still goes to the log, nothing raises

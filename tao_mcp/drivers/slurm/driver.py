@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "slurm"
 QUERY_TIMEOUT = 60.0
+NO_PHASE = "@@phase:none"
 IDS_PER_ROUND = 1000  # job ids (or names) per squeue/sacct call: a 10 000-job sweep is 10 rounds
 PROBE_TIMEOUT = 10.0  # the service bounds the probe more tightly; this only ends the remote command
 SUBMIT_TIMEOUT = 90.0
@@ -242,6 +243,14 @@ class SlurmDriver:
         if chunk is None:
             raise BackendUnreachable(PLATFORM, f"reading the job log failed (exit {rc}: {clip_text(err.strip(), 300)})")
         return chunk
+
+    async def runner_phase(self, ref: JobRef) -> str | None:
+        path = shlex.quote(f"{script.job_dir(await self._base_dir(), ref.job_id)}/{script.RUNNER_PHASE_FILE}")
+        cmd = f"if [ -f {path} ]; then head -c {script.RUNNER_PHASE_BYTES} {path}; else echo '{NO_PHASE}'; fi"
+        rc, out, err = await self.ssh.run(cmd, failover=True, timeout=QUERY_TIMEOUT)
+        if rc != 0:
+            raise BackendUnreachable(PLATFORM, f"reading the runner phase failed (exit {rc}: {clip_text(err, 300)})")
+        return None if out.strip() == NO_PHASE else out
 
     # --- cancel / evidence ------------------------------------------------------------------------------------
 

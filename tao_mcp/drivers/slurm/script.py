@@ -7,6 +7,7 @@ Layout on the cluster (the job dir is mode 0700):
     <base>/tao-mcp/<job id>/job.env       non-secret environment, `NAME='value'` lines
     <base>/tao-mcp/<job id>/secrets.env   secret environment (mode 0600); only when there are secrets
     <base>/tao-mcp/<job id>/job.log       stdout + stderr of the whole job
+    <base>/tao-mcp/<job id>/runner.phase  the runner's latest message (TAO_RUNNER_PHASE_FILE): what status reads
     <base>/results/<job id>/              results (TAO_RESULTS_ROOT=<base>/results)
 
 Secret values appear in exactly one place: secrets.env, rendered by `render_secrets` at staging time. The
@@ -35,6 +36,8 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SAFE_WORD = re.compile(r"^[A-Za-z0-9_.-]+$")  # partition, account, job name, job id
 SAFE_PATH = re.compile(r"^/[A-Za-z0-9_./-]*$")
 MEMORY = re.compile(r"^[0-9]+[KMGT]?$")
+RUNNER_PHASE_FILE = "runner.phase"
+RUNNER_PHASE_BYTES = 1024  # the runner writes one short line
 
 
 @dataclass(frozen=True)
@@ -306,6 +309,7 @@ def render_sbatch(req: LaunchRequest, jdir: str, options: Mapping[str, Any]) -> 
         f"export MASTER_PORT={master_port(req.job_id)}",
         'export WORLD_SIZE="$SLURM_NNODES"',
         'export NUM_NODES="$SLURM_NNODES"',
+        f"export TAO_RUNNER_PHASE_FILE={q(jdir + '/' + RUNNER_PHASE_FILE)}",
     ]
     if options.get("cpus"):
         # Slurm >= 22.05 no longer hands --cpus-per-task from sbatch to srun steps by itself.
