@@ -166,7 +166,7 @@ def test_options_are_validated() -> None:
     parsed = d.parse_options({"mounts": ["shared:/data:/mnt/data"], "image_pull_secrets": "ngc-pull"})
     assert parsed["node_group"] == "pool"
     assert parsed["mounts"] == [{"from": "node-nfs:shared", "path": "/data", "mount_path": "/mnt/data"}]
-    assert parsed["image_pull_secrets"] == ["ngc-pull"] and parsed["ttl_seconds_after_finished"] == 600
+    assert parsed["image_pull_secrets"] == ["ngc-pull"] and parsed["ttl_seconds_after_finished"] == 3 * 24 * 3600
     for bad in (
         {"mounts": [{"path": "/x", "mount_path": "../etc"}]},
         {"ttl_seconds_after_finished": -1},
@@ -398,3 +398,80 @@ def test_fake_runs_as_a_module() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# --- nvcr.io pull secret, TTL default, storage path prefix ----------------------------------------------------
+
+
+async def test_ngc_pull_secret_is_created_once_and_reused(fake_lepton: FakeLepton) -> None:
+    key = "ngc-key-value-5f1e0c"
+    d = driver(fake_lepton, NGC_KEY=key)
+    first = request(d, "6a6a6a6a6a6a")
+    preview = await d.preview(first)
+    assert "tao-mcp-nvcr" in preview.submit and key not in json.dumps(preview.files) + preview.submit
+    assert not fake_lepton.pull_secrets  # a dry run creates nothing
+    await d.launch(first)
+    assert fake_lepton.pull_secrets == {
+        "tao-mcp-nvcr": {"registry_server": "nvcr.io", "username": "$oauthtoken", "password": key}
+    }
+    await d.launch(request(d, "6b6b6b6b6b6b"))
+    other = driver(fake_lepton, NGC_KEY=key)  # a restarted server finds the secret by name and reuses it
+    await other.launch(request(other, "6c6c6c6c6c6c"))
+    posts = [r for r in fake_lepton.requests if r["method"] == "POST" and r["path"] == "/imagepullsecrets"]
+    assert len(posts) == 1
+    bodies = fake_lepton.posted_jobs()
+    assert [b["spec"]["image_pull_secrets"] for b in bodies] == [["tao-mcp-nvcr"]] * 3
+    assert all(key not in json.dumps(b) for b in bodies)
+    # given pull secrets win; images elsewhere and servers without NGC_KEY get none
+    given = request(d, "6d6d6d6d6d6d", options={"image_pull_secrets": ["mine"]})
+    await d.launch(given)
+    await d.launch(request(d, "6e6e6e6e6e6e", image="docker.io/library/python:3.12"))
+    bare = driver(fake_lepton)
+    await bare.launch(request(bare, "6f6f6f6f6f6f"))
+    specs = [b["spec"] for b in fake_lepton.posted_jobs()[3:]]
+    assert specs[0]["image_pull_secrets"] == ["mine"]
+    assert "image_pull_secrets" not in specs[1] and "image_pull_secrets" not in specs[2]
+
+
+async def test_pull_secret_created_meanwhile_is_reused(fake_lepton: FakeLepton) -> None:
+    d = driver(fake_lepton, NGC_KEY="ngc-key-value-77aa")
+    real_get = d.client.get
+
+    async def racing_get(path: str, **params: Any) -> Any:
+        answer = await real_get(path, **params)
+        if path == "/imagepullsecrets":  # another server creates it between our list and our create
+            fake_lepton.pull_secrets["tao-mcp-nvcr"] = {"registry_server": "nvcr.io"}
+        return answer
+
+    d.client.get = racing_get  # type: ignore[method-assign]
+    await d.launch(request(d, "7a7a7a7a7a7a"))
+    (body,) = fake_lepton.posted_jobs()
+    assert body["spec"]["image_pull_secrets"] == ["tao-mcp-nvcr"]
+    assert fake_lepton.pull_secrets["tao-mcp-nvcr"] == {"registry_server": "nvcr.io"}  # theirs, not overwritten
+
+
+async def test_ttl_defaults_to_three_days_and_the_option_is_kept(fake_lepton: FakeLepton) -> None:
+    d = driver(fake_lepton)
+    await d.launch(request(d, "8a8a8a8a8a8a"))
+    await d.launch(request(d, "8b8b8b8b8b8b", options={"ttl_seconds_after_finished": 120}))
+    ttls = [b["spec"]["ttl_seconds_after_finished"] for b in fake_lepton.posted_jobs()]
+    assert ttls == [3 * 24 * 3600, 120]
+
+
+async def test_mounts_go_under_the_workspace_path_prefix(fake_lepton: FakeLepton) -> None:
+    d = driver(fake_lepton)
+    prefix = fake_lepton.path_prefix
+    mounts = ["shared-nfs:/data:/mnt/data", f"shared-nfs:{prefix}/models:/mnt/models", "shared-nfs:/:/mnt/all"]
+    await d.launch(request(d, "9a9a9a9a9a9a", options={"mounts": mounts}))
+    (body,) = fake_lepton.posted_jobs()
+    assert [m["path"] for m in body["spec"]["mounts"]] == [f"{prefix}/data", f"{prefix}/models", prefix]
+    reads = [r for r in fake_lepton.requests if r["path"] == "/storage-permission/shared-nfs"]
+    assert len(reads) == 1 and reads[0]["query"] == {"nodegroup_id": "ng-a100-0001"}  # read once, then cached
+    # the platform refuses a mount outside the prefix: what the driver now never sends
+    outside = {**body, "metadata": {"id": "tao-outside"}}
+    outside["spec"] = {
+        **body["spec"],
+        "mounts": [{"path": "/data", "mount_path": "/mnt/d", "from": "node-nfs:shared-nfs"}],
+    }
+    code, answer = fake_lepton.handle("POST", "/jobs", {}, outside, f"Bearer {TOKEN}")
+    assert code == 400 and "path prefix" in answer["message"]

@@ -198,7 +198,8 @@ async def test_persistent_results_mount_node_group_volume(lepton_env: dict[str, 
         assert unknown.startswith("E_BAD_INPUT") and "node_group" in unknown
     (body,) = fake_lepton.posted_jobs()
     spec = body["spec"]
-    assert spec["mounts"] == [{"path": "/", "mount_path": "/mnt/shared-nfs", "from": "node-nfs:shared-nfs"}]
+    prefix = fake_lepton.path_prefix  # the workspace's share of the volume
+    assert spec["mounts"] == [{"path": prefix, "mount_path": "/mnt/shared-nfs", "from": "node-nfs:shared-nfs"}]
     envs = {e["name"]: e.get("value") for e in spec["envs"]}
     assert envs["TAO_RESULTS_ROOT"] == "/mnt/shared-nfs/tao-mcp"
     assert spec["completions"] == spec["parallelism"] == 2 and spec["intra_job_communication"] is True

@@ -51,6 +51,8 @@ class LeptonDriver:
         self._canceled: set[str] = set()  # backend ids this process asked to stop
         self._unk_since: dict[str, float] = {}
         self._replica_seen: dict[str, tuple[str, float, tuple[str, str] | None]] = {}
+        self._prefixes: dict[tuple[str, str], str | None] = {}  # (volume, node group) -> storage path prefix
+        self._pull_ready: set[str] = set()  # image-pull secrets known to exist in the workspace
 
     def parse_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         return LeptonOptions.parse(options, self.settings)
@@ -118,7 +120,56 @@ class LeptonDriver:
                         "give each mount a 'from': 'node-nfs:<volume>'",
                     )
                 mount["from"] = volume["from"]
+            mount["path"] = render.under_prefix(mount["path"], await self._path_prefix(mount["from"], group))
         return mounts
+
+    async def _path_prefix(self, source: str, group: Mapping[str, Any] | None) -> str | None:
+        """The workspace's storage path prefix on a volume (GET /storage-permission): a shared volume is split per
+        workspace, and a mount outside the workspace's prefix is refused. None: the volume has no restriction."""
+        volume = source.partition(":")[2]
+        group_id = str(((group or {}).get("metadata") or {}).get("id") or "")
+        if (volume, group_id) not in self._prefixes:
+            params = {"nodegroup_id": group_id} if group_id else {}
+            try:
+                answer = await self.client.get(f"/storage-permission/{volume}", **params)
+            except NotFound:
+                answer = []
+            items = answer if isinstance(answer, list) else []
+            prefixes = [str(i["path_prefix"]) for i in items if isinstance(i, Mapping) and i.get("path_prefix")]
+            self._prefixes[(volume, group_id)] = prefixes[0] if prefixes else None
+        return self._prefixes[(volume, group_id)]
+
+    def _ngc_pull_secret(self, req: LaunchRequest) -> str | None:
+        """The nvcr.io pull secret's name when the image is on nvcr.io, no pull secret is given and NGC_KEY is set."""
+        given = req.options.get("image_pull_secrets")
+        if given or render.registry(req.image) != "nvcr.io" or not self.settings.ngc_key:
+            return None
+        return self.settings.ngc_pull_secret
+
+    async def _ensure_pull_secret(self, name: str) -> None:
+        """Create the nvcr.io image-pull secret from NGC_KEY once; an existing secret of that name is reused (its
+        value is never read back: Lepton returns names only)."""
+        if name in self._pull_ready:
+            return
+        answer = await self.client.get("/imagepullsecrets")
+        items = answer if isinstance(answer, list) else []
+        if name not in {(i.get("metadata") or {}).get("name") for i in items if isinstance(i, Mapping)}:
+            assert self.settings.ngc_key is not None
+            spec = {"registry_server": "nvcr.io", "username": "$oauthtoken"}
+            body = {"metadata": {"name": name}, "spec": {**spec, "password": self.settings.ngc_key.get_secret_value()}}
+            try:
+                await self.client.http("POST", "/imagepullsecrets", body=body, read=False)
+            except Conflict:
+                pass  # created meanwhile (another launch or server): reuse it
+            except NotFound:
+                raise BackendRejected(
+                    PLATFORM,
+                    "this workspace has no image-pull secrets API (POST /imagepullsecrets answered 404)",
+                    "create the nvcr.io pull secret in the Lepton console and pass options={'image_pull_secrets': "
+                    "['<name>']}",
+                ) from None
+            log.info("lepton: created the image-pull secret %s for nvcr.io", name)
+        self._pull_ready.add(name)
 
     async def results_root(self, options: Mapping[str, Any], *, resolve: bool = True) -> str | None:
         if not options.get("persistent_results"):
@@ -165,9 +216,15 @@ class LeptonDriver:
             group = {"metadata": {"id": name}} if name else None
             shape = req.options.get("resource_shape") or f"<smallest /shapes entry with >= {req.gpu_count} GPUs>"
             mounts = [dict(m) for m in req.options.get("mounts") or []]
-        body = render.job_body(req, shape, group, mounts)
+        pull = self._ngc_pull_secret(req)
+        body = render.job_body(req, shape, group, mounts, [pull] if pull else None)
         files = {"job.json": json.dumps(body, indent=2, sort_keys=True)}
         steps = []
+        if pull:
+            steps.append(
+                f"POST {self.client.base}/imagepullsecrets (nvcr.io pull secret {pull} from NGC_KEY, only when the "
+                "workspace lacks it; value not shown)"
+            )
         if req.secret_env:
             names = ", ".join(secret_ref_name(req.job_id, n) for n in sorted(req.secret_env))
             steps.append(f"POST {self.client.base}/usersecrets (workspace secrets {names}; values not shown)")
@@ -179,7 +236,10 @@ class LeptonDriver:
         group = await self._node_group(req.options.get("node_group"))
         shape = await self._shape(req, group)
         mounts = await self._mounts(req.options, group)
-        body = render.job_body(req, shape, group, mounts)
+        pull = self._ngc_pull_secret(req)
+        if pull:
+            await self._ensure_pull_secret(pull)
+        body = render.job_body(req, shape, group, mounts, [pull] if pull else None)
         if req.secret_env:
             items = [{"name": secret_ref_name(req.job_id, n), "value": v} for n, v in sorted(req.secret_env.items())]
             try:

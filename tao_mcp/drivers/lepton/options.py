@@ -12,7 +12,7 @@ from tao_mcp.drivers.lepton.client import GATEWAY_BASE
 from tao_mcp.drivers.options import BlankIsNone, CommaList, Number, PlatformOptions, PlatformSettings, settings_of
 from tao_mcp.errors import TaoError
 
-DEFAULT_TTL_S = 600
+DEFAULT_TTL_S = 3 * 24 * 3600  # the platform's own default: a finished job stays listed 3 days
 LEPTON_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 PULL_SECRET = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 MOUNT_PATH = re.compile(r"/[A-Za-z0-9_./-]*")
@@ -72,17 +72,23 @@ class LeptonOptions(PlatformOptions):
         None, description="shape id, e.g. gpu.1xh100 (default: the exact, else smallest larger, /shapes match)"
     )
     mounts: Annotated[list[Annotated[Any, AfterValidator(_mount)]] | None, BlankIsNone, BeforeValidator(_listed)] = (
-        Field(None, description="list of {path, mount_path, from: node-nfs:<volume>} or 'volume:path:mount_path'")
+        Field(
+            None,
+            description="list of {path, mount_path, from: node-nfs:<volume>} or 'volume:path:mount_path'; path is "
+            "inside the workspace's storage path prefix on that volume (prepended when missing)",
+        )
     )
     persistent_results: bool | None = Field(
         None,
         description="true = mount the node group's NFS/Lustre volume; results at file:///mnt/<volume>/tao-mcp/<job_id>",
     )
     image_pull_secrets: Annotated[CommaList | None, BlankIsNone, _fullmatch(PULL_SECRET, "a secret name")] = Field(
-        None, description="list of workspace image-pull secret names (private registries)"
+        None,
+        description="list of workspace image-pull secret names (default for nvcr.io images with NGC_KEY set: "
+        "the workspace secret LEPTON_NGC_PULL_SECRET, created once from NGC_KEY)",
     )
     ttl_seconds_after_finished: Annotated[Number | None, BlankIsNone, Field(ge=0)] = Field(
-        None, description=f"seconds a finished job stays listed (default {DEFAULT_TTL_S})"
+        None, description=f"seconds a finished job stays listed (default {DEFAULT_TTL_S}: 3 days)"
     )
     max_job_failure_retry: Annotated[Number | None, BlankIsNone, Field(ge=0)] = Field(
         None, description="Lepton retries of a failed job"
@@ -130,6 +136,14 @@ class LeptonSettings(PlatformSettings):
     )
     node_group: str | None = Field(
         None, alias="LEPTON_NODE_GROUP", description="default node group when the workspace has several"
+    )
+    ngc_key: SecretStr | None = Field(
+        None, alias="NGC_KEY", description="NGC API key: the nvcr.io image-pull secret is created from it (once)"
+    )
+    ngc_pull_secret: Annotated[str, _fullmatch(PULL_SECRET, "a secret name")] = Field(
+        "tao-mcp-nvcr",
+        alias="LEPTON_NGC_PULL_SECRET",
+        description="name of the workspace image-pull secret for nvcr.io (tao-mcp-nvcr); reused when it exists",
     )
     http_timeout: Annotated[float, AfterValidator(_seconds)] = Field(
         20.0, alias="LEPTON_HTTP_TIMEOUT_S", description="seconds per API request (20)"

@@ -56,6 +56,20 @@ def choose_shape(shapes: list[dict[str, Any]], gpu_count: int) -> str | None:
     return min(candidates)[1] if candidates else None
 
 
+def registry(image: str | None) -> str:
+    """The registry host of an image reference ('docker.io' when the first part is not a host)."""
+    first, sep, _ = (image or "").partition("/")
+    return first.lower() if sep and ("." in first or ":" in first or first == "localhost") else "docker.io"
+
+
+def under_prefix(path: str, prefix: str | None) -> str:
+    """A volume path inside the workspace's storage path prefix: prepended unless the path is already inside."""
+    prefix = "/" + (prefix or "").strip("/")
+    if prefix == "/" or path == prefix or path.startswith(prefix + "/"):
+        return path
+    return prefix + ("/" + path.strip("/") if path.strip("/") else "")
+
+
 def persistent_volume(group: Mapping[str, Any] | None) -> dict[str, str] | None:
     """The node group's first NFS/Lustre volume as a mount at /mnt/<name> (None: the group has none)."""
     for volume in ((group or {}).get("spec") or {}).get("volumes") or []:
@@ -71,9 +85,14 @@ def persistent_volume(group: Mapping[str, Any] | None) -> dict[str, str] | None:
 
 
 def job_body(
-    req: LaunchRequest, shape: str, group: Mapping[str, Any] | None, mounts: list[dict[str, str]]
+    req: LaunchRequest,
+    shape: str,
+    group: Mapping[str, Any] | None,
+    mounts: list[dict[str, str]],
+    pull_secrets: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The `POST /jobs` body: bash -c command, env values and secret references, shape, node group, mounts."""
+    """The `POST /jobs` body: bash -c command, env values and secret references, shape, node group, mounts.
+    pull_secrets: the image-pull secret names (the options' list, or the nvcr.io secret the driver ensured)."""
     opts = req.options
     command = req.command
     if req.num_nodes > 1:
@@ -97,8 +116,9 @@ def job_body(
         spec["affinity"] = {"allowed_dedicated_node_groups": [group_id]}
     if mounts:
         spec["mounts"] = mounts
-    if opts.get("image_pull_secrets"):
-        spec["image_pull_secrets"] = list(opts["image_pull_secrets"])
+    pulls = list(opts.get("image_pull_secrets") or []) or list(pull_secrets or [])
+    if pulls:
+        spec["image_pull_secrets"] = pulls
     intra = opts.get("intra_job_communication")
     if intra is None:
         intra = req.num_nodes > 1
