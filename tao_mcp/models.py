@@ -103,6 +103,9 @@ class SubmitResult(BaseModel):
     )
     files: list[PlanFile] | None = Field(None, description="dry run only: every rendered file in full: size, sha256")
     message: str = ""
+    warnings: list[str] = Field(
+        default_factory=list, description="what may surprise: e.g. results kept only on a Brev instance's disk"
+    )
     next: str
 
 

@@ -167,6 +167,14 @@ class HasProbe(Protocol):
 
 
 @runtime_checkable
+class HasEphemeralResults(Protocol):
+    """Results that may be kept on a machine the user deletes (a Brev instance's disk): submit_job warns."""
+
+    def results_warning(self, options: Mapping[str, Any], results_root: str | None) -> str | None:
+        """The warning for a job whose results go to results_root (None: S3 or an explicit URI), else None."""
+
+
+@runtime_checkable
 class HasDiagnostics(Protocol):
     """Live preflight facts for list_platforms (Docker, Brev)."""
 

@@ -23,7 +23,7 @@ import anyio
 
 from tao_mcp import cursor as cursor_codec
 from tao_mcp.drivers import DRIVERS, platform_models
-from tao_mcp.drivers.base import Driver, Evidence, HasRunnerPhase, LaunchRequest
+from tao_mcp.drivers.base import Driver, Evidence, HasEphemeralResults, HasRunnerPhase, LaunchRequest
 from tao_mcp.entrypoint import EntrypointPlan, build_entrypoint, runner_blob
 from tao_mcp.errors import BackendUnreachable, TaoError
 from tao_mcp.models import (
@@ -107,9 +107,11 @@ class PreparedLaunch:
     action_plan: ActionPlan | None
     results_location: str | None
     secret_names: set[str]  # server variables whose values the job receives (kept with the job record)
+    warnings: tuple[str, ...] = ()  # returned with the submit result (e.g. results that die with a Brev instance)
 
     def result(self, status: JobState, message: str, hint: str, **extra: Any) -> SubmitResult:
         return SubmitResult(
+            warnings=list(self.warnings),
             job_id=self.request.job_id,
             platform=self.platform,
             status=status,
@@ -428,6 +430,9 @@ class JobService:
         if root:
             env["TAO_RESULTS_ROOT"] = root
             results_location = f"{driver.storage_scheme}://{root}/{job_id}"
+        warnings = list(plan.warnings)
+        if isinstance(driver, HasEphemeralResults) and (warning := driver.results_warning(options, root)):
+            warnings.append(warning)
         secret_env = {name: self.settings[name] for name in p.secret_env}
         secret_names = set(p.secret_env)
         for container_name, server_name in plan.secret_env.items():
@@ -449,7 +454,14 @@ class JobService:
             options=options,
         )
         return PreparedLaunch(
-            request, p.platform, driver, plan, action_plan, results_location or plan.results_location, secret_names
+            request,
+            p.platform,
+            driver,
+            plan,
+            action_plan,
+            results_location or plan.results_location,
+            secret_names,
+            tuple(warnings),
         )
 
     async def _dry_run(self, launch: PreparedLaunch) -> SubmitResult:

@@ -52,6 +52,7 @@ def render_submit(r: SubmitResult) -> str:
     lines = [f"{head}: job {r.job_id} on {r.platform} — {r.status}", f"  {r.message}"]
     if r.results_location:
         lines.append(f"  results: {r.results_location}")
+    lines += [f"  WARNING: {w}" for w in r.warnings if w not in r.message]
     for path, text in (r.preview or {}).items():
         lines += [f"--- {path}", text.rstrip()]
     lines.append(f"Next: {r.next}")

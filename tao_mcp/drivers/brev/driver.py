@@ -58,11 +58,25 @@ class BrevDriver:
         return BrevOptions.parse(options, self.settings)
 
     async def results_root(self, options: Mapping[str, Any], *, resolve: bool = True) -> str | None:
-        return options.get("results_dir") or self.results_dir
+        """An explicit results_dir; else None when S3 is configured (the bucket, as on every other platform: the
+        instance disk dies with the instance); else BREV_RESULTS_DIR on the instance."""
+        if options.get("results_dir"):
+            return str(options["results_dir"])
+        return None if self.settings.s3_results else self.results_dir
+
+    def results_warning(self, options: Mapping[str, Any], results_root: str | None) -> str | None:
+        if not results_root:
+            return None
+        return (
+            f"results stay on the disk of Brev instance {options.get('instance')} ({results_root}/<job_id>) and are "
+            "lost when the instance is deleted: set S3_BUCKET_NAME (with ACCESS_KEY/SECRET_KEY) or pass "
+            "results_uri='s3://...' to keep them"
+        )
 
     # --- launch -----------------------------------------------------------------------------------------------
 
     def _files(self, req: LaunchRequest) -> tuple[remote.LaunchFiles, str]:
+        """The job's files, and the instance directory bind-mounted for results (used when TAO_RESULTS_ROOT is set)."""
         if not req.image:
             raise TaoError(
                 "E_BAD_INPUT", "Brev jobs run in a container and no image was given", "pass image=... to submit_job"

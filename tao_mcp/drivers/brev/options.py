@@ -54,7 +54,9 @@ class BrevOptions(PlatformOptions):
         None, description="docker --shm-size, e.g. 16g"
     )
     results_dir: Annotated[str | None, BlankIsNone, AfterValidator(results_directory)] = Field(
-        None, description="absolute results directory on the instance (default BREV_RESULTS_DIR)"
+        None,
+        description="absolute results directory on the instance (default: S3 when S3_BUCKET_NAME is set, else "
+        "BREV_RESULTS_DIR); instance disk dies with the instance",
     )
 
     @computed_field  # stored with the job: the launch creates the instance when it does not exist
@@ -100,7 +102,7 @@ class BrevSettings(PlatformSettings):
     results_dir: Annotated[str, AfterValidator(results_directory)] = Field(
         DEFAULT_RESULTS_DIR,
         alias="BREV_RESULTS_DIR",
-        description=f"results directory on the instance ({DEFAULT_RESULTS_DIR})",
+        description=f"results directory on the instance ({DEFAULT_RESULTS_DIR}) when S3 is not configured",
     )
     cli: str | None = Field(None, alias="BREV_CLI", description="the brev binary (default: brev on the PATH)")
     cli_timeout: Annotated[float, AfterValidator(_seconds)] = Field(
@@ -110,12 +112,22 @@ class BrevSettings(PlatformSettings):
         40.0, alias="BREV_READY_TIMEOUT", description="seconds submit waits for a new instance (40)"
     )
     _child_env: dict[str, str] = PrivateAttr(default_factory=dict)
+    _s3_results: bool = PrivateAttr(default=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Self:
         settings = super().from_env(env)
         settings._child_env = child_env(env)  # brev runs with the server's environment (PATH, HOME), no secrets
+        keys = (env.get("ACCESS_KEY") and env.get("SECRET_KEY")) or (
+            env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY")
+        )
+        settings._s3_results = bool(env.get("S3_BUCKET_NAME") and keys)  # the same test as the entrypoint builder's
         return settings
+
+    @property
+    def s3_results(self) -> bool:
+        """S3 is configured (S3_BUCKET_NAME with keys): results go to the bucket, as on every other platform."""
+        return self._s3_results
 
     @property
     def child_environment(self) -> dict[str, str]:
