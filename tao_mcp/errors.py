@@ -48,6 +48,11 @@ CATALOGUE: dict[str, Code] = {
         "an idempotency_key was reused for a different request",
         "use a new idempotency_key, or repeat the original request exactly",
     ),
+    "E_WORKFLOW_INVALID": Code(
+        "a workflow's steps do not form a valid plan (unknown dependency, cycle, bad reference, too many "
+        "matrix combinations, or a step's submit_job arguments)",
+        "fix the step the message names; submit_workflow(dry_run=True) checks the whole workflow without launching",
+    ),
     "E_FLAT_SPEC_KEY": Code(
         "a spec override uses a dotted key inside a nested mapping",
         "write the override either fully nested or fully dotted",
@@ -66,6 +71,9 @@ CATALOGUE: dict[str, Code] = {
     ),
     # ---- names the server does not know ----
     "E_UNKNOWN_JOB": Code("no job with this id is known", "use a job_id from submit_job or list_jobs"),
+    "E_UNKNOWN_WORKFLOW": Code(
+        "no workflow with this id is known", "use a workflow_id from submit_workflow or list_workflows"
+    ),
     "E_UNKNOWN_PLATFORM": Code("no platform has this name", "use a name list_platforms shows"),
     "E_PLATFORM_NOT_AVAILABLE": Code(
         "the platform has no driver here or is not configured", "use a platform list_platforms shows as ready"

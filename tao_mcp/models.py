@@ -94,6 +94,9 @@ class SubmitResult(BaseModel):
     backend_id: str | None = None
     backend_name: str
     results_location: str | None = None
+    outputs: dict[str, str] | None = Field(
+        None, description="where each declared output ends up (spec path, argument or container path -> URI)"
+    )
     dry_run: bool = False
     reused: bool = Field(False, description="an earlier submit with the same idempotency_key answered")
     preview: dict[str, str] | None = Field(
@@ -158,6 +161,8 @@ class JobSummary(BaseModel):
     backend_id: str | None
     created_at: str
     command: str = Field(description="first 120 characters of the command")
+    workflow_id: str | None = Field(None, description="the workflow this job is a step of (submit_workflow)")
+    step: str | None = Field(None, description="the workflow step (with its matrix values) this job runs")
 
 
 class JobList(BaseModel):
@@ -259,4 +264,72 @@ class ImageResolution(BaseModel):
     confirmation_required: bool = True
     override_key: str = Field("image", description="pass image=<uri> to submit_job to use another image")
     skill_bank: str | None = None
+    next: str
+
+
+# ---- workflows (service/workflows.py) ----
+StepState = Literal[
+    "Waiting", "Skipped", "Pending", "Running", "Paused", "Complete", "Error", "Canceled", "Canceling", "Unknown"
+]
+WorkflowState = Literal["Running", "Complete", "Error", "Canceling", "Canceled"]
+
+
+class WorkflowStep(BaseModel):
+    step: str = Field(description="the step id, with its matrix values for one job of a sweep: sweep[lr=0.1,bs=8]")
+    step_id: str
+    matrix: dict[str, str | int | float | bool] | None = None
+    depends_on: list[str] = Field(default_factory=list)
+    status: StepState = Field(
+        description="Waiting: its dependencies have not completed (or max_parallel is reached); Skipped: a "
+        "dependency failed; otherwise the status of the step's job"
+    )
+    job_id: str | None = None
+    results_location: str | None = None
+    outputs: dict[str, str] | None = Field(None, description="where each declared output of the step's job ends up")
+    progress: str | None = Field(None, description="the job's latest progress message while it runs")
+    metric: float | None = Field(None, description="the last value of the chosen metric in the step's log")
+    message: str = ""
+    rendered: str | None = Field(None, description="dry run only: the step's submit_job arguments after rendering")
+
+
+class WorkflowBest(BaseModel):
+    metric: str
+    goal: Literal["max", "min"]
+    value: float
+    step: str
+    job_id: str
+
+
+class WorkflowStatus(BaseModel):
+    workflow_id: str
+    name: str
+    status: WorkflowState
+    max_parallel: int
+    counts: dict[str, int] = Field(description="steps per status")
+    steps: list[WorkflowStep]
+    best: WorkflowBest | None = Field(None, description="the best value of the chosen metric across the steps")
+    created_at: str
+    ended_at: str | None = None
+    dry_run: bool = False
+    reused: bool = Field(False, description="an earlier submit_workflow with the same idempotency_key answered")
+    message: str = ""
+    next: str
+
+
+class WorkflowWaitResult(WorkflowStatus):
+    done: bool
+    waited_s: float
+
+
+class WorkflowSummary(BaseModel):
+    workflow_id: str
+    name: str
+    status: WorkflowState
+    steps: int
+    created_at: str
+
+
+class WorkflowList(BaseModel):
+    workflows: list[WorkflowSummary]
+    next_cursor: str | None
     next: str

@@ -24,6 +24,7 @@ from tao_mcp.service.redaction import RedactingFilter, Redactor, file_secrets
 from tao_mcp.service.registry import DriverRegistry
 from tao_mcp.service.storage import StorageService
 from tao_mcp.service.store import JobStore
+from tao_mcp.service.workflows import WorkflowService
 from tao_mcp.tools._arguments import coded_tool_errors
 from tao_mcp.tools.prompts import intake_summary
 
@@ -41,6 +42,7 @@ class AppState:
     jobs: JobService
     extras: PlatformExtras
     storage: StorageService
+    workflows: WorkflowService
 
 
 def build_server(environ: Mapping[str, str] | None = None, *, http: HttpPlan | None = None) -> MCPServer[AppState]:
@@ -59,15 +61,18 @@ def build_server(environ: Mapping[str, str] | None = None, *, http: HttpPlan | N
         store = JobStore(state_dir(settings) / "jobs.sqlite3", redactor)
         drivers = DriverRegistry(settings)  # one driver per platform, shared by the services
         jobs = JobService(settings, store, redactor, drivers)
+        workflows = WorkflowService(jobs)
         try:
             async with anyio.create_task_group() as tg:
                 await jobs.start(tg)
+                await workflows.start(tg)  # open workflows of an earlier process resume here
                 yield AppState(
                     settings=settings,
                     redactor=redactor,
                     jobs=jobs,
                     extras=PlatformExtras(jobs, drivers),
                     storage=StorageService(settings, drivers),
+                    workflows=workflows,
                 )
                 tg.cancel_scope.cancel()
         finally:
@@ -85,13 +90,14 @@ def build_server(environ: Mapping[str, str] | None = None, *, http: HttpPlan | N
         auth=http.auth if http else None,
         token_verifier=http.verifier if http else None,
     )
-    from tao_mcp.tools import catalog, extras, jobs, platforms, prompts, storage
+    from tao_mcp.tools import catalog, extras, jobs, platforms, prompts, storage, workflows
 
     platforms.register(server)
     catalog.register(server)
     jobs.register(server)
     storage.register(server)
     extras.register(server)
+    workflows.register(server)
     prompts.register(server)
     forbid_unknown_arguments(server)
     server.middleware.append(coded_tool_errors(server))  # inside redact_results: its texts are redacted too

@@ -47,6 +47,21 @@ class EntrypointPlan:
     warnings: tuple[str, ...] = ()
     runner_job: str | None = None  # the job description (zlib+base64 JSON), for platforms that stage runner.py
     details: dict[str, Any] = field(default_factory=dict)  # dry-run display: inputs -> local paths, outputs
+    # declared outputs: (name: spec path / argument / container path, local path, the URI given for it or None)
+    declared_outputs: tuple[tuple[str, str, str | None], ...] = ()
+
+    def output_uris(self, results_location: str | None) -> dict[str, str]:
+        """Where each declared output ends up: the URI given for it, else its place under the results location
+        (what a later workflow step reads as {{steps.<id>.outputs.<name>}})."""
+        found: dict[str, str] = {}
+        for name, local, uri in self.declared_outputs:
+            if uri:
+                found[name] = uri
+            elif results_location and local.startswith("{results_dir}"):
+                found[name] = results_location.rstrip("/") + local[len("{results_dir}") :]
+            elif results_location:
+                found[name] = f"{results_location.rstrip('/')}/{local.rstrip('/').rsplit('/', 1)[-1]}"
+        return found
 
 
 def bad(cause: str, fix: str, code: str = "E_BAD_INPUT") -> TaoError:
@@ -478,6 +493,10 @@ def build_entrypoint(
         results_source=results_source,
         warnings=tuple(warnings),
         runner_job=job_b64,
+        declared_outputs=tuple(
+            (item.get("at") or item.get("from") or "", local, item.get("uri"))
+            for item, (local, _uri, _kind) in zip(job_outputs, prepared["outputs"], strict=True)
+        ),
         details={
             "command": runner.final_command(job, prepared, quote=False),
             "downloads": {uri: dest for uri, dest, _ in prepared["fetches"]},

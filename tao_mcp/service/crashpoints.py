@@ -1,4 +1,5 @@
-"""Crash points: a test hook that SIGKILLs this server process at a named point of submit_job / cancel_job.
+"""Crash points: a test hook that SIGKILLs this server process at a named point of submit_job / cancel_job
+(or of the workflow driver).
 
 Off by default. Only when the environment variable TAO_MCP_CRASH_AT names the point does `crashpoint(name)`
 do anything; then it kills the process with SIGKILL (no cleanup, no flush: a power cut as far as the store and
@@ -35,6 +36,8 @@ CANCEL_POINTS = (
     "cancel.after_backend",  # the backend was asked; the confirmation never observed
 )
 POINTS = SUBMIT_POINTS + CANCEL_POINTS
+# The workflow driver (service/workflows.py): a step's job was launched, its job id not yet stored with the step.
+WORKFLOW_POINTS = ("workflow.after_launch",)
 
 _ARMED = os.environ.get(ENV_POINT) or None
 _DELAY = float(os.environ.get(ENV_DELAY) or 0)

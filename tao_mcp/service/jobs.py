@@ -96,6 +96,7 @@ class SubmitParams:
     action: str | None = None
     backend: str = "auto"
     spec_overrides: dict[str, Any] | None = None
+    workflow: dict[str, str] | None = None  # {workflow_id, step}: set by service/workflows.py for a step's job
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,7 @@ class PreparedLaunch:
             status=status,
             backend_name=self.request.backend_name,
             results_location=self.results_location,
+            outputs=self.plan.output_uris(self.results_location) or None,
             message=message,
             next=hint,
             **extra,
@@ -340,6 +342,8 @@ class JobService:
                 "mode": launch.plan.mode,
                 "inputs": p.inputs,
                 "outputs": p.outputs,
+                "output_uris": launch.plan.output_uris(launch.results_location),
+                "workflow": p.workflow,
             },
         )
         crashpoint("submit.before_record")
@@ -515,6 +519,7 @@ class JobService:
             backend_id=existing.backend_id,
             backend_name=existing.backend_name,
             results_location=existing.results_location,
+            outputs=existing.request.get("output_uris") or None,
             reused=True,
             message="an earlier submit with this idempotency_key answered; nothing new was launched",
             next=f"wait_for_job(job_id='{existing.job_id}')",
@@ -869,6 +874,7 @@ class JobService:
                     backend_id=r.backend_id,
                     created_at=iso(r.created_at) or "",
                     command=r.command[:120],
+                    **(r.request.get("workflow") or {}),
                 )
                 for r in page
             ],

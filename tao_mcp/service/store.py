@@ -8,12 +8,13 @@ every text the store writes passes through the redactor here, in the write path,
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,6 +194,20 @@ class JobStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    # ---- tables of other services (service/workflows.py) in the same database and transactions ----
+    def ensure_tables(self, script: str) -> None:
+        """Create a service's own tables (CREATE ... IF NOT EXISTS: an old database gains them at open)."""
+        with self._lock:
+            self._db.executescript(script)
+
+    def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE) for a service that keeps its own rows here."""
+        return self._tx()
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:

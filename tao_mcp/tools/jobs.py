@@ -316,6 +316,11 @@ def register(server: MCPServer) -> None:
         """List the jobs this server launched, newest first, from its durable store (they survive restarts).
         Next: job_status(job_id) for one of them."""
         result = app(ctx).jobs.list(status, platform, limit, cursor)
-        rows = [f"- {j.job_id} {j.platform:<10} {j.status:<9} {j.created_at} {j.command[:60]}" for j in result.jobs]
+        rows = [
+            f"- {j.job_id} {j.platform:<10} {j.status:<9} {j.created_at} "
+            + (f"[workflow {j.workflow_id} step {j.step}] " if j.workflow_id else "")
+            + j.command[:60]
+            for j in result.jobs
+        ]
         text = "\n".join([f"{len(result.jobs)} jobs", *rows, f"Next: {result.next}"])
         return respond(ctx, result, text)

@@ -1,0 +1,203 @@
+"""Workflows on the dev SLURM cluster: a TAO chain where each step reads the previous step's output, a sweep
+held to max_parallel (checked on the backend's own timestamps), a failure that skips its dependents, and a server
+SIGKILLed mid-workflow that resumes it without launching any step twice (counted with sacct)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sqlite3
+import subprocess
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp.client import Client
+
+from tao_mcp.server import build_server
+from tests.faults.harness import ServerLog, call_until_killed, stdio_server
+from tests.helpers import call, structured
+from tests.slurm.test_slurm_models import model_env, request  # noqa: F401  (model_env is a fixture)
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slurm]
+
+
+async def wait_workflow(
+    c: Any, workflow_id: str, budget_s: float = 240
+) -> tuple[dict[str, Any], list[tuple[float, float | None]]]:
+    """wait_for_workflow until done, with the progress notifications (value, total) it sent."""
+    seen: list[tuple[float, float | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total))
+
+    with anyio.fail_after(budget_s):
+        while True:
+            r = await c.call_tool(
+                "wait_for_workflow", {"workflow_id": workflow_id, "timeout_s": 30}, progress_callback=on_progress
+            )
+            result = structured(r)
+            if result["done"]:
+                return result, seen
+
+
+def sacct(job_ids: list[str]) -> list[dict[str, str]]:
+    """The backend's own record of these jobs (by their names tao-<job id>): one row per backend job."""
+    names = ",".join(f"tao-{j}" for j in job_ids)
+    out = subprocess.run(
+        ["sacct", "-n", "-P", "-X", "--allusers", "--name", names, "-S", "now-1days", "-o", "JobID,JobName,Submit,End"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    keys = ("id", "name", "submit", "end")
+    return [dict(zip(keys, line.split("|"), strict=True)) for line in out.splitlines() if line.strip()]
+
+
+def most_in_flight(rows: list[dict[str, str]]) -> int:
+    """How many of these jobs the backend held at once (submitted, not ended); touching intervals do not overlap."""
+    events = []
+    for row in rows:
+        events += [(datetime.fromisoformat(row["submit"]), 1), (datetime.fromisoformat(row["end"]), -1)]
+    events.sort(key=lambda e: (e[0], e[1]))  # an end before a submit in the same second
+    return max(itertools.accumulate(delta for _, delta in events))
+
+
+async def test_train_evaluate_export_chain_reads_each_previous_output(model_env: dict[str, str]) -> None:  # noqa: F811
+    train = {**request(model_env), "id": "train"}
+    path = train["env"]
+    evaluate = {
+        "id": "evaluate",
+        "depends_on": ["train"],
+        "platform": "slurm",
+        "model": "dino",
+        "action": "evaluate",
+        "gpu_count": 0,
+        "env": path,
+        "spec_overrides": {"evaluate.checkpoint": "{{steps.train.results}}/model.pth"},
+    }
+    export = {
+        "id": "export",
+        "depends_on": ["evaluate"],
+        "platform": "slurm",
+        "model": "dino",
+        "action": "export",
+        "gpu_count": 0,
+        "env": path,
+        "spec_overrides": {"export.checkpoint": "{{steps.evaluate.outputs.results_dir}}/best.pth"},
+    }
+    async with Client(build_server(model_env), mode="legacy") as c:
+        dry = await call(c, "submit_workflow", name="chain", steps=[train, evaluate, export], dry_run=True)
+        assert dry["dry_run"] and [s["step"] for s in dry["steps"]] == ["train", "evaluate", "export"]
+        rendered = json.loads(dry["steps"][1]["rendered"])["entrypoint"]
+        assert dry["steps"][0]["results_location"].removeprefix("lustre://") + "/model.pth" in rendered
+        assert await call(c, "list_jobs") == {
+            "jobs": [],
+            "next_cursor": None,
+            "next": "job_status(job_id=...) for details",
+        }
+
+        started = await call(c, "submit_workflow", name="chain", steps=[train, evaluate, export], max_parallel=1)
+        done, progress = await wait_workflow(c, started["workflow_id"])
+        assert done["status"] == "Complete", done
+        steps = {s["step"]: s for s in done["steps"]}
+        assert all(s["status"] == "Complete" for s in steps.values())
+        assert progress and all(total == 3 for _, total in progress) and max(p for p, _ in progress) >= 2
+
+        # each step read what the one before wrote
+        eval_log = await call(c, "job_logs", job_id=steps["evaluate"]["job_id"])
+        train_dir = steps["train"]["results_location"].removeprefix("lustre://")
+        assert any(f"{train_dir}/model.pth (weights)" in line for line in eval_log["lines"]), eval_log["lines"]
+        onnx = steps["export"]["outputs"]["export.onnx_file"]
+        assert onnx.startswith(steps["export"]["results_location"])
+        assert Path(onnx.removeprefix("lustre://")).read_text() == "onnx of weights"
+
+        listed = {j["job_id"]: j for j in (await call(c, "list_jobs"))["jobs"]}
+        assert {(j["workflow_id"], j["step"]) for j in listed.values()} == {
+            (started["workflow_id"], s) for s in ("train", "evaluate", "export")
+        }
+        workflows = await call(c, "list_workflows")
+        assert [(w["workflow_id"], w["status"], w["steps"]) for w in workflows["workflows"]] == [
+            (started["workflow_id"], "Complete", 3)
+        ]
+
+
+async def test_sweep_runs_every_combination_at_most_max_parallel_at_once(slurm_env: dict[str, str]) -> None:
+    sweep = {
+        "id": "sweep",
+        "platform": "slurm",
+        "gpu_count": 0,
+        "matrix": {"epochs": [1, 2, 3], "bs": [8, 16]},
+        "command": "sleep 3; echo epochs={{matrix.epochs}} bs={{matrix.bs}}; echo val_acc: $(({{matrix.epochs}} * {{matrix.bs}}))",
+    }
+    async with Client(build_server(slurm_env), mode="legacy") as c:
+        started = await call(c, "submit_workflow", name="sweep", steps=[sweep], max_parallel=2)
+        assert sum(1 for s in started["steps"] if s["job_id"]) == 2  # the first two start with the submit
+        done, _ = await wait_workflow(c, started["workflow_id"])
+        assert done["status"] == "Complete"
+        assert sorted(s["step"] for s in done["steps"]) == sorted(
+            f"sweep[epochs={e},bs={b}]" for e in (1, 2, 3) for b in (8, 16)
+        )
+        status = await call(c, "workflow_status", workflow_id=started["workflow_id"], metric="val_acc")
+    assert {s["step"]: s["metric"] for s in status["steps"]}["sweep[epochs=2,bs=8]"] == 16
+    assert status["best"]["step"] == "sweep[epochs=3,bs=16]" and status["best"]["value"] == 48
+    rows = sacct([s["job_id"] for s in done["steps"]])
+    assert len(rows) == 6
+    assert most_in_flight(rows) == 2
+
+
+async def test_a_failed_step_skips_its_dependents_and_ends_the_workflow_in_error(slurm_env: dict[str, str]) -> None:
+    base = {"platform": "slurm", "gpu_count": 0}
+    steps = [
+        {**base, "id": "prepare", "command": "echo failing; exit 3"},
+        {**base, "id": "train", "depends_on": ["prepare"], "command": "echo never"},
+        {**base, "id": "export", "depends_on": ["train"], "command": "echo never"},
+        {**base, "id": "side", "command": "echo independent"},
+    ]
+    async with Client(build_server(slurm_env), mode="legacy") as c:
+        started = await call(c, "submit_workflow", name="failing", steps=steps)
+        done, _ = await wait_workflow(c, started["workflow_id"])
+    by_step = {s["step"]: s for s in done["steps"]}
+    assert done["status"] == "Error"
+    assert by_step["prepare"]["status"] == "Error" and by_step["side"]["status"] == "Complete"
+    assert by_step["train"]["status"] == by_step["export"]["status"] == "Skipped"
+    assert by_step["train"]["job_id"] is None and by_step["export"]["job_id"] is None
+    assert "prepare ended Error" in by_step["train"]["message"]
+    assert done["next"] == f"failure_analysis(job_id='{by_step['prepare']['job_id']}')"
+
+
+async def test_a_server_killed_mid_workflow_resumes_it_without_launching_a_step_twice(
+    slurm_env: dict[str, str], tmp_path: Path
+) -> None:
+    """SIGKILL right after a step's job was launched and before its job id was stored with the step; the next
+    server process finds the open workflow, submits that step again under its derived key, gets the same job."""
+    steps = [
+        {"id": "first", "platform": "slurm", "gpu_count": 0, "command": "sleep 2; echo first"},
+        {"id": "second", "depends_on": ["first"], "platform": "slurm", "gpu_count": 0, "command": "echo second"},
+        {"id": "third", "depends_on": ["second"], "platform": "slurm", "gpu_count": 0, "command": "echo third"},
+    ]
+    logs = ServerLog(tmp_path)
+    await call_until_killed(
+        slurm_env, logs, "workflow.after_launch", 0.0, [("submit_workflow", {"name": "killed", "steps": steps})]
+    )
+    db = Path(slurm_env["TAO_MCP_STATE_DIR"]) / "jobs.sqlite3"
+    with sqlite3.connect(db) as conn:
+        (workflow_id,) = conn.execute("SELECT workflow_id FROM workflows").fetchone()
+        unrecorded = conn.execute("SELECT unit FROM workflow_units WHERE job_id IS NULL").fetchall()
+        launched = conn.execute("SELECT job_id FROM jobs").fetchall()
+    assert len(unrecorded) == 3 and len(launched) == 1  # the kill fell between the launch and the record
+
+    with open(logs.next(), "w") as errlog:
+        async with stdio_server(slurm_env, errlog) as c:
+            listed = structured(await c.call_tool("list_workflows", {}))
+            assert [w["workflow_id"] for w in listed["workflows"]] == [workflow_id]
+            done, _ = await wait_workflow(c, workflow_id)
+    assert done["status"] == "Complete", logs.tail()
+    job_ids = [s["job_id"] for s in done["steps"]]
+    assert job_ids[0] == launched[0][0]  # the step launched before the kill kept its job
+    with sqlite3.connect(db) as conn:
+        assert sorted(j for (j,) in conn.execute("SELECT job_id FROM jobs")) == sorted(job_ids)
+    rows = sacct(job_ids)
+    assert sorted(row["name"] for row in rows) == sorted(f"tao-{j}" for j in job_ids)  # one backend job each
