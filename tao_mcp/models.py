@@ -217,12 +217,21 @@ class InstanceDeletion(BaseModel):
 # ---- model catalog (list_models, resolve_image) ----
 class ActionInfo(BaseModel):
     name: str
+    declared: bool = Field(
+        True,
+        description="skill_info.yaml declares it (command, data): submit_job(model=..., action=...) can run it; "
+        "false: only the bank's schema manifests list it",
+    )
     mode: str | None = Field(None, description="config | args | passthrough (how the action takes its settings)")
     spec_template: bool = Field(False, description="a spec_template_<action>.yaml is packaged (the base of specs)")
     schema_packaged: bool = Field(False, description="schemas/<action>.schema.json exists")
     schema_valid: bool = Field(False, description="the schema file is valid JSON")
     schema_failure: str | None = Field(None, description="why the schema could not be generated, per the manifest")
     automl_capable: bool = Field(False, description="AutoML enabled, not blocked, and a valid schema is packaged")
+    automl_reason: str | None = Field(None, description="why the action is not AutoML-capable")
+    automl_default_parameters: list[str] = Field(
+        default_factory=list, description="parameters AutoML tunes by default (scope automl, capable actions)"
+    )
 
 
 class ModelInfo(BaseModel):
@@ -234,13 +243,26 @@ class ModelInfo(BaseModel):
     automl_blocked_reason: str | None = None
     actions: list[ActionInfo]
     backends: list[str] = Field(default_factory=list, description="implementation backends (multi-backend models)")
+    backend_actions: dict[str, list[str]] = Field(
+        default_factory=dict, description="backend -> the actions its contract marks supported"
+    )
     default_backends: dict[str, str] = Field(default_factory=dict, description="action -> backend chosen by auto")
     source: str = Field(description="'built-in' or the skill bank file the record came from")
 
 
+class UnsupportedModel(BaseModel):
+    model: str
+    network_arch: str
+    automl_enabled: bool
+    reason: str = Field(description="why no action of the model is AutoML-capable")
+
+
 class ModelList(BaseModel):
     models: list[ModelInfo] = Field(description="one page of the models that match (see next_cursor)")
-    total: int = Field(0, description="models that match, over all pages")
+    unsupported: list[UnsupportedModel] = Field(
+        default_factory=list, description="scope automl: the page's models with no AutoML-capable action, and why"
+    )
+    total: int = Field(0, description="models on all pages (scope automl: supported and unsupported)")
     next_cursor: str | None = Field(None, description="pass as cursor (same scope and action) for the next page")
     scope: Literal["all", "automl"]
     action: str | None = None
@@ -253,16 +275,22 @@ class ModelList(BaseModel):
 class ImageResolution(BaseModel):
     image: str | None = Field(description="the image to run; null when nothing (or an unknown versions key) declared")
     declared_image: str | None = Field(description="the value as declared (an image URI or a versions.yaml key)")
-    resolved_from: Literal["absolute", "versions.yaml", "unresolved_key", "none"]
+    resolved_from: Literal["absolute", "versions.yaml", "unresolved_key", "repository_derived", "none"] = Field(
+        description="repository_derived: the backend's image is built from a clean repository checkout (no default)"
+    )
     source: str | None = Field(description="the metadata field the value came from, e.g. actions.train.container_image")
     model: str = Field(description="skill directory")
     network_arch: str
     action: str
     backend: str | None = None
     backend_reason: str | None = None
+    backend_contract: str | None = Field(None, description="the chosen backend's contract file (relative)")
     backends: list[str] = Field(default_factory=list)
+    build_required: bool = Field(False, description="no image to pull: the user builds it and gives its tag")
     confirmation_required: bool = True
-    override_key: str = Field("image", description="pass image=<uri> to submit_job to use another image")
+    override_key: str = Field(
+        "image", description="what the user supplies instead (image, or e.g. image_tag for a repository build)"
+    )
     skill_bank: str | None = None
     next: str
 

@@ -10,7 +10,7 @@ import pytest
 
 from tao_mcp.entrypoint.builder import build_entrypoint
 from tao_mcp.errors import TaoError
-from tao_mcp.service.metadata import actions, bank, images, models, overrides, platforms
+from tao_mcp.service.metadata import actions, bank, images, listing, models, overrides, platforms
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 BANK = FIXTURES / "skill_bank"
@@ -207,7 +207,7 @@ FIXTURE_MODELS = ["classification_pyt", "dino", "mask2former", "ocdnet", "rtdetr
 
 
 def test_list_models_all() -> None:
-    result = models.list_models(env(BANK))
+    result = listing.list_models(env(BANK))
     assert result.source == "skill bank" and result.skill_bank == str(BANK) and result.scope == "all"
     by_model = {m.model: m for m in result.models}
     assert list(by_model) == FIXTURE_MODELS  # _shared (no skill_info) and the deploy variant file are not models
@@ -232,36 +232,36 @@ def test_list_models_all() -> None:
 
 
 def test_list_models_automl_scope_keeps_capable_pairs() -> None:
-    result = models.list_models(env(BANK), scope="automl")
+    result = listing.list_models(env(BANK), scope="automl")
     pairs = {(m.model, a.name) for m in result.models for a in m.actions}
     # not visual_changenet (disabled), mask2former (blocked), segformer (invalid schema), ocdnet (no schema)
     assert pairs == {("classification_pyt", "train"), ("dino", "train"), ("rtdetr", "train")}
     assert all(a.automl_capable for m in result.models for a in m.actions)
     assert "AutoML" in result.next
-    assert models.list_models(env(BANK), scope="automl", action="export").models == []
+    assert listing.list_models(env(BANK), scope="automl", action="export").models == []
 
 
 def test_list_models_action_filter_and_bad_scope() -> None:
-    result = models.list_models(env(BANK), action="export")
+    result = listing.list_models(env(BANK), action="export")
     assert {m.model for m in result.models} == {"classification_pyt", "dino"}
     assert all([a.name for a in m.actions] == ["export"] for m in result.models)
-    assert code_of(models.list_models, env(BANK), scope="some").code == "E_BAD_INPUT"
+    assert code_of(listing.list_models, env(BANK), scope="some").code == "E_BAD_INPUT"
 
 
 def test_builtin_models_when_no_bank(nobank: dict[str, str]) -> None:
-    result = models.list_models(nobank)
+    result = listing.list_models(nobank)
     assert result.source == "built-in" and result.skill_bank is None
     assert {"dino", "classification_pyt"} <= {m.model for m in result.models}
     assert "is not a directory" in result.notes[0]
-    assert models.list_models(nobank, scope="automl").models == []  # no schemas ship with the package
+    assert listing.list_models(nobank, scope="automl").models == []  # no schemas ship with the package
     # a bank without models (the legacy fixture) falls back to the built-in list too
-    assert models.list_models(env(LEGACY)).source == "built-in"
+    assert listing.list_models(env(LEGACY)).source == "built-in"
     image = images.resolve_image(nobank, "dino")
     assert image.resolved_from == "absolute" and image.image and image.image.startswith("nvcr.io/nvidia/tao/")
 
 
 def test_builtin_models_are_well_formed(nobank: dict[str, str]) -> None:
-    for model in models.list_models(nobank).models:
+    for model in listing.list_models(nobank).models:
         for action in model.actions:
             plan = actions.action_plan(nobank, model.model, action.name, gpu_count=1)
             assert plan.mode == "config" and "{config_path}" in plan.command and plan.image
@@ -317,7 +317,7 @@ CASES = [
 
 
 def test_cases_cover_every_fixture_model_and_action() -> None:
-    listed = {(m.model, a.name) for m in models.list_models(env(BANK)).models for a in m.actions}
+    listed = {(m.model, a.name) for m in listing.list_models(env(BANK)).models for a in m.actions}
     assert listed == {(c[0], c[1]) for c in CASES}
 
 
@@ -398,7 +398,7 @@ def test_bad_model_files_are_named(bank_copy: Path) -> None:
     info = bank_copy / "skills/models/dino/references/skill_info.yaml"
     original = info.read_text()
     info.write_text(original + "\n  broken: [\n")
-    err = code_of(models.list_models, settings)
+    err = code_of(listing.list_models, settings)
     assert err.code == "E_BAD_SKILL_BANK" and str(info) in str(err)
     info.write_text("- a list\n")
     assert "not a mapping" in str(code_of(images.resolve_image, settings, "dino"))

@@ -16,10 +16,9 @@ from typing import Any, Literal
 from tao_mcp.entrypoint import MISSING, get_path
 from tao_mcp.errors import TaoError
 from tao_mcp.models import ImageResolution
-from tao_mcp.service.metadata.backends import select_backend
 from tao_mcp.service.metadata.bank import bad_bank, read_mapping
-from tao_mcp.service.metadata.images import resolve_for_record
-from tao_mcp.service.metadata.models import ModelRecord, action_record, find_model
+from tao_mcp.service.metadata.images import resolve_for_record, select_for_action
+from tao_mcp.service.metadata.models import ModelRecord, find_model
 from tao_mcp.service.metadata.overrides import (
     apply_override,
     apply_overrides,
@@ -191,13 +190,13 @@ def action_plan(
     gpu_count: int | None = None,
     image: str | None = None,
     backend: str = "auto",
+    workload: str = "",
 ) -> ActionPlan:
     """What submit_job(model=..., action=...) runs: the action record's command and declarations, the spec
     (packaged template <- specs (nested merge) <- spec_overrides (dotted keys expanded) <- gpu_count at
     gpu_spec_key), and the image (the given one, else resolve_image's)."""
     record = find_model(settings, model)
-    entry = action_record(record, action)
-    chosen = select_backend(record, action, backend)
+    chosen, entry = select_for_action(record, action, backend, workload)
     if chosen is not None:  # a backend contract may replace parts of the action record
         entry = {**entry, **{k: v for k, v in chosen.action.items() if k not in ("supported", "reason")}}
     declared = _declaration(record, action, entry)

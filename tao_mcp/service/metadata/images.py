@@ -1,5 +1,7 @@
 """Container image resolution: the first image an action declares (backend contract, then action record, then
-model record), used as is when it looks like a URI, else looked up as a key in the bank's versions.yaml."""
+model record), used as is when it looks like a URI, else looked up as a key in the bank's versions.yaml. A backend
+whose image policy is `repository_derived` has no image to pull: it is built from a clean repository checkout and
+the user gives its tag (`build_required`)."""
 
 from __future__ import annotations
 
@@ -7,10 +9,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from tao_mcp.errors import TaoError
 from tao_mcp.models import ImageResolution
 from tao_mcp.service.metadata.backends import Backend, select_backend
 from tao_mcp.service.metadata.bank import bad_bank, read_mapping
 from tao_mcp.service.metadata.models import ModelRecord, action_record, find_model, model_records
+
+REPOSITORY_DERIVED = "repository_derived"
 
 
 def _versions(root: Path | None) -> tuple[dict[str, Any], Path | None]:
@@ -61,15 +66,23 @@ def resolve_for_record(
 ) -> ImageResolution:
     _, root = model_records(settings)
     declared = source = None
+    policy: dict[str, Any] = {}
     for where, value in _image_candidates(record, action, entry, chosen):
         if value in (None, ""):
             continue
+        if isinstance(value, dict) and value.get("policy") == REPOSITORY_DERIVED:
+            policy, source = value, where
+            break
         if not isinstance(value, str):
-            raise bad_bank(Path(record.source), f"has {where} that is not a string")
+            raise bad_bank(Path(record.source), f"has {where} that is neither an image nor a repository_derived policy")
         declared, source = value.strip(), where
         break
-    resolved_from: Literal["absolute", "versions.yaml", "unresolved_key", "none"]
-    if declared is None:
+    resolved_from: Literal["absolute", "versions.yaml", "unresolved_key", "repository_derived", "none"]
+    override_key = "image"
+    if policy:
+        image, resolved_from = None, REPOSITORY_DERIVED
+        override_key = str(policy.get("runtime_input") or "image_tag")
+    elif declared is None:
         image, resolved_from = None, "none"
     elif "/" in declared or ":" in declared:
         image, resolved_from = declared, "absolute"
@@ -81,6 +94,11 @@ def resolve_for_record(
     target += f", backend='{chosen.name}'" if chosen else ""
     if image:
         hint = f"ask the user to confirm the image {image} (or give image=<uri>), then {target}, dry_run=True)"
+    elif policy:
+        hint = (
+            f"this backend's image is built from a clean repository checkout: ask the user for the built image "
+            f"({override_key}), then {target}, image=<uri>, dry_run=True)"
+        )
     else:
         hint = f"no image could be resolved: ask the user for one, then {target}, image=<uri>, dry_run=True)"
     contracts = record.data.get("backend_contracts")
@@ -94,15 +112,39 @@ def resolve_for_record(
         action=action,
         backend=chosen.name if chosen else None,
         backend_reason=chosen.reason if chosen else None,
+        backend_contract=chosen.contract_path or None if chosen else None,
         backends=[str(b) for b in contracts] if isinstance(contracts, dict) else [],
+        build_required=bool(policy),
+        override_key=override_key,
         skill_bank=str(root) if root else None,
         next=hint,
     )
 
 
+def action_entry(record: ModelRecord, action: str, chosen: Backend | None) -> dict[str, Any]:
+    """The model's record of an action; an action only the chosen backend contract declares (e.g. a shared
+    frontend's export, run by its framework backend) has the contract's entry instead."""
+    if chosen is not None and action not in record.actions:
+        return {k: v for k, v in chosen.action.items() if k not in ("supported", "reason")}
+    return action_record(record, action)
+
+
+def select_for_action(
+    record: ModelRecord, action: str, backend: str = "auto", workload: str = ""
+) -> tuple[Backend | None, dict[str, Any]]:
+    """The backend that runs the action (None for a single-implementation model) and the action's entry.
+    `workload` (automl, hpo, ...) is a hint that may pick the backend (AutoML/HPO needs the RL backend's schema)."""
+    try:
+        chosen = select_backend(record, action, backend, workload)
+    except TaoError:
+        action_record(record, action)  # an action no record declares is reported as such, not as a backend refusal
+        raise
+    return chosen, action_entry(record, action, chosen)
+
+
 def resolve_image(
-    settings: Mapping[str, str], model: str, action: str = "train", backend: str = "auto"
+    settings: Mapping[str, str], model: str, action: str = "train", backend: str = "auto", workload: str = ""
 ) -> ImageResolution:
     record = find_model(settings, model)
-    entry = action_record(record, action)
-    return resolve_for_record(settings, record, action, entry, select_backend(record, action, backend))
+    chosen, entry = select_for_action(record, action, backend, workload)
+    return resolve_for_record(settings, record, action, entry, chosen)

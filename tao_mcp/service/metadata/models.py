@@ -1,5 +1,10 @@
 """TAO model records: the skill bank's skills/models/<skill>/references/skill_info.yaml (with the bank's
-schemas.manifest.json entry), or the built-in tao_mcp/data/models.yaml when the bank has none; lookup and listing."""
+schemas.manifest.json entry and the model's schemas/manifest.json), or the built-in tao_mcp/data/models.yaml when the
+bank has none; lookup and listing.
+
+A model's actions are those its skill_info.yaml declares plus those the bank-wide schemas.manifest.json and the
+model's schemas/manifest.json list (as the bank's list_tao_models.py reads them); only declared ones carry a
+command, so only they run through submit_job(model=..., action=...)."""
 
 from __future__ import annotations
 
@@ -14,10 +19,8 @@ from typing import Any
 
 import yaml
 
-from tao_mcp import cursor as cursor_codec
 from tao_mcp.errors import TaoError
-from tao_mcp.models import ActionInfo, ModelInfo, ModelList
-from tao_mcp.service.metadata.bank import bad_bank, bank_notes, bank_root, read_file, read_mapping
+from tao_mcp.service.metadata.bank import bad_bank, bank_root, read_file, read_mapping
 
 
 @dataclass(frozen=True)
@@ -41,8 +44,57 @@ class ModelRecord:
 
     @property
     def automl_enabled(self) -> bool:
-        value = self.data.get("automl_enabled", self.manifest.get("automl_enabled", True))
-        return value is not False
+        """true when absent; yes/on/1/true (any case) as the bank's helper reads a bool-ish value."""
+        value = self.data.get("automl_enabled", self.manifest.get("automl_enabled"))
+        if value is None or isinstance(value, bool):
+            return value is not False
+        return str(value).strip().lower() in {"1", "true", "yes", "on"}
+
+    @property
+    def schema_manifest(self) -> dict[str, Any]:
+        """schemas/manifest.json of this model ({} when absent or unreadable: it only adds actions and notes)."""
+        path = self.directory / "schemas" / "manifest.json" if self.directory else None
+        if path is None or not path.is_file():
+            return {}
+        with contextlib.suppress(TaoError):
+            return read_mapping(path)
+        return {}
+
+    def action_names(self) -> list[str]:
+        """Declared actions in their order, then the ones only the schema manifests list (sorted)."""
+        listed = self.manifest.get("actions")
+        extra = {str(a) for a in listed} if isinstance(listed, list) else set()
+        per_model = self.schema_manifest.get("actions")
+        if isinstance(per_model, dict):  # {action: {spec_template, automl_default_parameters, ...}}
+            extra |= {str(a) for a in per_model}
+        declared = [str(a) for a in self.actions]
+        return declared + sorted(extra - set(declared))
+
+    def automl_parameters(self, action: str) -> list[str]:
+        """automl_default_parameters: the model's schema manifest entry for the action, else the schema file."""
+        listed = self.schema_manifest.get("actions")
+        entry = listed.get(action) if isinstance(listed, dict) else None
+        if isinstance(entry, dict):
+            value = entry.get("automl_default_parameters")
+        else:
+            path = self.directory / "schemas" / f"{action}.schema.json" if self.directory else None
+            schema: Any = {}
+            if path is not None and self.schema_state(action)[1]:
+                schema = read_file(path)
+            value = schema.get("automl_default_parameters")
+        return [str(v) for v in value] if isinstance(value, list) else []
+
+    def automl_reason(self, action: str) -> str | None:
+        """Why the action is not AutoML-capable (None when it is), in the bank helper's words."""
+        if not self.automl_enabled:
+            return "automl_enabled is false in model metadata"
+        if self.data.get("automl_blocked_reason"):
+            return str(self.data["automl_blocked_reason"])
+        packaged, valid = self.schema_state(action)
+        schema = f"schemas/{action}.schema.json"
+        if not packaged:
+            return f"{schema} is not packaged"
+        return None if valid else f"{schema} is not a valid JSON object"
 
     def match_keys(self) -> set[str]:
         keys = [self.skill, self.data.get("network_arch"), self.data.get("model"), self.data.get("name")]
@@ -76,7 +128,7 @@ class ModelRecord:
         return value if isinstance(value, str) else json.dumps(value)[:300]
 
     def automl_capable(self, action: str) -> bool:
-        return self.automl_enabled and not self.data.get("automl_blocked_reason") and self.schema_state(action)[1]
+        return self.automl_reason(action) is None
 
     def template_path(self, action: str) -> Path | None:
         if self.directory is None:
@@ -160,88 +212,3 @@ def action_record(record: ModelRecord, action: str) -> dict[str, Any]:
     if not isinstance(entry, dict):
         raise bad_bank(Path(record.source), f"has actions.{action} that is not a mapping")
     return entry
-
-
-MODELS_PER_PAGE = 25  # a page of a real-size bank (~100 models) stays well within the 8k-token result budget
-
-
-def list_models(
-    settings: Mapping[str, str],
-    scope: str = "all",
-    action: str | None = None,
-    limit: int = MODELS_PER_PAGE,
-    cursor: str | None = None,
-) -> ModelList:
-    if scope not in ("all", "automl"):
-        raise TaoError("E_BAD_INPUT", f"scope {scope!r} is unknown", "use scope='all' or scope='automl'")
-    start = 0
-    if cursor:
-        for_scope, for_action, start = cursor_codec.decode(cursor, "models", str, str, int)
-        if (for_scope, for_action) != (scope, action or ""):
-            raise cursor_codec.bad_cursor(
-                f"it was made for list_models(scope='{for_scope}', action='{for_action}'): repeat those arguments"
-            )
-    records, root = model_records(settings)
-    models: list[ModelInfo] = []
-    for record in records:
-        names = [a for a in record.actions if action is None or a == action]
-        infos = []
-        for name in names:
-            packaged, valid = record.schema_state(name)
-            entry = record.actions[name] if isinstance(record.actions[name], dict) else {}
-            info = ActionInfo(
-                name=name,
-                mode=str(entry["mode"]) if entry.get("mode") else None,
-                spec_template=record.template_path(name) is not None,
-                schema_packaged=packaged,
-                schema_valid=valid,
-                schema_failure=record.schema_failure(name),
-                automl_capable=record.automl_capable(name),
-            )
-            if scope == "all" or info.automl_capable:
-                infos.append(info)
-        if not infos:
-            continue
-        contracts = record.data.get("backend_contracts") or {}
-        defaults = (record.data.get("backend_selection") or {}).get("defaults") or {}
-        aliases = record.data.get("aliases") or []
-        models.append(
-            ModelInfo(
-                model=record.skill,
-                name=str(record.data["name"]) if record.data.get("name") else None,
-                network_arch=record.network_arch,
-                aliases=[str(a) for a in ([aliases] if isinstance(aliases, str) else aliases)],
-                automl_enabled=record.automl_enabled,
-                automl_blocked_reason=str(record.data["automl_blocked_reason"])
-                if record.data.get("automl_blocked_reason")
-                else None,
-                actions=infos,
-                backends=[str(b) for b in contracts] if isinstance(contracts, dict) else [],
-                default_backends={str(k): str(v) for k, v in defaults.items()} if isinstance(defaults, dict) else {},
-                source=record.source,
-            )
-        )
-    total = len(models)
-    models = models[start : start + limit]
-    next_cursor = cursor_codec.encode("models", scope, action or "", start + limit) if start + limit < total else None
-    if scope == "automl":
-        hint = (
-            "AutoML-capable marks what the skill bank declares, but tao-mcp does not route AutoML runs yet: "
-            "plain training works (submit_job(model=..., action='train')); resolve_image(model=..., action='train') "
-            "next"
-        )
-    else:
-        hint = "resolve_image(model='<model>', action='<action>') for the image to confirm with the user"
-    if next_cursor:
-        hint = f"{hint}; more models: list_models(cursor='{next_cursor}') with the same scope and action"
-    return ModelList(
-        models=models,
-        total=total,
-        next_cursor=next_cursor,
-        scope=scope,
-        action=action,
-        source="skill bank" if root else "built-in",
-        skill_bank=str(root) if root else None,
-        notes=bank_notes(settings),
-        next=hint if models else "list_models() without filters shows every model",
-    )
