@@ -203,7 +203,17 @@ def test_presence_rule_groups_and_empty_values() -> None:
 
 # ---------------------------------------------------------------- list_models
 
-FIXTURE_MODELS = ["classification_pyt", "dino", "mask2former", "ocdnet", "rtdetr", "segformer", "visual_changenet"]
+FIXTURE_MODELS = [
+    "classification_pyt",
+    "cosmos_reason",
+    "dino",
+    "mask2former",
+    "nvdinov2",
+    "ocdnet",
+    "rtdetr",
+    "segformer",
+    "visual_changenet",
+]
 
 
 def test_list_models_all() -> None:
@@ -214,7 +224,12 @@ def test_list_models_all() -> None:
     dino = by_model["dino"]
     assert dino.network_arch == "dino" and dino.name == "tao-train-dino" and dino.aliases == ["detr", "DINO-DETR"]
     by_action = {a.name: a for a in dino.actions}
-    assert list(by_action) == ["train", "evaluate", "export"]
+    # gen_trt_engine: listed by the bank-wide schemas.manifest.json only (no command: submit_job cannot run it)
+    assert list(by_action) == ["train", "evaluate", "export", "gen_trt_engine"]
+    assert by_action["export"].declared and not by_action["gen_trt_engine"].declared
+    assert by_action["gen_trt_engine"].automl_reason == "schemas/gen_trt_engine.schema.json is not packaged"
+    # distill: listed by the model's schemas/manifest.json only
+    assert [(a.name, a.declared) for a in by_model["nvdinov2"].actions] == [("train", True), ("distill", False)]
     assert by_action["train"].schema_packaged and by_action["train"].schema_valid and by_action["train"].automl_capable
     assert by_action["train"].spec_template and not by_action["evaluate"].spec_template
     assert by_action["evaluate"].schema_failure == "evaluate schema not generated yet"  # per-model manifest
@@ -227,6 +242,17 @@ def test_list_models_all() -> None:
     assert by_model["visual_changenet"].automl_enabled is False
     assert by_model["mask2former"].automl_blocked_reason and by_model["mask2former"].automl_enabled
     assert by_model["rtdetr"].backends == ["pytorch", "tensorrt"]
+    assert by_model["rtdetr"].backend_actions == {
+        "pytorch": ["train", "evaluate", "inference"],
+        "tensorrt": ["evaluate", "inference"],
+    }
+    # a contract without an action list supports nothing; export exists only in the framework contract
+    assert by_model["cosmos_reason"].backend_actions == {
+        "cosmos-framework": ["train", "evaluate", "export"],
+        "cosmos-rl": ["train"],
+        "source-build": ["train"],
+        "legacy": [],
+    }
     assert by_model["rtdetr"].default_backends == {"train": "pytorch", "evaluate": "pytorch", "inference": "tensorrt"}
     assert by_model["dino"].backends == [] and result.next.startswith("resolve_image(")
 
@@ -234,9 +260,32 @@ def test_list_models_all() -> None:
 def test_list_models_automl_scope_keeps_capable_pairs() -> None:
     result = listing.list_models(env(BANK), scope="automl")
     pairs = {(m.model, a.name) for m in result.models for a in m.actions}
-    # not visual_changenet (disabled), mask2former (blocked), segformer (invalid schema), ocdnet (no schema)
-    assert pairs == {("classification_pyt", "train"), ("dino", "train"), ("rtdetr", "train")}
+    assert pairs == {
+        ("classification_pyt", "train"),
+        ("cosmos_reason", "train"),
+        ("dino", "train"),
+        ("nvdinov2", "train"),
+        ("nvdinov2", "distill"),  # a schema-manifest-only action with a valid schema
+        ("rtdetr", "train"),
+    }
     assert all(a.automl_capable for m in result.models for a in m.actions)
+    # the others, with the reason (as list_tao_models.py --scope automl gives it)
+    why = {u.model: u.reason for u in result.unsupported}
+    assert why == {
+        "visual_changenet": "automl_enabled is false in model metadata",
+        "mask2former": "AutoML search space is not validated for panoptic training yet",
+        "segformer": "train: schemas/train.schema.json is invalid JSON",
+        "ocdnet": "train: schemas/train.schema.json is not packaged; convert: schemas/convert.schema.json is not "
+        "packaged; shell: schemas/shell.schema.json is not packaged",
+    }
+    assert result.total == len(FIXTURE_MODELS) == len(result.models) + len(result.unsupported)
+    # automl_default_parameters: the model's schemas/manifest.json entry, else the schema file
+    params = {(m.model, a.name): a.automl_default_parameters for m in result.models for a in m.actions}
+    assert params[("nvdinov2", "distill")] == ["distill.temperature"]
+    assert params[("nvdinov2", "train")] == ["train.optim.lr", "model.backbone.drop_path_rate"]
+    assert params[("classification_pyt", "train")] == ["train.optim.lr", "train.num_epochs"]
+    assert params[("dino", "train")] == []
+    assert all(a.automl_default_parameters == [] for m in listing.list_models(env(BANK)).models for a in m.actions)
     assert "AutoML" in result.next
     assert listing.list_models(env(BANK), scope="automl", action="export").models == []
 
@@ -317,7 +366,8 @@ CASES = [
 
 
 def test_cases_cover_every_fixture_model_and_action() -> None:
-    listed = {(m.model, a.name) for m in listing.list_models(env(BANK)).models for a in m.actions}
+    listed = {(m.model, a.name) for m in listing.list_models(env(BANK)).models for a in m.actions if a.declared}
+    listed -= {("cosmos_reason", "train"), ("cosmos_reason", "evaluate"), ("nvdinov2", "train")}  # see below
     assert listed == {(c[0], c[1]) for c in CASES}
 
 
@@ -567,3 +617,68 @@ def test_apply_overrides_helpers() -> None:
         "a": {"b": 1, "c": [2]},
         "d": 1,
     }
+
+
+# ---------------------------------------------------------------- multi-backend models (the bank's Cosmos layout)
+
+COSMOS_FRAMEWORK = "nvcr.io/nvidia/cosmos/cosmos-framework:1.2.0"
+COSMOS_RL = "nvcr.io/nvidia/cosmos/cosmos-rl:0.3.1"
+
+
+def test_backend_aliases_and_workload_hint() -> None:
+    settings = env(BANK)
+    auto = images.resolve_image(settings, "cosmos_reason", "train")
+    assert (auto.backend, auto.backend_reason, auto.image) == (
+        "cosmos-framework",
+        "backend_selection.defaults.train",
+        COSMOS_FRAMEWORK,
+    )
+    assert auto.backend_contract == "references/backends/framework.yaml"
+    for alias, name in (("rl", "cosmos-rl"), ("COSMOS_RL", "cosmos-rl"), ("framework", "cosmos-framework")):
+        assert images.resolve_image(settings, "cosmos_reason", "train", backend=alias).backend == name
+    for workload in ("automl", "HPO"):
+        tuned = images.resolve_image(settings, "cosmos_reason", "train", workload=workload)
+        assert tuned.backend == "cosmos-rl" and tuned.image == COSMOS_RL and tuned.resolved_from == "versions.yaml"
+        assert workload.lower() in (tuned.backend_reason or "")
+    # an explicit backend wins over the hint; an unrelated hint keeps the default
+    assert images.resolve_image(settings, "cosmos_reason", "train", "framework", "automl").backend == "cosmos-framework"
+    assert images.resolve_image(settings, "cosmos_reason", "evaluate", workload="wts").backend == "cosmos-framework"
+    err = code_of(images.resolve_image, settings, "cosmos_reason", "evaluate", workload="hpo")
+    assert err.code == "E_BACKEND_UNSUPPORTED" and "Cosmos-RL evaluates inside training" in err.cause
+    # a model with a single implementation ignores the hint
+    assert images.resolve_image(settings, "dino", "train", workload="automl").backend is None
+
+
+def test_export_through_the_framework_contract_and_unsupported_backends() -> None:
+    settings = env(BANK)
+    export = images.resolve_image(settings, "cosmos_reason", "export")
+    assert export.backend == "cosmos-framework" and export.image == COSMOS_FRAMEWORK
+    plan = actions.action_plan(settings, "cosmos_reason", "export", gpu_count=1)
+    assert plan.command == "cosmos-framework export -e {config_path}" and plan.backend == "cosmos-framework"
+    assert plan.outputs == {"export.output_dir": {"type": "folder"}} and plan.image == COSMOS_FRAMEWORK
+    err = code_of(images.resolve_image, settings, "cosmos_reason", "export", backend="rl")
+    assert err.code == "E_BACKEND_UNSUPPORTED" and "does not list export" in err.cause
+    assert "backend='cosmos-framework'" in err.fix
+    err = code_of(images.resolve_image, settings, "cosmos_reason", "train", backend="legacy")
+    assert err.code == "E_BACKEND_UNSUPPORTED" and "lists no actions" in err.cause and "supported: true" in err.cause
+    assert code_of(images.resolve_image, settings, "cosmos_reason", "distill").code == "E_UNKNOWN_ACTION"
+
+
+def test_repository_derived_image_policy() -> None:
+    settings = env(BANK)
+    built = images.resolve_image(settings, "cosmos_reason", "train", backend="source-build")
+    assert built.image is None and built.declared_image is None and built.build_required
+    assert built.resolved_from == "repository_derived" and built.override_key == "image_tag"
+    assert "clean repository checkout" in built.next and "image=<uri>" in built.next
+    err = code_of(actions.action_plan, settings, "cosmos_reason", "train", backend="source-build")
+    assert err.code == "E_NO_IMAGE"
+    plan = actions.action_plan(settings, "cosmos_reason", "train", backend="source-build", image="reg.example/cr:abc")
+    assert plan.image == "reg.example/cr:abc" and plan.image_source == "override"
+
+
+def test_schema_manifest_only_actions_do_not_run() -> None:
+    settings = env(BANK)
+    for model, action in (("dino", "gen_trt_engine"), ("nvdinov2", "distill")):
+        err = code_of(images.resolve_image, settings, model, action)
+        assert err.code == "E_UNKNOWN_ACTION" and "schema manifests" in err.cause and "submit_job(command=" in err.fix
+        assert code_of(actions.action_plan, settings, model, action).code == "E_UNKNOWN_ACTION"

@@ -170,11 +170,11 @@ def _image(
             )
         return image.strip(), "override"
     if resolution.image is None:
-        what = (
-            f"the versions.yaml key '{resolution.declared_image}' is not defined"
-            if resolution.resolved_from == "unresolved_key"
-            else "no container image is declared"
-        )
+        what = {
+            "unresolved_key": f"the versions.yaml key '{resolution.declared_image}' is not defined",
+            "repository_derived": f"the {resolution.backend} backend's image is built from a clean repository "
+            f"checkout (its {resolution.override_key})",
+        }.get(resolution.resolved_from, "no container image is declared")
         raise TaoError(
             "E_NO_IMAGE", f"{record.skill} {action}: {what}", "ask the user for the image and pass image=<uri>"
         )

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from tao_mcp.errors import TaoError
 from tao_mcp.models import ImageResolution
-from tao_mcp.service.metadata.backends import Backend, select_backend
+from tao_mcp.service.metadata.backends import Backend, select_backend, supported_actions
 from tao_mcp.service.metadata.bank import bad_bank, read_mapping
 from tao_mcp.service.metadata.models import ModelRecord, action_record, find_model, model_records
 
@@ -80,8 +80,8 @@ def resolve_for_record(
     resolved_from: Literal["absolute", "versions.yaml", "unresolved_key", "repository_derived", "none"]
     override_key = "image"
     if policy:
-        image, resolved_from = None, REPOSITORY_DERIVED
-        override_key = str(policy.get("runtime_input") or "image_tag")
+        image, resolved_from = None, "repository_derived"
+        override_key = "image_tag"  # the tag of the image the user builds (the bank's override key)
     elif declared is None:
         image, resolved_from = None, "none"
     elif "/" in declared or ":" in declared:
@@ -137,7 +137,9 @@ def select_for_action(
     try:
         chosen = select_backend(record, action, backend, workload)
     except TaoError:
-        action_record(record, action)  # an action no record declares is reported as such, not as a backend refusal
+        # an action neither the model nor any backend contract declares is reported as such, not as a refusal
+        if not any(action in listed for listed in supported_actions(record).values()):
+            action_record(record, action)
         raise
     return chosen, action_entry(record, action, chosen)
 

@@ -90,11 +90,8 @@ class ModelRecord:
             return "automl_enabled is false in model metadata"
         if self.data.get("automl_blocked_reason"):
             return str(self.data["automl_blocked_reason"])
-        packaged, valid = self.schema_state(action)
-        schema = f"schemas/{action}.schema.json"
-        if not packaged:
-            return f"{schema} is not packaged"
-        return None if valid else f"{schema} is not a valid JSON object"
+        status = self.schema_status(action)
+        return f"schemas/{action}.schema.json {status}" if status else None
 
     def match_keys(self) -> set[str]:
         keys = [self.skill, self.data.get("network_arch"), self.data.get("model"), self.data.get("name")]
@@ -105,15 +102,18 @@ class ModelRecord:
 
     def schema_state(self, action: str) -> tuple[bool, bool]:
         """(packaged, valid) of schemas/<action>.schema.json."""
-        if self.directory is None:
-            return False, False
-        path = self.directory / "schemas" / f"{action}.schema.json"
-        if not path.is_file():
-            return False, False
+        status = self.schema_status(action)
+        return status != "is not packaged", status is None
+
+    def schema_status(self, action: str) -> str | None:
+        """What is wrong with schemas/<action>.schema.json (the bank helper's words), None when it is valid."""
+        path = self.directory / "schemas" / f"{action}.schema.json" if self.directory else None
+        if path is None or not path.is_file():
+            return "is not packaged"
         try:
-            return True, isinstance(read_file(path), dict)
+            return None if isinstance(read_file(path), dict) else "must contain a JSON object"
         except TaoError:
-            return True, False
+            return "is invalid JSON"
 
     def schema_failure(self, action: str) -> str | None:
         failures = self.manifest.get("failures") or {}
@@ -202,6 +202,13 @@ def find_model(settings: Mapping[str, str], model: str) -> ModelRecord:
 
 def action_record(record: ModelRecord, action: str) -> dict[str, Any]:
     actions = record.actions
+    if action not in actions and action in record.action_names():
+        raise TaoError(
+            "E_UNKNOWN_ACTION",
+            f"model {record.skill} lists '{action}' in its schema manifests but declares no command or image for it",
+            f"run one of its declared actions ({', '.join(actions) or 'none'}), or give the whole job yourself: "
+            "submit_job(command=..., image=...)",
+        )
     if action not in actions:
         raise TaoError(
             "E_UNKNOWN_ACTION",
