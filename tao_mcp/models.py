@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 from tao_mcp.states import JobState, JobStateField
 
@@ -215,7 +215,22 @@ class InstanceDeletion(BaseModel):
 
 
 # ---- model catalog (list_models, resolve_image) ----
-class ActionInfo(BaseModel):
+class Compact(BaseModel):
+    """Serialized without the fields that hold their default (a page of ~100 actions stays within the result
+    budget); a reader gets the default back when it validates the data against the model."""
+
+    @model_serializer(mode="wrap")
+    def _without_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        fields = type(self).model_fields
+        return {
+            k: v
+            for k, v in data.items()
+            if k not in fields or fields[k].is_required() or v != fields[k].get_default(call_default_factory=True)
+        }
+
+
+class ActionInfo(Compact):
     name: str
     declared: bool = Field(
         True,
@@ -234,7 +249,7 @@ class ActionInfo(BaseModel):
     )
 
 
-class ModelInfo(BaseModel):
+class ModelInfo(Compact):
     model: str = Field(description="the skill directory name: pass it as model= to resolve_image and submit_job")
     name: str | None = None
     network_arch: str
