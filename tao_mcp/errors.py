@@ -88,6 +88,10 @@ CATALOGUE: dict[str, Code] = {
     "E_BAD_SKILL_BANK": Code(
         "a skill bank file cannot be read or parsed", "fix or remove the file, or point TAO_SKILL_BANK_PATH elsewhere"
     ),
+    "E_GPU_LAYOUT": Code(
+        "the GPUs asked for do not fit the platform's nodes",
+        "ask for at most the GPUs of one node per node (list_platforms shows the platform's settings), or more nodes",
+    ),
     "E_NOT_SUPPORTED": Code(
         "the platform does not offer this operation", "use job_status, job_logs and failure_analysis"
     ),

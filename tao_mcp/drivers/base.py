@@ -8,6 +8,7 @@ Transport failures raise BackendUnreachable; they are never turned into a job st
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -48,6 +49,31 @@ class LaunchRequest:
     secret_env: Mapping[str, str]  # name -> value; only via the platform's secret mechanism, never rendered
     time_limit_minutes: int | None
     options: Mapping[str, Any]  # platform options, as returned by Driver.parse_options
+
+
+def master_port(job_id: str) -> int:
+    """A per-job rendezvous port in 29500-30499, so two jobs sharing a node do not collide."""
+    return 29500 + zlib.crc32(job_id.encode()) % 1000
+
+
+def distributed_env(req: LaunchRequest, gpus_per_node: int | None = None) -> dict[str, str]:
+    """The multi-GPU variables TAO PyTorch containers read (NUM_GPU_PER_NODE: processes TAO spawns per node;
+    NUM_NODES and WORLD_SIZE: nodes). A single-node job also gets its rank and rendezvous address; a multi-node
+    platform adds NODE_RANK, MASTER_ADDR and MASTER_PORT itself (they differ per node or come from the platform)."""
+    gpus = req.gpu_count if gpus_per_node is None else gpus_per_node
+    env = {
+        "NUM_GPU_PER_NODE": str(max(int(gpus), 0)),
+        "NUM_NODES": str(req.num_nodes),
+        "WORLD_SIZE": str(req.num_nodes),
+    }
+    if req.num_nodes <= 1:
+        env.update(NODE_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(master_port(req.job_id)))
+    return env
+
+
+def with_distributed_env(req: LaunchRequest, gpus_per_node: int | None = None) -> dict[str, str]:
+    """The job's environment with distributed_env under it: a value the user set in env wins."""
+    return {**distributed_env(req, gpus_per_node), **req.env}
 
 
 @dataclass(frozen=True)

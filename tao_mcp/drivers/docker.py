@@ -32,6 +32,7 @@ from tao_mcp.drivers.base import (
     Observation,
     Preview,
     clip_text,
+    with_distributed_env,
 )
 from tao_mcp.drivers.docker_options import (
     DockerOptions,
@@ -58,6 +59,9 @@ GPU_DRIVER_MISSING = 'could not select device driver ""'
 NO_SUCH_SHELL = re.compile(r'exec: "/bin/bash": stat /bin/bash: no such file or directory|"/bin/bash".*not found', re.I)
 
 T = TypeVar("T")
+
+# gpus='all': the container counts the GPUs it was given (a NUM_GPU_PER_NODE set in env wins)
+COUNT_GPUS = "export NUM_GPU_PER_NODE=\"${NUM_GPU_PER_NODE:-$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')}\""
 
 
 def _registry(image: str) -> str | None:
@@ -208,13 +212,26 @@ class DockerDriver:
             raise TaoError(
                 "E_BAD_INPUT", "a Docker job needs an image", "pass image='nvcr.io/nvidia/tao/tao-toolkit:<tag>'"
             )
+        if req.num_nodes > 1:
+            raise TaoError(
+                "E_NOT_SUPPORTED",
+                f"Docker runs a job on one host; num_nodes={req.num_nodes} needs a multi-node platform",
+                "submit with num_nodes=1, or to slurm, kubernetes or lepton for a multi-node job",
+            )
         opts = req.options
+        gpus = self._gpu_count(req)
+        command = req.command
+        if gpus < 0:  # gpus='all': the container counts what it got
+            command = f"{COUNT_GPUS}\n{command}"
+        environment = with_distributed_env(req, max(gpus, 0))
+        if gpus < 0 and "NUM_GPU_PER_NODE" not in req.env:
+            environment.pop("NUM_GPU_PER_NODE")
         args: dict[str, Any] = {
             "image": req.image,
-            "command": [shell, "-c", req.command],
+            "command": [shell, "-c", command],
             "name": req.backend_name,
             "labels": {LABEL_JOB: req.job_id, LABEL_MANAGED: "true"},
-            "environment": dict(req.env),
+            "environment": environment,
             "detach": True,
         }
         mounts = [parse_mount(m) for m in opts.get("mounts") or []]

@@ -369,8 +369,12 @@ def build_entrypoint(
     config_format: str = "yaml",
     upload_excludes: list[str] | None = None,
     results_uri: str | None = None,
+    resume_key: str | None = None,
+    resume_from: str | None = None,
     settings: Mapping[str, str],
 ) -> EntrypointPlan:
+    """resume_key: where a checkpoint goes to resume (a spec path in config mode, an argument in args mode);
+    resume_from: an earlier job's results location, searched for its latest checkpoint (runner.py, auto-resume)."""
     if not isinstance(command, str) or not command.strip() or "\0" in command:
         raise bad("command is empty or contains a NUL character", "give the shell command to run")
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", job_id):
@@ -392,7 +396,7 @@ def build_entrypoint(
     if results_uri is not None:
         check_results_uri(results_uri)
 
-    declared = any(x is not None for x in (specs, args, inputs, outputs, results_uri))
+    declared = any(x is not None for x in (specs, args, inputs, outputs, results_uri, resume_from))
     placeholders = any("{" + p + "}" in command for p in runner.PLACEHOLDERS)
     if not declared and not placeholders:
         return EntrypointPlan(command=command, mode="plain", results_location=None, env={}, secret_env={}, spec=None)
@@ -423,7 +427,10 @@ def build_entrypoint(
 
     uris = [i["uri"] for i in job_inputs] + [o["uri"] for o in job_outputs if o.get("uri")]
     uris += [results_uri] if results_uri else []
+    uris += [resume_from] if resume_from else []
     env: dict[str, str] = {}
+    if resume_from:
+        env["TAO_RESUME_FROM"] = resume_from
     secret_env: dict[str, str] = {}
     results_location: str | None = None
     results_source: Literal["explicit", "bucket"] | None = None
@@ -472,6 +479,8 @@ def build_entrypoint(
         "outputs": job_outputs,
         "excludes": excludes,
     }
+    if resume_key and mode in ("config", "args"):
+        job["resume_key"] = resume_key
     try:  # the runner's own (pure) preparation, so a spec it cannot rewrite fails now, not in the container
         prepared = runner.prepare(job, "{results_dir}", "{results_dir}/inputs")
     except runner.RunnerError as exc:

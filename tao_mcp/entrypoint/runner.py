@@ -1019,6 +1019,90 @@ def deliver(pairs: list, s3_factory: S3Factory) -> list:
     return errors
 
 
+# ---------------------------------------------------------------- auto-resume from the latest checkpoint
+# A restarted job (SLURM requeue, node failure, a pod restarted) finds the checkpoints its first run wrote in its
+# own results location; a resubmit with resume_from=<job id> gets that job's results location in TAO_RESUME_FROM.
+# The checkpoint with the highest epoch becomes the action's resume key (job["resume_key"]: a spec path in config
+# mode, an argument in args mode) and TAO_RESUME_CHECKPOINT in the command's environment.
+
+CHECKPOINT_SUFFIXES = (".pth", ".ckpt", ".tlt")
+EPOCH_NUMBER = re.compile(r"epoch[=_-]?(\d+)", re.IGNORECASE)  # model_epoch_004.pth, epoch=4-step=80.ckpt
+
+
+def checkpoint_epoch(name: str) -> int:
+    """The epoch a checkpoint's file name carries; -1 when it names none (such files rank by age only)."""
+    found = EPOCH_NUMBER.findall(name.rsplit("/", 1)[-1])
+    return int(found[-1]) if found else -1
+
+
+def local_checkpoints(root: str, skip: list) -> list:
+    """(epoch, mtime, path, size) of every checkpoint under root, outside the skipped folders (downloaded inputs:
+    a pretrained model is not a checkpoint of this run)."""
+    found: list = []
+    skipped = {os.path.abspath(path) for path in skip}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if os.path.abspath(os.path.join(dirpath, d)) not in skipped]
+        for name in filenames:
+            if name.endswith(CHECKPOINT_SUFFIXES) and not name.endswith(PART_SUFFIX):
+                path = os.path.join(dirpath, name)
+                with contextlib.suppress(OSError):
+                    found.append((checkpoint_epoch(name), os.path.getmtime(path), path, os.path.getsize(path)))
+    return found
+
+
+def remote_checkpoints(s3: S3, uri: str) -> list:
+    """(epoch, 0, s3 uri, size) of every checkpoint under an S3 results location."""
+    bucket, prefix = split_s3(uri.rstrip("/") + "/")
+    return [
+        (checkpoint_epoch(key), 0.0, f"s3://{bucket}/{key}", size)
+        for key, size in s3.list(bucket, prefix)
+        if key.endswith(CHECKPOINT_SUFFIXES) and "/inputs/" not in key[len(prefix) - 1 :]
+    ]
+
+
+def latest_checkpoint(sources: list, skip: list, s3_factory: S3Factory) -> tuple | None:
+    """The checkpoint with the highest epoch (then the newest) across the sources; None when there is none."""
+    found: list = []
+    for source in sources:
+        try:
+            found += (
+                remote_checkpoints(s3_factory(), source)
+                if source.startswith("s3://")
+                else local_checkpoints(local_path(source), skip)
+            )
+        except (S3Error, RunnerError) as exc:
+            say(f"WARNING: cannot list checkpoints in {source}: {exc}")
+    return max(found, key=lambda c: (c[0], c[1])) if found else None
+
+
+def resume_from_checkpoint(job: dict, plan: dict, results_dir: str, remote: str | None, s3_factory: S3Factory) -> None:
+    """Point the action's resume key at the latest checkpoint of an earlier run of this job (or of TAO_RESUME_FROM).
+    Only jobs that can resume look: an action with a resume key, or a resubmit naming an earlier job."""
+    earlier = os.environ.get("TAO_RESUME_FROM", "")
+    key = job.get("resume_key")
+    if not key and not earlier:
+        return
+    sources = [results_dir, *([remote] if remote else []), *([earlier] if earlier else [])]
+    best = latest_checkpoint(sources, plan["keep_out"], s3_factory)
+    if best is None:
+        if earlier:
+            kinds = ", ".join("*" + suffix for suffix in CHECKPOINT_SUFFIXES)
+            say(f"WARNING: no checkpoint ({kinds}) in {earlier}: starting anew")
+        return
+    epoch, _mtime, where, size = best
+    local = where
+    if where.startswith("s3://"):
+        bucket, object_key = split_s3(where)
+        local = os.path.join(plan["keep_out"][0], "resume", object_key.rsplit("/", 1)[-1])
+        download(s3_factory(), bucket, object_key, local, size)
+    say(f"resuming from {where}" + (f" (epoch {epoch})" if epoch >= 0 else "") + (f" as {key}" if key else ""))
+    os.environ["TAO_RESUME_CHECKPOINT"] = local
+    if key and job["mode"] == "config":
+        set_path(plan["spec"], parse_path(key), local, key)
+    elif key and job["mode"] == "args":
+        plan["args"][key] = local
+
+
 # ---------------------------------------------------------------- results location and the main program
 
 
@@ -1148,6 +1232,13 @@ def end_group(pgid: int) -> None:
             say(f"WARNING: process group {pgid} is still alive after SIGKILL")
 
 
+def ignore_stop_request() -> None:
+    """In the command's process, before exec: USR1 means "finish uploads now" to the runner only. A SLURM job step
+    signal reaches every process of the task, so the command ignores USR1 and gets the runner's TERM instead."""
+    if hasattr(signal, "SIGUSR1"):
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+
+
 def run_command(command: str, env: dict) -> int | None:
     """Run the command in its own session; None when a stop signal came before it could start.
 
@@ -1158,7 +1249,9 @@ def run_command(command: str, env: dict) -> int | None:
     try:
         if State.stop_signal:
             return None
-        child = subprocess.Popen([shell, "-c", command], env=env, start_new_session=True)
+        child = subprocess.Popen(
+            [shell, "-c", command], env=env, start_new_session=True, preexec_fn=ignore_stop_request
+        )
         State.pgid = child.pid
     finally:
         State.starting = False
@@ -1252,6 +1345,7 @@ def run_job(job: dict) -> int:
         State.phase = "download"
         if State.stop_signal:  # came while starting up
             raise Stopped(State.stop_signal)
+        resume_from_checkpoint(job, plan, results_dir, remote, s3_factory)
         prepare_inputs(job, plan, s3_factory)
         State.phase = "run"
         say("phase running command")

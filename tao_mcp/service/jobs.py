@@ -48,6 +48,7 @@ from tao_mcp.service.poller import LOST_LAUNCH_GRACE_S, POLL_INTERVAL_S, Platfor
 from tao_mcp.service.readiness import Readiness, unreachable_error
 from tao_mcp.service.redaction import Redactor
 from tao_mcp.service.registry import DriverRegistry
+from tao_mcp.service.resume import resume_location
 from tao_mcp.service.store import JobRecord, JobStore
 from tao_mcp.service.watch import LAST_LINE, RUNNER_PHASE, JobWatches
 from tao_mcp.states import OPEN, JobState
@@ -57,7 +58,7 @@ log = logging.getLogger(__name__)
 JOB_LABEL = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TIME_LIMIT = re.compile(r"^(?:(\d+)-)?(\d{1,2}):(\d{2})(?::(\d{2}))?$")
-RESERVED_ENV = {"TAO_JOB_ID", "TAO_RESULTS_ROOT"}
+RESERVED_ENV = {"TAO_JOB_ID", "TAO_RESULTS_ROOT", "TAO_RESUME_FROM"}
 WAIT_POLL_S = 2.0
 LOG_HINT_EVERY_S = 10.0
 ANALYSIS_LOG_LINES = 400
@@ -97,6 +98,7 @@ class SubmitParams:
     backend: str = "auto"
     spec_overrides: dict[str, Any] | None = None
     workflow: dict[str, str] | None = None  # {workflow_id, step}: set by service/workflows.py for a step's job
+    resume_from: str | None = None  # an earlier job id: resume from its latest checkpoint
 
 
 @dataclass(frozen=True)
@@ -344,6 +346,7 @@ class JobService:
                 "outputs": p.outputs,
                 "output_uris": launch.plan.output_uris(launch.results_location),
                 "workflow": p.workflow,
+                "resume_from": p.resume_from,
             },
         )
         crashpoint("submit.before_record")
@@ -526,9 +529,14 @@ class JobService:
         )
 
     def _entrypoint(self, job_id: str, p: SubmitParams, action_plan: ActionPlan | None) -> EntrypointPlan:
+        resume_from = resume_location(self.record(p.resume_from), p.platform) if p.resume_from else None
         if action_plan is not None:
             return build_entrypoint(
-                job_id=job_id, results_uri=p.results_uri, settings=self.settings, **action_plan.entrypoint_kwargs()
+                job_id=job_id,
+                results_uri=p.results_uri,
+                resume_from=resume_from,
+                settings=self.settings,
+                **action_plan.entrypoint_kwargs(),
             )
         return build_entrypoint(
             job_id=job_id,
@@ -540,6 +548,7 @@ class JobService:
             config_format=p.config_format,
             upload_excludes=p.upload_excludes,
             results_uri=p.results_uri,
+            resume_from=resume_from,
             settings=self.settings,
         )
 

@@ -151,6 +151,13 @@ def register(server: MCPServer) -> None:
             dict[str, Any] | None,
             Field(description="with model/action: overrides on the packaged spec template; dotted keys allowed"),
         ] = None,
+        resume_from: Annotated[
+            str | None,
+            Field(
+                description="an earlier job_id: the new job starts from that job's latest checkpoint (the highest "
+                "epoch in its results); a restarted job (SLURM requeue) resumes by itself"
+            ),
+        ] = None,
         options: Annotated[
             dict[str, Any] | None,
             Field(
@@ -209,6 +216,7 @@ def register(server: MCPServer) -> None:
             action=action,
             backend=backend,
             spec_overrides=spec_overrides,
+            resume_from=resume_from,
         )
         result = await app(ctx).jobs.submit(params)
         if named:

@@ -50,7 +50,17 @@ def header(job: script.RenderedJob) -> list[str]:
 
 
 def launcher_line(job: script.RenderedJob) -> str:
-    return job.sbatch.rstrip().splitlines()[-1]
+    """The job step: the one line started in the background (the batch shell waits for it, forwarding USR1)."""
+    (line,) = [line for line in job.sbatch.splitlines() if line.endswith(" &")]
+    return line.removesuffix(" &")
+
+
+def prepare_lines(job: script.RenderedJob) -> list[str]:
+    """The lines between the environment exports and the job step (image imports)."""
+    lines = job.sbatch.splitlines()
+    start = max(i for i, line in enumerate(lines) if line.startswith("export "))
+    step = next(i for i, line in enumerate(lines) if line.endswith(" &"))
+    return [line for line in lines[start + 1 : step] if line and not line.startswith("export ")]
 
 
 def test_header_has_every_requested_resource() -> None:
@@ -61,6 +71,7 @@ def test_header_has_every_requested_resource() -> None:
         "--ntasks-per-node=1",
         "--gres=gpu:2",
         "--time=90",
+        "--signal=B:USR1@300",
         "--partition=gpu",
         "--account=proj-a",
         "--cpus-per-task=8",
@@ -74,9 +85,9 @@ def test_header_has_every_requested_resource() -> None:
 
 
 def test_header_omits_what_was_not_asked() -> None:
-    job = render(request(gpu_count=0, time_limit_minutes=None))
+    job = script.render(request(gpu_count=0, time_limit_minutes=None), BASE, {}, script.Limits(None))
     joined = "\n".join(header(job))
-    for absent in ("--gres", "--time", "--partition", "--account", "--cpus-per-task", "--mem"):
+    for absent in ("--gres", "--time", "--signal", "--partition", "--account", "--cpus-per-task", "--mem"):
         assert absent not in joined
 
 
@@ -93,6 +104,8 @@ def test_defaults_from_settings_are_applied() -> None:
         "memory": None,
         "launcher": "pyxis",
         "hold": False,
+        "exclusive": False,
+        "requeue": None,
     }
     assert driver.parse_options({"partition": "debug"})["partition"] == "debug"
 
@@ -253,15 +266,15 @@ def test_apptainer_line(launcher: str) -> None:
 
 def test_enroot_lines() -> None:
     job = render(launcher="enroot", mounts=["/data:/in:ro", "/w:/w"])
-    lines = job.sbatch.rstrip().splitlines()
-    assert shlex.split(lines[-2]) == [
+    (line,) = prepare_lines(job)
+    assert shlex.split(line) == [
         "enroot",
         "import",
         "--output",
         f"{JDIR}/image.sqsh",
         "docker://nvcr.io#nvidia/tao/tao-toolkit:5.5.0-pyt",
     ]
-    argv = shlex.split(lines[-1])
+    argv = shlex.split(launcher_line(job))
     assert argv[:5] == ["srun", "enroot", "start", "--mount", f"{JDIR}:{JDIR}"]
     assert "/data /in none x-create=auto,rbind,ro" in argv and "/w:/w" in argv
     assert argv[argv.index("NGC_KEY") - 1 : argv.index("NGC_KEY") + 1] == ["--env", "NGC_KEY"]
@@ -278,8 +291,8 @@ def test_charliecloud_line() -> None:
 
 
 def test_no_container() -> None:
-    assert launcher_line(render(launcher="none")) == f"bash {JDIR}/command.sh"
-    assert launcher_line(render(request(image=None))) == f"bash {JDIR}/command.sh"
+    assert launcher_line(render(launcher="none")) == f"srun bash {JDIR}/command.sh"
+    assert launcher_line(render(request(image=None))) == f"srun bash {JDIR}/command.sh"
     assert launcher_line(render(request(num_nodes=2), launcher="none")) == f"srun bash {JDIR}/command.sh"
 
 
@@ -302,3 +315,99 @@ def test_unsafe_names_and_ids() -> None:
         render(request(job_id="../etc"))
     with pytest.raises(TaoError):
         script.render(request(), "/home/a b", {})
+
+
+# --- cluster defaults: time limit + USR1, CPUs per GPU, exclusive, requeue, GPU split, image cache ----------------
+
+
+def limits_render(req: LaunchRequest | None = None, limits: script.Limits | None = None, **options: Any) -> Any:
+    opts = SlurmDriver(settings()).parse_options({"launcher": "pyxis", **options})
+    return script.render(req or request(), BASE, opts, limits or script.Limits())
+
+
+def test_default_time_limit_and_usr1_margin_from_settings() -> None:
+    limits = SlurmDriver(settings(SLURM_DEFAULT_TIME_LIMIT="1-02:00:00", SLURM_SIGNAL_MARGIN="120")).settings.limits()
+    job = limits_render(request(time_limit_minutes=None), limits)
+    assert "--time=1560" in header(job) and "--signal=B:USR1@120" in header(job)
+    assert "--time=240" in header(limits_render(request(time_limit_minutes=None)))  # 4:00:00 unless set
+    short = limits_render(request(time_limit_minutes=1))
+    assert "--time=1" in header(short) and "--signal=B:USR1@30" in header(short)  # at most half the limit
+
+
+def test_batch_shell_forwards_usr1_to_the_step_and_waits_for_it() -> None:
+    job = limits_render()
+    lines = job.sbatch.splitlines()
+    trap = next(i for i, line in enumerate(lines) if line.startswith("trap "))
+    assert trap < lines.index("set -a")  # before anything that takes time: an untrapped USR1 ends the batch shell
+    assert 'kill -USR1 "$TAO_STEP"' in lines[trap]
+    step = next(i for i, line in enumerate(lines) if line.endswith(" &"))
+    assert lines[step + 1 :] == script.STEP_WAIT.splitlines()
+    assert "trap '' USR1" in job.command  # the shells between srun and the runner leave USR1 to the runner
+
+
+def test_cpus_scale_with_gpus_unless_given() -> None:
+    assert "--cpus-per-task=16" in header(limits_render())  # 2 GPUs x 8
+    assert "--cpus-per-task=12" in header(limits_render(limits=script.Limits(cpus_per_gpu=6)))
+    assert "--cpus-per-task=4" in header(limits_render(cpus=4))
+    assert not any(h.startswith("--cpus-per-task") for h in header(limits_render(request(gpu_count=0))))
+
+
+def test_exclusive_and_requeue() -> None:
+    assert "--exclusive" in header(limits_render(exclusive=True))
+    assert "--exclusive" not in header(limits_render())
+    assert "--requeue" in header(limits_render(requeue=True))
+    assert "--no-requeue" in header(limits_render(requeue=False))
+    assert not any("requeue" in h for h in header(limits_render()))  # the cluster's JobRequeue decides
+
+
+def test_more_gpus_than_a_node_has_are_split_or_refused() -> None:
+    eight = script.Limits(gpus_per_node=8)
+    job = limits_render(request(gpu_count=16), eight)
+    assert {"--nodes=2", "--gres=gpu:8"} <= set(header(job))
+    assert "export NUM_GPU_PER_NODE=8" in job.sbatch
+    for asked in (request(gpu_count=12), request(gpu_count=16, num_nodes=2)):
+        with pytest.raises(TaoError) as err:
+            limits_render(asked, eight)
+        assert err.value.code == "E_GPU_LAYOUT" and "SLURM_GPUS_PER_NODE" in err.value.cause
+    assert "--gres=gpu:8" in header(limits_render(request(gpu_count=8), eight))
+
+
+@pytest.mark.parametrize(
+    ("launcher", "suffix", "importer"),
+    [
+        ("pyxis", "sqsh", "enroot import --output"),
+        ("enroot", "sqsh", "enroot import --output"),
+        ("apptainer", "sif", "apptainer pull"),
+    ],
+)
+def test_image_cache_imports_once_per_cluster(launcher: str, suffix: str, importer: str) -> None:
+    cache = "/lustre/cache/images"
+    job = limits_render(limits=script.Limits(image_cache=cache), launcher=launcher)
+    target = f"{cache}/nvcr.io+nvidia+tao+tao-toolkit+5.5.0-pyt.{suffix}"
+    prepare = prepare_lines(job)
+    assert prepare[0] == f"mkdir -p {cache}"
+    assert prepare[1].startswith(f"[ -f {target} ] || flock {target}.lock bash -c ")
+    assert importer in prepare[1] and f"mv -f {target}.part-job123 {target}" in prepare[1]
+    assert target in launcher_line(job)
+    assert "image.sqsh" not in job.sbatch
+    subprocess.run(["bash", "-n"], input=job.sbatch, text=True, check=True)
+    local = limits_render(request(image="/images/tao.sqsh"), script.Limits(image_cache=cache), launcher=launcher)
+    assert prepare_lines(local) == []  # a file on the cluster is used where it is
+
+
+def test_image_cache_import_runs_once(tmp_path: Any) -> None:
+    """The rendered import line, run twice with a stand-in importer: the second run finds the cached file."""
+    cache = tmp_path / "cache"
+    job = limits_render(limits=script.Limits(image_cache=str(cache)), launcher="apptainer")
+    calls = tmp_path / "calls"
+    fake = tmp_path / "bin" / "apptainer"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/bash\necho "$@" >> {calls}\necho image > "$2"\n')
+    fake.chmod(0o755)
+    env = {"PATH": f"{fake.parent}:/usr/bin:/bin"}
+    for _ in range(2):
+        subprocess.run(["bash", "-c", "\n".join(prepare_lines(job))], env=env, check=True)
+    assert calls.read_text().count("pull") == 1
+    assert [p.name for p in cache.iterdir() if not p.name.endswith(".lock")] == [
+        "nvcr.io+nvidia+tao+tao-toolkit+5.5.0-pyt.sif"
+    ]

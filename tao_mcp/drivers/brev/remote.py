@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from tao_mcp.drivers import logfile
-from tao_mcp.drivers.base import LaunchRequest, Observation
+from tao_mcp.drivers.base import LaunchRequest, Observation, with_distributed_env
 from tao_mcp.errors import TaoError
 from tao_mcp.states import JobState
 
@@ -185,7 +185,7 @@ class LaunchFiles:
 def render_files(req: LaunchRequest, results_root: str, shm_size: str | None) -> LaunchFiles:
     return LaunchFiles(
         command=req.command,
-        env=env_file(req.env, "env"),
+        env=env_file(with_distributed_env(req), "env"),
         secrets=env_file(req.secret_env, "secret_env"),
         run=run_script(req, results_root, shm_size),
     )

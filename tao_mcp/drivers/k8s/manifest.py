@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from tao_mcp.drivers.base import LaunchRequest
+from tao_mcp.drivers.base import LaunchRequest, with_distributed_env
 from tao_mcp.drivers.k8s.options import DEFAULT_TTL_S
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -70,13 +70,11 @@ def render_job(req: LaunchRequest, *, secret_name: str | None = None) -> dict[st
     """The batch/v1 Job. Multi-node: an Indexed Job (Kubernetes >= 1.21) whose pods find rank 0 by DNS."""
     opts = req.options
     name = req.backend_name
-    env: list[dict[str, Any]] = [{"name": k, "value": str(v)} for k, v in sorted(req.env.items())]
+    env: list[dict[str, Any]] = [{"name": k, "value": str(v)} for k, v in sorted(with_distributed_env(req).items())]
     if req.num_nodes > 1:
         env += [
             {"name": "MASTER_ADDR", "value": f"{name}-0.{name}"},
             {"name": "MASTER_PORT", "value": str(MASTER_PORT)},
-            {"name": "NUM_NODES", "value": str(req.num_nodes)},
-            {"name": "WORLD_SIZE", "value": str(req.num_nodes)},
             {"name": "NODE_RANK", "valueFrom": {"fieldRef": {"fieldPath": COMPLETION_INDEX}}},
         ]
     for key in sorted(req.secret_env):  # names only: values live in the Secret

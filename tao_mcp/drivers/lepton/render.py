@@ -11,7 +11,7 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-from tao_mcp.drivers.base import LaunchRequest
+from tao_mcp.drivers.base import LaunchRequest, with_distributed_env
 
 VOLUME_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 SECRET_NAME = re.compile(r"[^A-Za-z0-9_]")
@@ -99,7 +99,7 @@ def job_body(
         command = f"{MULTI_NODE_ENV}\n{command}"
     if req.time_limit_minutes:
         command = f"exec timeout -k 60 {req.time_limit_minutes * 60} bash -c {shlex.quote(command)}"
-    envs: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in req.env.items()]
+    envs: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in with_distributed_env(req).items()]
     envs += [
         {"name": name, "value_from": {"secret_name_ref": secret_ref_name(req.job_id, name)}}
         for name in sorted(req.secret_env)

@@ -115,17 +115,17 @@ class SlurmDriver:
         base = self._base  # SLURM_BASE_RESULTS_DIR, or the home a launch already read; a dry run needs no SSH
         if base is None:
             # Rendered with a marker path, then shown as $HOME/tao-mcp (sbatch would need the real path).
-            job = script.render(req, "/__HOME__/tao-mcp", req.options)
+            job = script.render(req, "/__HOME__/tao-mcp", req.options, self.settings.limits())
             files = {
                 k.replace("/__HOME__", "$HOME"): v.replace("/__HOME__", "$HOME")
                 for k, v in script.preview_files(job, req.secret_env).items()
             }
             return Preview(files=files, submit=job.submit.replace("/__HOME__", "$HOME"))
-        job = script.render(req, base, req.options)
+        job = script.render(req, base, req.options, self.settings.limits())
         return Preview(files=script.preview_files(job, req.secret_env), submit=job.submit)
 
     async def launch(self, req: LaunchRequest) -> str:
-        job = script.render(req, await self._base_dir(), req.options)
+        job = script.render(req, await self._base_dir(), req.options, self.settings.limits())
         await self.ssh.mkdir(job.job_dir, 0o700)
         await self.ssh.write_file(job.command_path, job.command, 0o700)
         await self.ssh.write_file(job.env_path, job.env, 0o600)

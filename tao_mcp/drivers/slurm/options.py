@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -67,6 +68,25 @@ def _setting_mounts(value: Any) -> list[str]:
         raise ValueError(exc.cause) from None
 
 
+TIME = re.compile(r"^(?:(\d+)-)?(\d+):(\d+)(?::(\d+))?$")
+
+
+def _minutes(value: Any) -> int:
+    """Minutes from 90, "90", "HH:MM[:SS]" or "D-HH:MM[:SS]" (sbatch --time's forms); a started minute counts."""
+    text = str(value).strip()
+    if text.isdigit():
+        minutes = int(text)
+    else:
+        match = TIME.match(text)
+        if not match:
+            raise ValueError("is not minutes or [D-]HH:MM[:SS]")
+        days, hours, mins, secs = (int(g) if g else 0 for g in match.groups())
+        minutes = days * 1440 + hours * 60 + mins + (1 if secs else 0)
+    if minutes < 1:
+        raise ValueError("is shorter than a minute")
+    return minutes
+
+
 Word = Annotated[str, AfterValidator(_word)]
 
 
@@ -86,6 +106,12 @@ class SlurmOptions(PlatformOptions):
         description="pyxis | apptainer | singularity | enroot | charliecloud | none (default SLURM_CONTAINER_LAUNCHER)",
     )
     hold: bool = Field(False, description="true = submit held (sbatch --hold); release with scontrol release")
+    exclusive: bool = Field(False, description="true = whole nodes, shared with no other job (sbatch --exclusive)")
+    requeue: bool | None = Field(
+        None,
+        description="true = SLURM requeues the job after a node failure or preemption (--requeue), false = never "
+        "(--no-requeue); default: the cluster's JobRequeue. A restarted job resumes from its latest checkpoint",
+    )
 
     @model_validator(mode="after")
     def _defaults(self, info: ValidationInfo) -> SlurmOptions:
@@ -151,6 +177,32 @@ class SlurmSettings(PlatformSettings):
         description="folders lustre:// browsing may read, comma-separated (default: the results base dir and the "
         "SLURM_CONTAINER_MOUNTS sources); anything else is E_POLICY",
     )
+    default_time_limit: Annotated[int, BeforeValidator(_minutes)] = Field(
+        240,
+        alias="SLURM_DEFAULT_TIME_LIMIT",
+        description="time limit of a job submitted without time_limit: minutes or [D-]HH:MM[:SS] (default 4:00:00)",
+    )
+    signal_margin: Annotated[int, Field(ge=10)] = Field(
+        300,
+        alias="SLURM_SIGNAL_MARGIN",
+        description="seconds before the time limit SLURM sends USR1 so the runner uploads the results "
+        "(--signal=B:USR1@N; at most half the time limit; default 300)",
+    )
+    cpus_per_gpu: Annotated[int, Field(ge=1)] = Field(
+        8, alias="SLURM_CPUS_PER_GPU", description="CPUs per task per GPU when the job gives no cpus (default 8)"
+    )
+    gpus_per_node: Annotated[int, Field(ge=1)] | None = Field(
+        None,
+        alias="SLURM_GPUS_PER_NODE",
+        description="GPUs of one node: a single-node job asking for a multiple of it is split across nodes, "
+        "anything else larger is E_GPU_LAYOUT (default: unknown, gpu_count is asked per node as given)",
+    )
+    image_cache: Annotated[str | None, _checked(lambda v: script.check_path(v, "SLURM_IMAGE_CACHE"))] = Field(
+        None,
+        alias="SLURM_IMAGE_CACHE",
+        description="shared folder where pyxis/enroot (squashfs) and apptainer (sif) images are imported once per "
+        "cluster and reused by every job (default: none, pyxis imports per job, enroot into the job dir)",
+    )
     state_dir: str | None = Field(
         None,
         alias="TAO_MCP_STATE_DIR",
@@ -159,6 +211,16 @@ class SlurmSettings(PlatformSettings):
     xdg_state_home: str | None = Field(
         None, alias="XDG_STATE_HOME", description="state folder base when TAO_MCP_STATE_DIR is unset"
     )
+
+    def limits(self) -> script.Limits:
+        """What these settings decide for every job's layout (script.layout)."""
+        return script.Limits(
+            default_time_minutes=self.default_time_limit,
+            signal_margin_s=self.signal_margin,
+            cpus_per_gpu=self.cpus_per_gpu,
+            gpus_per_node=self.gpus_per_node,
+            image_cache=self.image_cache,
+        )
 
     def learned_hosts(self) -> str:
         """The known_hosts file accept-new writes: in the server's state folder."""

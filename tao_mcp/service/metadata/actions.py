@@ -32,6 +32,7 @@ Mode = Literal["config", "args", "passthrough"]
 ImageSource = Literal["override", "resolved"]
 MODES: tuple[Mode, ...] = ("config", "args", "passthrough")
 CONFIG_FORMATS = {"yaml": "yaml", "yml": "yaml", "json": "json", "toml": "toml"}
+TAO_PYTORCH_RESUME_KEY = "train.resume_training_checkpoint_path"  # TAO PyTorch train specs resume from here
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class ActionPlan:
     template: str | None  # the spec template file used as the base
     gpu_spec_key: str | None
     warnings: tuple[str, ...] = ()
+    resume_key: str | None = None  # where a checkpoint goes when a restarted job resumes (runner auto-resume)
 
     def entrypoint_kwargs(self) -> dict[str, Any]:
         """The build_entrypoint(...) keyword arguments this plan decides (add job_id, settings, results_uri)."""
@@ -61,6 +63,7 @@ class ActionPlan:
             "command": self.command,
             "config_format": self.config_format,
             "upload_excludes": list(self.upload_excludes),
+            "resume_key": self.resume_key,
         }
         if self.mode == "config":
             kwargs.update(specs=self.specs, inputs=self.inputs or None, outputs=self.outputs or None)
@@ -82,6 +85,7 @@ class Declaration:
     outputs: dict[str, Any] | list[str]
     upload_excludes: list[Any]
     gpu_spec_key: str | None  # where gpu_count goes in the spec, if anywhere
+    resume_key: str | None = None  # where a resume checkpoint goes, if anywhere
 
 
 def _declaration(record: ModelRecord, action: str, entry: dict[str, Any]) -> Declaration:
@@ -102,7 +106,19 @@ def _declaration(record: ModelRecord, action: str, entry: dict[str, Any]) -> Dec
         raise bad_bank(info, f"has actions.{action} inputs/outputs/upload_excludes of the wrong type")
     # an action-level gpu_spec_key wins over the model's; an explicit null there means "no GPU count in the spec"
     gpu_key = entry["gpu_spec_key"] if "gpu_spec_key" in entry else record.data.get("gpu_spec_key")
-    return Declaration(command, mode, config_format, inputs, outputs, excludes, str(gpu_key) if gpu_key else None)
+    # the same for resume_key; undeclared, a config-mode train action resumes the TAO PyTorch way
+    default_resume = TAO_PYTORCH_RESUME_KEY if action == "train" and mode == "config" else None
+    resume_key = entry["resume_key"] if "resume_key" in entry else record.data.get("resume_key", default_resume)
+    return Declaration(
+        command,
+        mode,
+        config_format,
+        inputs,
+        outputs,
+        excludes,
+        str(gpu_key) if gpu_key else None,
+        str(resume_key) if resume_key else None,
+    )
 
 
 def _check_request(specs: Any, spec_overrides: Any, gpu_count: Any) -> None:
@@ -243,4 +259,5 @@ def action_plan(
         template=str(template_path) if template_path else None,
         gpu_spec_key=declared.gpu_spec_key,
         warnings=tuple(warnings),
+        resume_key=declared.resume_key,
     )

@@ -1,0 +1,75 @@
+"""Real SLURM jobs: inside the job step PyTorch Lightning sees no SLURM-spawned ranks (TAO spawns its own), and the
+USR1 sent ahead of the time limit makes the runner upload the results before SLURM's kill."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from mcp.client import Client
+
+from tao_mcp.server import build_server
+from tests.helpers import call, wait_done
+from tests.s3_round_trip import s3_client, with_s3
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slurm]
+
+LIGHTNING_VARS = (
+    "SLURM_NTASKS",
+    "SLURM_NTASKS_PER_NODE",
+    "SLURM_PROCID",
+    "SLURM_LOCALID",
+    "SLURM_NODEID",
+    "LOCAL_RANK",
+    "RANK",
+    "GROUP_RANK",
+    "LOCAL_WORLD_SIZE",
+)
+# Lightning's SLURMEnvironment.detect(): `"SLURM_NTASKS" in os.environ` unless the job is named bash/interactive
+DETECT = (
+    "import os; print('lightning-slurm-detect', 'SLURM_NTASKS' in os.environ and "
+    "os.environ.get('SLURM_JOB_NAME') not in ('bash', 'interactive'))"
+)
+
+
+async def test_lightning_does_not_see_slurm_ranks(slurm_env: dict[str, str]) -> None:
+    show = " ".join(f'{name}="${{{name}-unset}}"' for name in (*LIGHTNING_VARS, "SLURM_STEP_ID", "NUM_GPU_PER_NODE"))
+    async with Client(build_server(slurm_env), mode="legacy") as c:
+        sub = await call(
+            c, "submit_job", platform="slurm", gpu_count=0, command=f"echo tao-env {show}; python3 -c {DETECT!r}"
+        )
+        done = await wait_done(c, sub["job_id"])
+        logs = await call(c, "job_logs", job_id=sub["job_id"], tail=50)
+    assert done["status"] == "Complete", logs["lines"]
+    line = next(x for x in logs["lines"] if x.startswith("tao-env "))
+    seen = dict(pair.split("=", 1) for pair in line.removeprefix("tao-env ").split())
+    assert seen["SLURM_STEP_ID"] != "unset"  # the command ran in a job step (srun), where SLURM sets them all
+    assert seen["NUM_GPU_PER_NODE"] == "0"
+    assert {name: seen[name] for name in LIGHTNING_VARS} == dict.fromkeys(LIGHTNING_VARS, "unset")
+    assert "lightning-slurm-detect False" in logs["lines"]
+
+
+@pytest.mark.slow
+async def test_usr1_before_the_time_limit_uploads_results(slurm_env: dict[str, str]) -> None:
+    env = with_s3(slurm_env)
+    s3, bucket = s3_client(env), env["S3_BUCKET_NAME"]
+    prefix = f"usr1-{uuid.uuid4().hex[:8]}"
+    async with Client(build_server(env), mode="legacy") as c:
+        sub = await call(
+            c,
+            "submit_job",
+            platform="slurm",
+            gpu_count=0,
+            time_limit="1",
+            results_uri=f"s3://{bucket}/{prefix}",
+            command="echo partial > {results_dir}/metric.txt; exec sleep 600",
+        )
+        preview_done = await wait_done(c, sub["job_id"], budget_s=150)
+        logs = await call(c, "job_logs", job_id=sub["job_id"], tail=80)
+    lines = logs["lines"]
+    assert any("stopped by SIGUSR1" in x for x in lines), lines
+    assert any("phase uploading outputs" in x for x in lines), lines
+    body = s3.get_object(Bucket=bucket, Key=f"{prefix}/metric.txt")["Body"].read()
+    assert body == b"partial\n"
+    assert preview_done["status"] in ("Error", "Complete")  # ended by the runner, not at the limit
+    assert not any("DUE TO TIME LIMIT" in x for x in lines), lines
