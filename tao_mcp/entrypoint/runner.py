@@ -1019,25 +1019,19 @@ def deliver(pairs: list, s3_factory: S3Factory) -> list:
     return errors
 
 
-# ---------------------------------------------------------------- auto-resume from the latest checkpoint
-# A restarted job (SLURM requeue, node failure, a pod restarted) finds the checkpoints its first run wrote in its
-# own results location; a resubmit with resume_from=<job id> gets that job's results location in TAO_RESUME_FROM.
-# The checkpoint with the highest epoch becomes the action's resume key (job["resume_key"]: a spec path in config
-# mode, an argument in args mode) and TAO_RESUME_CHECKPOINT in the command's environment.
+# ---------------------------------------------------------------- auto-resume (docs/entrypoint.md)
 
 CHECKPOINT_SUFFIXES = (".pth", ".ckpt", ".tlt")
 EPOCH_NUMBER = re.compile(r"epoch[=_-]?(\d+)", re.IGNORECASE)  # model_epoch_004.pth, epoch=4-step=80.ckpt
 
 
 def checkpoint_epoch(name: str) -> int:
-    """The epoch a checkpoint's file name carries; -1 when it names none (such files rank by age only)."""
     found = EPOCH_NUMBER.findall(name.rsplit("/", 1)[-1])
     return int(found[-1]) if found else -1
 
 
 def local_checkpoints(root: str, skip: list) -> list:
-    """(epoch, mtime, path, size) of every checkpoint under root, outside the skipped folders (downloaded inputs:
-    a pretrained model is not a checkpoint of this run)."""
+    """(epoch, mtime, path, size) of the checkpoints under root; downloaded inputs (skip) are not checkpoints."""
     found: list = []
     skipped = {os.path.abspath(path) for path in skip}
     for dirpath, dirnames, filenames in os.walk(root):
@@ -1051,7 +1045,6 @@ def local_checkpoints(root: str, skip: list) -> list:
 
 
 def remote_checkpoints(s3: S3, uri: str) -> list:
-    """(epoch, 0, s3 uri, size) of every checkpoint under an S3 results location."""
     bucket, prefix = split_s3(uri.rstrip("/") + "/")
     return [
         (checkpoint_epoch(key), 0.0, f"s3://{bucket}/{key}", size)
@@ -1061,7 +1054,6 @@ def remote_checkpoints(s3: S3, uri: str) -> list:
 
 
 def latest_checkpoint(sources: list, skip: list, s3_factory: S3Factory) -> tuple | None:
-    """The checkpoint with the highest epoch (then the newest) across the sources; None when there is none."""
     found: list = []
     for source in sources:
         try:
@@ -1076,8 +1068,7 @@ def latest_checkpoint(sources: list, skip: list, s3_factory: S3Factory) -> tuple
 
 
 def resume_from_checkpoint(job: dict, plan: dict, results_dir: str, remote: str | None, s3_factory: S3Factory) -> None:
-    """Point the action's resume key at the latest checkpoint of an earlier run of this job (or of TAO_RESUME_FROM).
-    Only jobs that can resume look: an action with a resume key, or a resubmit naming an earlier job."""
+    """The highest-epoch checkpoint of an earlier run of this job (or TAO_RESUME_FROM) goes to the resume key."""
     earlier = os.environ.get("TAO_RESUME_FROM", "")
     key = job.get("resume_key")
     if not key and not earlier:
@@ -1233,8 +1224,7 @@ def end_group(pgid: int) -> None:
 
 
 def ignore_stop_request() -> None:
-    """In the command's process, before exec: USR1 means "finish uploads now" to the runner only. A SLURM job step
-    signal reaches every process of the task, so the command ignores USR1 and gets the runner's TERM instead."""
+    """Before exec: USR1 (a SLURM step signal reaches every process) is for the runner; the command gets TERM."""
     if hasattr(signal, "SIGUSR1"):
         signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
