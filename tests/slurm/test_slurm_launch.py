@@ -3,14 +3,17 @@ USR1 sent ahead of the time limit makes the runner upload the results before SLU
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 
+import anyio
 import pytest
 from mcp.client import Client
 
 from tao_mcp.server import build_server
 from tests.helpers import call, wait_done
 from tests.s3_round_trip import s3_client, with_s3
+from tests.slurm.test_slurm_models import request
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slurm]
 
@@ -73,3 +76,31 @@ async def test_usr1_before_the_time_limit_uploads_results(slurm_env: dict[str, s
     assert body == b"partial\n"
     assert preview_done["status"] in ("Error", "Complete")  # ended by the runner, not at the limit
     assert not any("DUE TO TIME LIMIT" in x for x in lines), lines
+
+
+@pytest.mark.slow
+async def test_requeued_job_resumes_from_its_last_checkpoint(model_env: dict[str, str]) -> None:
+    """`scontrol requeue` mid-run: the second run of the same job starts after the first run's last checkpoint."""
+    args = request(model_env)
+    args["env"] = {**args["env"], "STANDIN_EPOCH_SECONDS": "3"}
+    args["spec_overrides"]["train.num_epochs"] = 8
+    async with Client(build_server(model_env), mode="legacy") as c:
+        sub = await call(c, "submit_job", **args, options={"requeue": True})
+        with anyio.fail_after(120):
+            while True:
+                lines = (await call(c, "job_logs", job_id=sub["job_id"], tail=50))["lines"]
+                if any(x.startswith("standin epoch 2 done") for x in lines):
+                    break
+                await anyio.sleep(1)
+        backend_id = (await call(c, "job_status", job_id=sub["job_id"]))["backend_id"]
+        subprocess.run(["scontrol", "requeue", backend_id], check=True, capture_output=True, timeout=30)
+        done = await wait_done(c, sub["job_id"], budget_s=420)
+        lines = (await call(c, "job_logs", job_id=sub["job_id"], tail=200))["lines"]
+    assert done["status"] == "Complete", lines
+    resumed = [x for x in lines if x.startswith("standin resumed from ")]
+    assert len(resumed) == 1, lines
+    last = int(resumed[0].rsplit(" ", 1)[-1]) - 1  # the first run's last checkpoint
+    assert last >= 2 and f"model_epoch_{last:03d}.pth" in resumed[0]
+    assert any("resuming from " in x and f"(epoch {last})" in x for x in lines), lines
+    done_epochs = [int(x.split()[2]) for x in lines if x.startswith("standin epoch ")]
+    assert done_epochs == [*range(1, last + 1), *range(last + 1, 9)]  # no epoch trained twice

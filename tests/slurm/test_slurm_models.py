@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -12,24 +11,10 @@ import pytest
 from mcp.client import Client
 
 from tao_mcp.server import build_server
-from tests.helpers import REPO, dev_settings, structured
+from tests.helpers import structured
 from tests.slurm.test_slurm_mcp import call, wait_done
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slurm]
-
-BANK = REPO / "fixtures" / "skill_bank"
-
-
-@pytest.fixture
-def model_env(slurm_env: dict[str, str]) -> dict[str, str]:
-    """Cluster + S3 settings, the fixture skill bank, and a stand-in `dino` CLI installed on the cluster."""
-    bin_dir = Path(slurm_env["SLURM_BASE_RESULTS_DIR"]) / "standin-bin"
-    bin_dir.mkdir(exist_ok=True)
-    target = bin_dir / "dino"
-    shutil.copy(REPO / "fixtures" / "standin" / "tao_standin.py", target)
-    target.chmod(0o755)
-    bin_dir.chmod(0o755)
-    return {**slurm_env, **dev_settings("s3", "scripts/dev/s3 up"), "TAO_SKILL_BANK_PATH": str(BANK)}
 
 
 def dataset(env: dict[str, str]) -> tuple[str, str]:

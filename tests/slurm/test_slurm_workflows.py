@@ -19,7 +19,7 @@ from mcp.client import Client
 from tao_mcp.server import build_server
 from tests.faults.harness import ServerLog, call_until_killed, stdio_server
 from tests.helpers import call, structured
-from tests.slurm.test_slurm_models import model_env, request  # noqa: F401  (model_env is a fixture)
+from tests.slurm.test_slurm_models import request  # model_env: tests/slurm/conftest.py
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slurm]
 
@@ -65,7 +65,7 @@ def most_in_flight(rows: list[dict[str, str]]) -> int:
     return max(itertools.accumulate(delta for _, delta in events))
 
 
-async def test_train_evaluate_export_chain_reads_each_previous_output(model_env: dict[str, str]) -> None:  # noqa: F811
+async def test_train_evaluate_export_chain_reads_each_previous_output(model_env: dict[str, str]) -> None:
     train = {**request(model_env), "id": "train"}
     path = train["env"]
     evaluate = {
