@@ -130,17 +130,15 @@ CATALOGUE: dict[str, Code] = {
     # ---- storage (list_path, the runner's transfers) ----
     "E_NOT_FOUND": Code("nothing exists at this path", "check the path with list_path on its parent folder"),
     "E_NO_SUCH_BUCKET": Code("the S3 bucket does not exist", "check the bucket name"),
-    "E_ACCESS_DENIED": Code("the storage refused access", "check the credentials and the bucket or folder permissions"),
+    "E_ACCESS_DENIED": Code(
+        "the storage (or NGC / Hugging Face) refused access",
+        "check the credentials (NGC_KEY, HF_TOKEN) and the bucket, folder or model permissions",
+    ),
     "E_PATH_NOT_ALLOWED": Code(
         "the path is outside the folders the server exposes", "use a path under TAO_MCP_FILE_ROOTS"
     ),
     # ---- the in-container runner (job log) ----
     "E_INPUT_NOT_FOUND": Code("a declared input does not exist", "check the URI with list_path", runner=True),
-    "E_TOOL_MISSING": Code(
-        "the image lacks a tool an input needs (ngc, huggingface_hub)",
-        "use another image or stage the data in S3",
-        True,
-    ),
     "E_DOWNLOAD_FAILED": Code("an input download failed", "check the free space in the container and retry", True),
     "E_UPLOAD_FAILED": Code("a results upload failed", "check the bucket, the credentials and the network", True),
     "E_S3_ERROR": Code("an S3 request failed in the container", "check the URI and S3_ENDPOINT_URL", True),

@@ -8,6 +8,7 @@ container needs (container variable -> server variable) but never holds a secret
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import math
@@ -31,6 +32,9 @@ URI = re.compile(r"^([a-z][a-z0-9_+.-]*)://")
 # One argument to `bash -c` may not exceed 128 KiB (Linux MAX_ARG_STRLEN); stay clear of it.
 MAX_COMMAND_CHARS = 120_000
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+HUB_SCHEMES = ("ngc://", "hf://", "hf_model://", "hf_dataset://")
+# The model hubs' base URLs the runner reads (defaults: the real services), forwarded when the server sets them.
+HUB_ENDPOINTS = {"TAO_NGC_AUTH_URL": "ngc://", "TAO_NGC_API_URL": "ngc://", "HF_ENDPOINT": "hf"}
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,15 @@ def check_uri(uri: str, where: str, allowed: tuple[str, ...], writes: bool = Fal
         raise bad(f"{where} {uri!r} is not an NGC model version", "write ngc://org[/team]/model:version", "E_BAD_URI")
     if uri.startswith("hf_") and not re.fullmatch(r"hf_(model|dataset)://[\w.-]+/[\w.-]+(@[\w./-]+)?/?", uri):
         raise bad(f"{where} {uri!r} is not a Hugging Face repo", "write hf_model://org/name[@revision]", "E_BAD_URI")
+    if uri.startswith("hf://") and (
+        not re.fullmatch(r"hf://((datasets|models)/)?[\w.-]+/[\w.-]+(@[\w.-]+)?(/[\w.@+=, -]+)*/?", uri)
+        or ".." in uri.split("/")
+    ):
+        raise bad(
+            f"{where} {uri!r} is not a Hugging Face file or folder",
+            "write hf://org/name[@revision]/path (datasets: hf://datasets/org/name[@revision]/path)",
+            "E_BAD_URI",
+        )
     return True
 
 
@@ -218,7 +231,9 @@ def keyed_items(
             if not isinstance(item, str):
                 raise bad(f"{label} {at} is not a string, so it cannot be an input URI", "set it to a URI or a path")
             if check_uri(item, f"{label} {at}", INPUT_SCHEMES):
-                entry = {"at": at, "uri": item}
+                entry: dict[str, Any] = {"at": at, "uri": item}
+                if decl.get("selective"):
+                    entry["selective"] = check_selective(name, item, mode)
                 if decl.get("container_path") and len(values) == 1:
                     entry["to"] = container_path(decl["container_path"], f"inputs {name} container_path", writes=True)
                 job_inputs.append(entry)
@@ -240,6 +255,30 @@ def keyed_items(
     return job_inputs, job_outputs
 
 
+def check_selective(name: str, uri: str, mode: Mode) -> bool:
+    """A selective input is an s3:// folder of which only the files the spec names are downloaded."""
+    if mode != "config" or not uri.startswith("s3://"):
+        raise bad(
+            f"input {name!r} is selective, which needs specs (config mode) and an s3:// folder, not {uri!r}",
+            "drop selective, or point it at s3://bucket/folder/ and name the files in the spec under that URI",
+        )
+    return True
+
+
+def hub_references(tree: Any, where: str, known: set[str], found: list[dict[str, Any]]) -> None:
+    """ngc:// and Hugging Face values anywhere in specs or args (pretrained models): inputs even when undeclared."""
+    if isinstance(tree, str):
+        if tree.startswith(HUB_SCHEMES) and where not in known:
+            check_uri(tree, f"specs {where}", INPUT_SCHEMES)
+            found.append({"at": where, "uri": tree})
+    elif isinstance(tree, dict):
+        for key, value in tree.items():
+            hub_references(value, f"{where}.{key}" if where else key, known, found)
+    elif isinstance(tree, list):
+        for i, value in enumerate(tree):
+            hub_references(value, f"{where}[{i}]", known, found)
+
+
 def passthrough_items(inputs: Any, outputs: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Passthrough: inputs {container path: uri}; outputs [container path] or {container path: s3 uri}."""
     job_inputs: list[dict[str, Any]] = []
@@ -249,7 +288,7 @@ def passthrough_items(inputs: Any, outputs: Any) -> tuple[list[dict[str, Any]], 
         container_path(path, "inputs key", writes=True)
         if not isinstance(uri, str) or not check_uri(uri, f"inputs[{json.dumps(path)}]", runner.REMOTE):
             raise bad(
-                f"inputs[{json.dumps(path)}] must be an s3://, ngc:// or hf_model:// URI",
+                f"inputs[{json.dumps(path)}] must be an s3://, ngc:// or hf:// URI",
                 "lustre:// and file:// data is already on the platform: mount it or use its path in the command",
                 "E_BAD_URI",
             )
@@ -288,28 +327,44 @@ def refuse_system_path(path: str, where: str) -> None:
         )
 
 
-def undeclared_uris(tree: Any, where: str, declared: set[str], found: list[str]) -> None:
+def undeclared_uris(tree: Any, where: str, declared: set[str], found: list[str], covered: tuple[str, ...] = ()) -> None:
+    """covered: the folders of selective inputs (the files named under them are downloaded)."""
     if isinstance(tree, str):
-        if tree.startswith(runner.REMOTE) and where not in declared:
+        if tree.startswith(runner.REMOTE) and where not in declared and not (covered and tree.startswith(covered)):
             found.append(
                 f"{where} holds {tree.split('://')[0]}:// data that is not declared in inputs or outputs: "
                 "it reaches the command unchanged (not downloaded)"
             )
     elif isinstance(tree, dict):
         for key, value in tree.items():
-            undeclared_uris(value, f"{where}.{key}" if where else key, declared, found)
+            undeclared_uris(value, f"{where}.{key}" if where else key, declared, found, covered)
     elif isinstance(tree, list):
         for i, value in enumerate(tree):
-            undeclared_uris(value, f"{where}[{i}]", declared, found)
+            undeclared_uris(value, f"{where}[{i}]", declared, found, covered)
 
 
 # ---------------------------------------------------------------- the runner blob and the command
 
 
+def shipped_runner(source: str) -> str:
+    """runner.py as it travels: without docstrings and comments (an ast round trip), so more fits in a command."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            first = node.body[0] if node.body else None
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
+                node.body = node.body[1:] or [ast.Pass()]
+    return ast.unparse(tree) + "\n"
+
+
 @cache
 def runner_blob() -> str:
-    source = resources.files("tao_mcp.entrypoint").joinpath("runner.py").read_bytes()
-    return base64.b64encode(zlib.compress(source, 9)).decode()
+    source = resources.files("tao_mcp.entrypoint").joinpath("runner.py").read_text(encoding="utf-8")
+    return base64.b64encode(zlib.compress(shipped_runner(source).encode(), 9)).decode()
 
 
 def encode_job(job: dict[str, Any]) -> str:
@@ -423,7 +478,11 @@ def build_entrypoint(
     if container is not None:
         known = {i["at"] for i in job_inputs} | {o["at"] for o in job_outputs}
         known |= {n for n in declarations(inputs, "inputs")} | set(declarations(outputs, "outputs"))
-        undeclared_uris(container, "", known, warnings)
+        covered = tuple(i["uri"].rstrip("/") + "/" for i in job_inputs if i.get("selective"))
+        if mode == "config":  # pretrained models named in a spec are downloaded even when undeclared
+            hub_references(container, "", known, job_inputs)
+            known |= {i["at"] for i in job_inputs}
+        undeclared_uris(container, "", known, warnings, covered)
 
     uris = [i["uri"] for i in job_inputs] + [o["uri"] for o in job_outputs if o.get("uri")]
     uris += [results_uri] if results_uri else []
@@ -464,8 +523,11 @@ def build_entrypoint(
                 "set it in the server environment or ~/.config/tao/.env, then retry",
             )
         secret_env["NGC_KEY"] = "NGC_KEY"
-    if any(u.startswith("hf_") for u in uris) and settings.get("HF_TOKEN"):
+    if any(u.startswith("hf") for u in uris) and settings.get("HF_TOKEN"):
         secret_env["HF_TOKEN"] = "HF_TOKEN"
+    for name, scheme in HUB_ENDPOINTS.items():  # non-secret base URLs (a mirror, or a test fake)
+        if settings.get(name) and any(u.startswith(scheme) for u in uris):
+            env[name] = settings[name]
 
     job: dict[str, Any] = {
         "v": 1,

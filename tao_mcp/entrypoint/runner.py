@@ -1,7 +1,7 @@
 """tao-runner: the program that runs inside the job container, around the user's command.
 
-Standard library only; boto3, PyYAML, huggingface_hub and the ngc CLI are used when the image has them. It reads
-the job description written by tao_mcp.entrypoint.builder (zlib + base64 JSON, argv[1]), downloads the declared
+Standard library only (boto3 and PyYAML when the image has them; NGC and Hugging Face over plain HTTP). It reads the
+job description written by tao_mcp.entrypoint.builder (zlib + base64 JSON, argv[1]), downloads the declared
 inputs, writes the spec, runs the command, uploads the declared outputs even when the command failed, and exits
 with the command's exit code. Every line it prints starts with "[tao-runner]"; secret values are never printed.
 Runs on Python >= 3.8, so no 3.9+ syntax or library calls here.
@@ -19,6 +19,7 @@ import re
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tarfile
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 TAG = "[tao-runner]"
 PLACEHOLDERS = ("config_path", "results_dir", "job_id")
-REMOTE = ("s3://", "ngc://", "hf_model://", "hf_dataset://")
+REMOTE = ("s3://", "ngc://", "hf://", "hf_model://", "hf_dataset://")
 LOCAL = ("lustre://", "file://")
 ARCHIVES = (".tar.gz", ".tgz", ".tar")
 SECRET_NAMES = (
@@ -74,8 +75,7 @@ class S3Error(Exception):
 
 
 def redact(text: str) -> str:
-    for name in SECRET_NAMES:
-        value = os.environ.get(name)
+    for value in [os.environ.get(name) for name in SECRET_NAMES] + RUNTIME_SECRETS:
         if value and len(value) >= 4:
             text = text.replace(value, "***")
     return text
@@ -212,8 +212,9 @@ def target_name(uri: str) -> str:
     if uri.startswith("ngc://"):
         model, _, version = rest.rsplit("/", 1)[-1].partition(":")
         name = f"{model}_v{version}" if version else model
-    elif uri.startswith("hf_"):
-        name = rest.split("@", 1)[0].rsplit("/", 1)[-1]
+    elif uri.startswith("hf"):
+        _kind, repo, _rev, path = parse_hf(uri)
+        name = (path or repo).rstrip("/").rsplit("/", 1)[-1]
     else:
         name = strip_archive(rest.rsplit("/", 1)[-1])
     return slot(name)
@@ -253,7 +254,9 @@ def prepare(job: dict, results_dir: str, inputs_dir: str) -> dict:
     args = substitute_tree(job.get("args") or {}, values)
     fetches: list = []
     outputs: list = []
+    folders: list = []  # selective inputs: created even when the spec names no file in them
     keep_out = [inputs_dir]
+    declared = {item.get("at") for item in job.get("inputs") or []}
 
     def assign(at: str, local: str) -> None:
         if mode == "config":
@@ -267,7 +270,11 @@ def prepare(job: dict, results_dir: str, inputs_dir: str) -> dict:
         if uri.startswith(REMOTE):
             base = os.path.join(inputs_dir, slot(at or "input"))
             dest = substitute(item["to"], values) if item.get("to") else os.path.join(base, target_name(uri))
-            fetches.append((uri, dest, at))
+            if item.get("selective") and mode == "config":
+                folders.append(dest)
+                fetches += selective_fetches(spec, uri, dest, declared)  # type: ignore[arg-type]
+            else:
+                fetches.append((uri, dest, at))
         if at:
             assign(at, dest)
     out_dir = os.path.join(results_dir, "outputs")
@@ -295,7 +302,34 @@ def prepare(job: dict, results_dir: str, inputs_dir: str) -> dict:
         "outputs": outputs,
         "keep_out": keep_out,
         "config_path": config_path,
+        "folders": folders,
     }
+
+
+def selective_fetches(spec: dict, uri: str, dest: str, declared: set) -> list:
+    """A `selective` input: of the folder at uri, only the files the spec names (values under uri/, anywhere in
+    the spec) are fetched, each to its place under dest, and those spec values are rewritten to the local files."""
+    prefix = uri.rstrip("/") + "/"
+    found: list = []
+
+    def walk(node: object, where: str) -> None:
+        if isinstance(node, str):
+            if node.startswith(prefix) and len(node) > len(prefix) and where not in declared:
+                found.append((where, node))
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{where}.{key}" if where else str(key))
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{where}[{i}]")
+
+    walk(spec, "")
+    fetches = []
+    for where, value in found:
+        local = safe_join(dest, value[len(prefix) :].rstrip("/"), uri)
+        set_path(spec, parse_path(where), local, where)
+        fetches.append((value, local, where))
+    return fetches
 
 
 def final_command(job: dict, plan: dict, quote: bool = True) -> str:
@@ -470,15 +504,25 @@ class MiniS3:
         raise AssertionError("unreachable")
 
     def head(self, bucket: str, key: str) -> int | None:
+        meta = self.head_meta(bucket, key)
+        return meta[0] if meta else None
+
+    def head_meta(self, bucket: str, key: str) -> tuple[int, str] | None:
+        """(size, ETag) of an object, None when it does not exist."""
         try:
             with self.request("HEAD", bucket, key) as resp:
-                return int(resp.headers.get("Content-Length", 0))
+                return int(resp.headers.get("Content-Length", 0)), resp.headers.get("ETag", "")
         except S3Error as exc:
             if exc.status == 404:
                 return None
             raise
 
     def list(self, bucket: str, prefix: str) -> Iterator[tuple[str, int]]:
+        for key, size, _etag in self.list_meta(bucket, prefix):
+            yield key, size
+
+    def list_meta(self, bucket: str, prefix: str) -> Iterator[tuple[str, int, str]]:
+        """(key, size, ETag) of every object under prefix."""
         token = None
         while True:
             query = {"list-type": "2", "prefix": prefix}
@@ -491,7 +535,7 @@ class MiniS3:
                 tag = el.tag.rsplit("}", 1)[-1]
                 if tag == "Contents":
                     item = {c.tag.rsplit("}", 1)[-1]: c.text or "" for c in el}
-                    yield item["Key"], int(item.get("Size", 0))
+                    yield item["Key"], int(item.get("Size", 0)), item.get("ETag", "")
                 else:
                     fields[tag] = el.text or ""
             token = fields.get("NextContinuationToken")
@@ -567,19 +611,28 @@ class BotoS3:
             raise S3Error(0, "Unreachable", str(exc)) from None
 
     def head(self, bucket: str, key: str) -> int | None:
+        meta = self.head_meta(bucket, key)
+        return meta[0] if meta else None
+
+    def head_meta(self, bucket: str, key: str) -> tuple[int, str] | None:
         try:
-            return self.call(self.client.head_object, Bucket=bucket, Key=key)["ContentLength"]
+            answer = self.call(self.client.head_object, Bucket=bucket, Key=key)
         except S3Error as exc:
             if exc.status == 404:
                 return None
             raise
+        return answer["ContentLength"], answer.get("ETag", "")
 
     def list(self, bucket: str, prefix: str) -> Iterator[tuple[str, int]]:
+        for key, size, _etag in self.list_meta(bucket, prefix):
+            yield key, size
+
+    def list_meta(self, bucket: str, prefix: str) -> Iterator[tuple[str, int, str]]:
         kwargs = {"Bucket": bucket, "Prefix": prefix}
         while True:
             page = self.call(self.client.list_objects_v2, **kwargs)
             for obj in page.get("Contents", []):
-                yield obj["Key"], obj["Size"]
+                yield obj["Key"], obj["Size"], obj.get("ETag", "")
             if not page.get("IsTruncated") or not page.get("NextContinuationToken"):
                 return
             kwargs["ContinuationToken"] = page["NextContinuationToken"]
@@ -841,20 +894,20 @@ def extract(archive: str, dest: str) -> None:
 
 
 def plan_s3(s3: S3, uri: str, dest: str) -> list:
-    """(bucket, key, local file, size) for a file, a prefix, or an archive (archive saved next to dest)."""
+    """(bucket, key, local file, size, ETag) for a file, a prefix, or an archive (archive saved next to dest)."""
     bucket, key = split_s3(uri)
     try:
         if key and not key.endswith("/"):
-            size = s3.head(bucket, key)
-            if size is not None:
+            meta = s3.head_meta(bucket, key)
+            if meta is not None:
                 name = key.rsplit("/", 1)[-1]
                 is_archive = name.endswith(ARCHIVES) and not dest.endswith(ARCHIVES)
                 local = os.path.join(os.path.dirname(dest), name) if is_archive else dest
-                return [(bucket, key, local, size)]
+                return [(bucket, key, local, meta[0], meta[1])]
         prefix = key if key.endswith("/") or not key else key + "/"
         found = [
-            (bucket, k, safe_join(dest, k[len(prefix) :], uri), n)
-            for k, n in s3.list(bucket, prefix)
+            (bucket, k, safe_join(dest, k[len(prefix) :], uri), n, etag)
+            for k, n, etag in s3.list_meta(bucket, prefix)
             if not k.endswith("/")
         ]
     except S3Error as exc:
@@ -866,65 +919,306 @@ def plan_s3(s3: S3, uri: str, dest: str) -> list:
     return found
 
 
-def fetch_tool(uri: str, dest: str) -> str:
-    """ngc:// with the ngc CLI, hf_model:// and hf_dataset:// with huggingface_hub. Returns the local path."""
-    if os.path.isdir(dest) and os.listdir(dest):
-        say(f"{uri}: already present in {dest}")
-    elif uri.startswith("ngc://"):
-        ngc = shutil.which("ngc")
-        if not ngc:
-            raise RunnerError(
-                "E_TOOL_MISSING",
-                f"{uri} needs the NGC CLI (ngc), which this image lacks",
-                "use an image with the ngc CLI, or stage the model in S3",
-                EXIT_CONFIG,
-            )
-        key = os.environ.get("NGC_CLI_API_KEY") or os.environ.get("NGC_KEY")
-        if not key:
-            raise RunnerError(
-                "E_MISSING_CREDENTIALS",
-                f"{uri} needs NGC_KEY in the container",
-                "set NGC_KEY in the tao-mcp server environment",
-                EXIT_CONFIG,
-            )
-        say(f"download {uri} with the ngc CLI")
-        env = dict(os.environ, NGC_CLI_API_KEY=key)
-        target = uri[len("ngc://") :]
-        cmd = [ngc, "registry", "model", "download-version", target, "--dest", os.path.dirname(dest)]
-        proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
-        if proc.returncode != 0 or not os.path.isdir(dest):
-            tail = proc.stdout.decode(errors="replace").strip().splitlines()[-3:]
-            raise RunnerError(
-                "E_INPUT_NOT_FOUND",
-                f"ngc could not download {uri}: {' | '.join(tail)}",
-                "check the model name, version and NGC_KEY",
-            )
-    else:
+# ---------------------------------------------------------------- input cache (SLURM input_cache: a shared folder)
+# Downloaded S3 objects are kept in TAO_INPUT_CACHE under a name derived from their URI and ETag, so the next job
+# that reads the same object version links it instead of downloading it again; a changed object (new ETag) is a
+# new entry. Entries are published with an atomic rename (readers never see a partial file, and concurrent jobs
+# publishing the same entry both succeed) and are read-only: jobs get hard links to them when the folder is on the
+# same file system, else copies.
+
+
+def cache_entry(cache: str, uri: str, etag: str) -> str:
+    digest = hashlib.sha256(f"{uri}\n{etag.strip(chr(34))}".encode()).hexdigest()
+    return os.path.join(cache, "s3", digest[:2], digest)
+
+
+def link_or_copy(src: str, dest: str) -> None:
+    """dest becomes src's content, atomically (a temporary name beside dest, then rename)."""
+    os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
+    tmp = f"{dest}.{os.getpid()}{PART_SUFFIX}"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dest)
+
+
+def from_cache(cache: str, uri: str, etag: str, size: int, local: str) -> bool:
+    """True when the cache had the object (it is now at local)."""
+    entry = cache_entry(cache, uri, etag)
+    try:
+        if os.path.getsize(entry) != size:
+            return False
+        if not (os.path.isfile(local) and os.path.samefile(entry, local)):
+            link_or_copy(entry, local)
+        return True
+    except OSError:
+        return False
+
+
+def publish(cache: str, uri: str, etag: str, local: str) -> None:
+    """Add a downloaded object to the cache (best effort: a full or read-only cache never fails the job)."""
+    entry = cache_entry(cache, uri, etag)
+    try:
+        os.makedirs(os.path.dirname(entry), exist_ok=True)
+        tmp = f"{entry}.{os.getpid()}.{int(time.time() * 1e6)}{PART_SUFFIX}"
+        shutil.copyfile(local, tmp)
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, entry)
+    except OSError as exc:
+        say(f"WARNING: input cache {cache}: {uri} not cached ({exc.strerror or exc})")
+        with contextlib.suppress(OSError, UnboundLocalError):
+            os.unlink(tmp)
+
+
+# ---------------------------------------------------------------- model hubs over HTTP (ngc://, hf://), stdlib only
+# NGC: the API key is exchanged for a bearer token (authn), then the model version's files are fetched as one zip
+# (the registry redirects to a pre-signed URL). Hugging Face: /resolve/<rev>/<path> per file (LFS files redirect to
+# a CDN), folders listed with /api/<models|datasets>/<repo>/tree/<rev>/<path>. Redirects are followed here, and
+# the service's token is never sent to another host (a pre-signed URL carries its own signature). Base URLs come
+# from TAO_NGC_AUTH_URL, TAO_NGC_API_URL and HF_ENDPOINT (defaults: the real services).
+
+RUNTIME_SECRETS: list = []  # secrets the runner obtains (an NGC bearer token): redacted like the env's
+REDIRECTS = (301, 302, 303, 307, 308)
+
+
+class HubError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"HTTP {status} {code} {message}".strip())
+        self.status, self.code, self.message = status, code, message
+
+
+class _NoRedirect(urlrequest.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # redirects are followed by hub_open, which decides what the next hop may carry
+
+
+HUB_OPENER = urlrequest.build_opener(_NoRedirect)
+
+
+def hub_open(url: str, headers: dict, method: str = "GET", follow: bool = True) -> Any:
+    """Open url following redirects (follow=False: a redirect is the answer); Authorization is dropped when a
+    redirect leaves the original host. Retries connection failures and 5xx; raises HubError for an error answer."""
+    origin = urlparse.urlsplit(url)[:2]
+    last: Exception = HubError(0, "Unreachable", url)
+    for attempt in range(4):
+        hop_url, hop_headers, hop_method = url, dict(headers), method
         try:
-            from huggingface_hub import snapshot_download  # type: ignore[import-not-found]
-        except ImportError:
-            raise RunnerError(
-                "E_TOOL_MISSING",
-                f"{uri} needs the huggingface_hub package, which this image lacks",
-                "use an image with huggingface_hub, or stage the files in S3",
-                EXIT_CONFIG,
-            ) from None
-        repo, _, revision = uri.split("://", 1)[1].rstrip("/").partition("@")
-        say(f"download {uri} with huggingface_hub")
+            for _hop in range(10):
+                req = urlrequest.Request(hop_url, method=hop_method, headers=hop_headers)
+                try:
+                    return HUB_OPENER.open(req, timeout=60)
+                except urlerror.HTTPError as exc:
+                    location = exc.headers.get("Location") if exc.code in REDIRECTS else None
+                    if location and not follow:
+                        return exc
+                    if not location:
+                        raise
+                    exc.close()
+                    hop_url = urlparse.urljoin(hop_url, location)
+                    if urlparse.urlsplit(hop_url)[:2] != origin:
+                        hop_headers.pop("Authorization", None)
+                    hop_method = "GET" if exc.code == 303 else hop_method
+            raise HubError(0, "TooManyRedirects", url)
+        except urlerror.HTTPError as exc:
+            body = exc.read(2000).decode("utf-8", "replace") if hop_method != "HEAD" else ""
+            code = exc.headers.get("X-Error-Code") or ""
+            message = exc.headers.get("X-Error-Message") or hub_message(body) or exc.reason or ""
+            last = HubError(exc.code, code, str(message))
+            if exc.code < 500 and exc.code != 429:
+                raise last from None
+        except (urlerror.URLError, OSError) as exc:
+            last = HubError(0, "Unreachable", f"{getattr(exc, 'reason', exc)}")
+        time.sleep(0.5 * 2**attempt)
+    raise last
+
+
+def hub_message(body: str) -> str:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        found = re.search(r"<Message>([^<]*)</Message>", body)
+        return found.group(1) if found else body[:200]
+    if isinstance(data, dict):
+        status = data.get("requestStatus") or {}
+        return str(data.get("error") or status.get("statusDescription") or status.get("statusCode") or "")
+    return ""
+
+
+def hub_download(url: str, headers: dict, dest: str, size: int | None = None) -> bool:
+    """Stream url to dest (via a partial file); False when dest already has the expected size."""
+    if size is not None and os.path.isfile(dest) and os.path.getsize(dest) == size:
+        return False
+    os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
+    part = dest + PART_SUFFIX
+    with hub_open(url, headers) as resp, open(part, "wb") as fh:
+        shutil.copyfileobj(resp, fh, MIB)
+    if size is not None and os.path.getsize(part) != size:
+        raise RunnerError("E_DOWNLOAD_FAILED", f"{url.split('?')[0]}: short download", "retry the job", EXIT_IO)
+    os.replace(part, dest)
+    return True
+
+
+def hub_failure(uri: str, exc: HubError, service: str, fix_auth: str) -> RunnerError:
+    what = f"{uri}: {service} answered {exc}"
+    if exc.status in (401, 403):
+        return RunnerError("E_ACCESS_DENIED", what, fix_auth)
+    if exc.status == 404:
+        return RunnerError("E_INPUT_NOT_FOUND", what, "check the name, the version or revision, and the path")
+    return RunnerError("E_BACKEND_UNREACHABLE", what, f"retry the job; check that {service} is reachable", EXIT_IO)
+
+
+def ngc_token(key: str, org: str, team: str | None) -> str:
+    base = (os.environ.get("TAO_NGC_AUTH_URL") or "https://authn.nvidia.com").rstrip("/")
+    scopes = [f"group/ngc:{org}"] + ([f"group/ngc:{org}/{team}"] if team else [])
+    query = urlparse.urlencode([("service", "ngc"), *(("scope", s) for s in scopes)])
+    basic = base64.b64encode(f"$oauthtoken:{key}".encode()).decode()
+    headers = {"Authorization": f"Basic {basic}", "Accept": "application/json"}
+    with hub_open(f"{base}/token?{query}", headers) as resp:
+        token = json.loads(resp.read().decode()).get("token")
+    if not token:
+        raise HubError(200, "NoToken", "the token exchange answered without a token")
+    RUNTIME_SECRETS.append(token)
+    return str(token)
+
+
+def ngc_fetch(uri: str, dest: str) -> None:
+    """ngc://org[/team]/model:version -> the version's files in dest (one zip, extracted like an archive)."""
+    key = os.environ.get("NGC_CLI_API_KEY") or os.environ.get("NGC_KEY")
+    if not key:
+        raise RunnerError(
+            "E_MISSING_CREDENTIALS",
+            f"{uri} needs NGC_KEY in the container",
+            "set NGC_KEY in the tao-mcp server environment",
+            EXIT_CONFIG,
+        )
+    path, _, version = uri[len("ngc://") :].rpartition(":")
+    parts = path.split("/")
+    org, team, model = (parts[0], None, parts[1]) if len(parts) == 2 else (parts[0], parts[1], parts[2])
+    api = (os.environ.get("TAO_NGC_API_URL") or "https://api.ngc.nvidia.com").rstrip("/")
+    url = f"{api}/v2/org/{org}" + (f"/team/{team}" if team else "") + f"/models/{model}/versions/{version}/zip"
+    fix_auth = "check NGC_KEY: it must be a valid NGC API key with access to " + (f"{org}/{team}" if team else org)
+    zip_path = os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}.ngc.zip")
+    say(f"download {uri} from NGC")
+    try:
+        for attempt in (1, 2):  # a token can expire between the exchange and the download: exchange once more
+            headers = {"Authorization": f"Bearer {ngc_token(key, org, team)}", "Accept": "application/octet-stream"}
+            try:
+                hub_download(url, headers, zip_path)
+                break
+            except HubError as exc:
+                if exc.status != 401 or attempt == 2:
+                    raise
+        unzip(zip_path, dest, uri)
+    except HubError as exc:
+        raise hub_failure(uri, exc, "NGC", fix_auth) from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(zip_path)
+
+
+def unzip(archive: str, dest: str, label: str) -> None:
+    """Extract a zip into a fresh folder with the tar rules (no absolute or '..' names, no links), then merge."""
+    import zipfile
+
+    check_destination(dest)
+    tmp = tempfile.mkdtemp(prefix=".tao-extract-", dir=os.path.dirname(dest) or ".")
+    try:
         try:
-            snapshot_download(
-                repo_id=repo,
-                repo_type="dataset" if uri.startswith("hf_dataset://") else "model",
-                revision=revision or None,
-                local_dir=dest,
-                token=os.environ.get("HF_TOKEN") or None,
-            )
-        except Exception as exc:
-            gated = "401" in str(exc) or "403" in str(exc) or "gated" in str(exc).lower()
-            fix = "set HF_TOKEN in the tao-mcp server environment (gated repo)" if gated else "check the repo id"
-            raise RunnerError(
-                "E_INPUT_NOT_FOUND", f"huggingface_hub could not download {uri}: {type(exc).__name__}", fix
-            ) from None
+            with zipfile.ZipFile(archive) as zf:
+                for info in zf.infolist():
+                    name = info.filename.replace("\\", "/")
+                    parts = [p for p in name.split("/") if p not in ("", ".")]
+                    mode = info.external_attr >> 16
+                    if name.startswith("/") or re.match(r"^[A-Za-z]:", name) or ".." in parts:
+                        raise RunnerError("E_UNSAFE_ARCHIVE", f"{label} has member {name!r}", "repack the model")
+                    if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):  # links, devices, fifos
+                        raise RunnerError("E_UNSAFE_ARCHIVE", f"{label} has the link or special file {name!r}", "")
+                    target = os.path.join(tmp, *parts) if parts else tmp
+                    if info.is_dir():
+                        os.makedirs(target, exist_ok=True)
+                        continue
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                    with zf.open(info) as src, open(target, "wb") as out:
+                        shutil.copyfileobj(src, out, MIB)
+        except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
+            raise RunnerError("E_BAD_ARCHIVE", f"{label}: {exc}", "retry the job") from None
+        place(tmp, dest, move=False)
+        place(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def parse_hf(uri: str) -> tuple[str, str, str, str]:
+    """(models|datasets, org/name, revision, path in the repo) of hf://[datasets/]org/name[@rev][/path],
+    hf_model://org/name[@rev] or hf_dataset://org/name[@rev]."""
+    scheme, rest = uri.split("://", 1)
+    kind = "datasets" if scheme == "hf_dataset" else "models"
+    if scheme == "hf" and rest.startswith(("datasets/", "models/")):
+        kind, rest = rest.split("/", 1)[0], rest.split("/", 1)[1]
+    parts = rest.strip("/").split("/")
+    name, _, revision = parts[1].partition("@")
+    return kind, f"{parts[0]}/{name}", revision or "main", "/".join(parts[2:])
+
+
+def hf_fetch(uri: str, dest: str) -> None:
+    kind, repo, revision, path = parse_hf(uri)
+    base = (os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+    token = os.environ.get("HF_TOKEN")
+    headers = {"User-Agent": "tao-runner"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    prefix = "/datasets" if kind == "datasets" else ""
+    rev = urlparse.quote(revision, safe="")
+
+    def resolve(p: str) -> str:
+        return f"{base}{prefix}/{repo}/resolve/{rev}/{urlparse.quote(p)}"
+
+    fix_auth = "set HF_TOKEN in the tao-mcp server environment to a token with access to " + repo
+    try:
+        files: list = []
+        if path:
+            try:
+                with hub_open(resolve(path), headers, "HEAD", follow=False) as resp:  # a signed URL is GET-only
+                    length = resp.headers.get("X-Linked-Size") or resp.headers.get("Content-Length")
+                files = [(path, dest, int(length) if length and length.isdigit() else None)]
+            except HubError as exc:
+                if exc.code != "EntryNotFound":
+                    raise
+        if not files:  # a folder (or the whole repo): list it
+            url = f"{base}/api/{kind}/{repo}/tree/{rev}" + (f"/{urlparse.quote(path)}" if path else "")
+            url += "?recursive=true"
+            while url:
+                with hub_open(url, headers) as resp:
+                    entries = json.loads(resp.read().decode())
+                    found = re.search(r'<([^>]+)>;\s*rel="next"', resp.headers.get("Link") or "")
+                for entry in entries:
+                    if entry.get("type") == "file":
+                        rel = entry["path"][len(path) :].lstrip("/") if path else entry["path"]
+                        files.append((entry["path"], safe_join(dest, rel, uri), entry.get("size")))
+                url = found.group(1) if found else ""
+        if not files:
+            raise HubError(404, "EntryNotFound", f"{path or repo} holds no files")
+        progress = Progress("download", len(files), sum(size or 0 for *_, size in files))
+        for repo_path, local, size in files:
+            got = hub_download(resolve(repo_path), headers, local, size)
+            progress.step(size or os.path.getsize(local), f"{uri.split('://')[0]}://{repo}/{repo_path}", not got)
+    except HubError as exc:
+        raise hub_failure(uri, exc, "Hugging Face", fix_auth) from None
+
+
+def fetch_hub(uri: str, dest: str) -> str:
+    """ngc:// and hf:// (hf_model://, hf_dataset://) inputs. Returns the local path the spec should name."""
+    if uri.startswith("ngc://"):
+        if os.path.isdir(dest) and os.listdir(dest):
+            say(f"{uri}: already present in {dest}")
+        else:
+            ngc_fetch(uri, dest)
+    else:  # files already present with their size are skipped, so a stopped download resumes
+        say(f"download {uri} from Hugging Face")
+        hf_fetch(uri, dest)
     files = [f for f in sorted(os.listdir(dest)) if not f.startswith(".")] if uri.startswith("ngc://") else []
     if len(files) == 1 and os.path.isfile(os.path.join(dest, files[0])):
         return os.path.join(dest, files[0])  # one model file: point the spec at the file
@@ -935,25 +1229,34 @@ def fetch_all(fetches: list, s3_factory: S3Factory) -> dict:
     """Download every input; returns {declared destination: final local path} for paths that changed."""
     changed: dict = {}
     plans = []
+    cache = os.environ.get("TAO_INPUT_CACHE") or ""
     for _uri, dest, _at in fetches:
         check_destination(dest)
     for uri, dest, _at in fetches:
         if uri.startswith("s3://"):
             plans.append((uri, dest, plan_s3(s3_factory(), uri, dest)))
     total = sum(len(p[2]) for p in plans)
-    progress = Progress("download", total, sum(n for p in plans for *_, n in p[2]))
+    progress = Progress("download", total, sum(f[3] for p in plans for f in p[2]))
+    if cache:
+        say(f"input cache {cache}")
     for _uri, dest, files in plans:
-        for bucket, key, local, size in files:
+        for bucket, key, local, size, etag in files:
+            uri = f"s3://{bucket}/{key}"
+            if cache and etag and from_cache(cache, uri, etag, size, local):
+                progress.step(size, f"{uri} (from the input cache)", skipped=True)
+                continue
             try:
                 got = download(s3_factory(), bucket, key, local, size)
             except S3Error as exc:
-                raise s3_failure(f"s3://{bucket}/{key}", exc, "downloading") from None
-            progress.step(size, f"s3://{bucket}/{key}", skipped=not got)
+                raise s3_failure(uri, exc, "downloading") from None
+            if cache and etag:
+                publish(cache, uri, etag, local)
+            progress.step(size, uri, skipped=not got)
         if len(files) == 1 and files[0][2] != dest:
             extract(files[0][2], dest)  # every time: a stopped earlier attempt may have left it half done
     for uri, dest, _at in fetches:
         if not uri.startswith("s3://"):
-            final = fetch_tool(uri, dest)
+            final = fetch_hub(uri, dest)
             if final != dest:
                 changed[dest] = final
     return changed
@@ -1369,6 +1672,8 @@ def run_job(job: dict) -> int:
 def prepare_inputs(job: dict, plan: dict, s3_factory: S3Factory) -> None:
     """Download the inputs, point the spec/args at them, create the output folders, write the spec file."""
     mode = job["mode"]
+    for folder in plan.get("folders") or ():
+        os.makedirs(folder, exist_ok=True)
     if plan["fetches"]:
         say("phase downloading inputs")
         changed = fetch_all(plan["fetches"], s3_factory)

@@ -10,6 +10,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -88,3 +89,24 @@ def keys_under(s3: Any, bucket: str, prefix: str) -> dict[str, int]:
         for obj in page.get("Contents", []):
             found[obj["Key"][len(prefix) :]] = obj["Size"]
     return found
+
+
+def _harness(tmp_path: Path, s3_env: dict[str, str], s3: Any, mode: str) -> Iterator[Any]:
+    from tests.s3.test_runner import Harness  # the harness runs the runner the way every platform does
+
+    harness = Harness(tmp_path, s3_env, mode)
+    yield harness
+    for job_id in harness.jobs:
+        delete_prefix(s3, harness.bucket, f"results/{job_id}/")
+
+
+@pytest.fixture(params=["boto3", "stdlib"])
+def h(request: pytest.FixtureRequest, tmp_path: Path, s3_env: dict[str, str], s3: Any) -> Iterator[Any]:
+    """A runner harness, once with a Python that has boto3 and PyYAML and once with one that has neither."""
+    yield from _harness(tmp_path, s3_env, s3, request.param)
+
+
+@pytest.fixture
+def hs(tmp_path: Path, s3_env: dict[str, str], s3: Any) -> Iterator[Any]:
+    """The standard-library-only Python (no boto3, no PyYAML)."""
+    yield from _harness(tmp_path, s3_env, s3, "stdlib")

@@ -118,23 +118,6 @@ class Harness:
         return self.local / job_id
 
 
-@pytest.fixture(params=MODES)
-def h(request: pytest.FixtureRequest, tmp_path: Path, s3_env: dict[str, str], s3: Any) -> Iterator[Harness]:
-    harness = Harness(tmp_path, s3_env, request.param)
-    yield harness
-    for job_id in harness.jobs:
-        delete_prefix(s3, harness.bucket, f"results/{job_id}/")
-
-
-@pytest.fixture
-def hs(tmp_path: Path, s3_env: dict[str, str], s3: Any) -> Iterator[Harness]:
-    """The standard-library-only Python (no boto3, no PyYAML)."""
-    harness = Harness(tmp_path, s3_env, "stdlib")
-    yield harness
-    for job_id in harness.jobs:
-        delete_prefix(s3, harness.bucket, f"results/{job_id}/")
-
-
 def put(s3: Any, bucket: str, key: str, body: bytes) -> None:
     s3.put_object(Bucket=bucket, Key=key, Body=body)
 
@@ -541,72 +524,8 @@ def test_storage_errors_are_coded_and_the_command_never_runs(h: Harness, s3: Any
     assert not marker.exists()
 
 
-# ---------------------------------------------------------------- ngc:// and hf:// through the image's tools
-
-
-def test_ngc_and_hf_need_their_tools(hs: Harness, tmp_path: Path) -> None:
-    no_s3 = {k: v for k, v in hs.settings.items() if not k.startswith("S3_")}
-    plan = hs.plan(
-        command="true", inputs={str(tmp_path / "m"): "ngc://nvidia/tao/pretrained_dino:resnet50"}, settings=no_s3
-    )
-    assert plan.secret_env == {"NGC_KEY": "NGC_KEY"}
-    r = hs.run(plan)
-    assert r.rc == 78 and r.has("error E_TOOL_MISSING") and r.has("NGC CLI"), r.out
-    plan = hs.plan(command="true", inputs={str(tmp_path / "h"): "hf_model://org/model"}, settings=no_s3)
-    r = hs.run(plan)
-    assert r.rc == 78 and r.has("error E_TOOL_MISSING") and r.has("huggingface_hub"), r.out
-
-
-def test_ngc_input_with_the_cli_rewrites_the_spec_to_the_model_file(hs: Harness, tmp_path: Path) -> None:
-    fake = tmp_path / "bin" / "ngc"
-    fake.write_text(
-        "#!/bin/sh\n"
-        "# ngc registry model download-version ORG/TEAM/MODEL:VER --dest DIR\n"
-        'test "$NGC_CLI_API_KEY" = "$EXPECTED_KEY" || { echo "bad key" >&2; exit 9; }\n'
-        'name=$(basename "${4%%:*}")_v"${4##*:}"; mkdir -p "$6/$name" && echo weights > "$6/$name/model.pth"\n'
-    )
-    fake.chmod(0o755)
-    no_s3 = {k: v for k, v in hs.settings.items() if not k.startswith("S3_")}
-    specs = {"train": {"pretrained_model_path": "ngc://nvidia/tao/pretrained_dino:resnet50"}}
-    plan_args: dict[str, Any] = {
-        "command": "cat {config_path}",
-        "specs": specs,
-        "inputs": ["train.pretrained_model_path"],
-        "config_format": "json",
-        "settings": no_s3,
-    }
-    plan = hs.plan(**plan_args)
-    r = hs.run(plan, {"EXPECTED_KEY": hs.canaries["NGC_KEY"]})
-    assert r.rc == 0, r.out + r.err
-    stage = hs.staging(hs.jobs[-1])
-    written = json.loads((stage / "spec.json").read_text())
-    model = Path(written["train"]["pretrained_model_path"])
-    assert model == stage / "inputs" / "train.pretrained_model_path" / "pretrained_dino_vresnet50" / "model.pth"
-    assert model.read_text() == "weights\n"
-    r = hs.run(hs.plan(**plan_args), {"NGC_KEY": ""})  # a new job: nothing downloaded yet
-    assert r.rc == 78 and r.has("error E_MISSING_CREDENTIALS") and r.has("NGC_KEY"), r.out
-
-
-def test_hf_input_through_huggingface_hub(tmp_path: Path, s3_env: dict[str, str]) -> None:
-    harness = Harness(tmp_path, s3_env, "boto3")  # needs PYTHONPATH, which -I ignores
-    fake = tmp_path / "fakehf" / "huggingface_hub"
-    fake.mkdir(parents=True)
-    (fake / "__init__.py").write_text(
-        "import os\n"
-        "def snapshot_download(repo_id, repo_type, revision, local_dir, token):\n"
-        "    assert token == os.environ['EXPECTED_TOKEN'] and repo_type == 'dataset' and revision == 'v2'\n"
-        "    os.makedirs(local_dir, exist_ok=True)\n"
-        "    open(os.path.join(local_dir, 'README.md'), 'w').write(repo_id)\n"
-    )
-    no_s3 = {k: v for k, v in harness.settings.items() if not k.startswith("S3_")}
-    plan = harness.plan(
-        command="cat {config_path}", specs={"data": "hf_dataset://org/set@v2"}, inputs=["data"], settings=no_s3
-    )
-    assert plan.secret_env == {"HF_TOKEN": "HF_TOKEN"}
-    r = harness.run(plan, {"PYTHONPATH": str(tmp_path / "fakehf"), "EXPECTED_TOKEN": harness.canaries["HF_TOKEN"]})
-    assert r.rc == 0, r.out + r.err
-    written = yaml.safe_load((harness.staging(harness.jobs[-1]) / "spec.yaml").read_text())
-    assert (Path(written["data"]) / "README.md").read_text() == "org/set"
+# ngc://, hf:// (over HTTP, against fakes of the two APIs), selective inputs and the input cache:
+# tests/s3/test_runner_staging.py
 
 
 # ---------------------------------------------------------------- spec formats without PyYAML

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tao_mcp.entrypoint import runner
-from tao_mcp.entrypoint.builder import build_entrypoint, runner_blob
+from tao_mcp.entrypoint.builder import build_entrypoint, runner_blob, shipped_runner
 from tao_mcp.errors import TaoError
 
 RUNNER = Path(runner.__file__)
@@ -258,9 +258,14 @@ def test_list_values_are_inputs_one_by_one() -> None:
 
 
 def test_runner_is_small_enough_to_travel_inline() -> None:
-    compressed = len(zlib.compress(RUNNER.read_bytes(), 9))  # every job command carries it (120k chars at most)
+    compressed = len(base64.b64decode(runner_blob()))  # every job command carries it (120k chars at most)
     assert compressed <= 18 * 1024, f"runner is {compressed} bytes compressed"
     assert len(runner_blob()) <= 24 * 1024
+    shipped = zlib.decompress(base64.b64decode(runner_blob())).decode()
+    assert ast.dump(ast.parse(shipped, feature_version=(3, 8))) == ast.dump(
+        ast.parse(shipped_runner(RUNNER.read_text()))
+    )
+    assert '"""' not in shipped  # docstrings (and comments) stay home
 
 
 def test_runner_imports_only_the_standard_library_at_top_level() -> None:
@@ -277,7 +282,7 @@ def test_runner_imports_only_the_standard_library_at_top_level() -> None:
         for n in ast.walk(tree)
         if isinstance(n, ast.Import | ast.ImportFrom) and n not in tree.body
     }
-    assert optional - set(sys.stdlib_module_names) == {"boto3", "botocore", "yaml", "huggingface_hub"}
+    assert optional - set(sys.stdlib_module_names) == {"boto3", "botocore", "yaml"}
 
 
 def test_runner_runs_on_python_3_8() -> None:

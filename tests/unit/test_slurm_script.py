@@ -106,6 +106,7 @@ def test_defaults_from_settings_are_applied() -> None:
         "hold": False,
         "exclusive": False,
         "requeue": None,
+        "input_cache": None,
     }
     assert driver.parse_options({"partition": "debug"})["partition"] == "debug"
 
@@ -411,3 +412,15 @@ def test_image_cache_import_runs_once(tmp_path: Any) -> None:
     assert [p.name for p in cache.iterdir() if not p.name.endswith(".lock")] == [
         "nvcr.io+nvidia+tao+tao-toolkit+5.5.0-pyt.sif"
     ]
+
+
+def test_input_cache_is_mounted_and_named_to_the_runner() -> None:
+    job = render(input_cache="/lustre/cache/tao", mounts=["/data:/data:ro"])
+    argv = shlex.split(launcher_line(job))
+    assert f"--container-mounts={JDIR}:{JDIR},/data:/data:ro,/lustre/cache/tao:/lustre/cache/tao" in argv
+    assert "TAO_INPUT_CACHE=/lustre/cache/tao\n" in job.env
+    default = SlurmDriver(settings(SLURM_INPUT_CACHE="/lustre/shared")).parse_options({})
+    assert default["input_cache"] == "/lustre/shared"
+    with pytest.raises(TaoError, match="input_cache"):
+        SlurmDriver(settings()).parse_options({"input_cache": "relative/../x"})
+    assert "TAO_INPUT_CACHE" not in render().env

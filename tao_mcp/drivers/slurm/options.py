@@ -112,6 +112,11 @@ class SlurmOptions(PlatformOptions):
         description="true = SLURM requeues the job after a node failure or preemption (--requeue), false = never "
         "(--no-requeue); default: the cluster's JobRequeue. A restarted job resumes from its latest checkpoint",
     )
+    input_cache: Annotated[str | None, BlankIsNone, _checked(lambda v: script.check_path(v, "input_cache"))] = Field(
+        None,
+        description="shared folder (Lustre) where downloaded s3:// inputs are kept by URI and ETag and reused by "
+        "later jobs (default SLURM_INPUT_CACHE)",
+    )
 
     @model_validator(mode="after")
     def _defaults(self, info: ValidationInfo) -> SlurmOptions:
@@ -121,6 +126,7 @@ class SlurmOptions(PlatformOptions):
             self.account = self.account or settings.account
             self.launcher = self.launcher or settings.container_launcher
             self.mounts = list(dict.fromkeys([*settings.container_mounts, *(self.mounts or [])]))
+            self.input_cache = self.input_cache or settings.input_cache
         else:
             self.launcher = self.launcher or "pyxis"
             self.mounts = self.mounts or []
@@ -170,6 +176,11 @@ class SlurmSettings(PlatformSettings):
         default_factory=list,
         alias="SLURM_CONTAINER_MOUNTS",
         description="src:dst[:ro],… added to every container job",
+    )
+    input_cache: Annotated[str | None, _checked(lambda v: script.check_path(v, "SLURM_INPUT_CACHE"))] = Field(
+        None,
+        alias="SLURM_INPUT_CACHE",
+        description="default input_cache: a shared folder for downloaded s3:// inputs, reused across jobs",
     )
     browse_roots: Annotated[list[str], BeforeValidator(_browse_roots)] = Field(
         default_factory=list,

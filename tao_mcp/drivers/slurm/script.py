@@ -18,6 +18,7 @@ parse shell quoting there) are validated against a strict character set instead.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shlex
 from collections.abc import Mapping, Sequence
@@ -451,6 +452,11 @@ def render(req: LaunchRequest, base: str, options: Mapping[str, Any], limits: Li
     """All non-secret files of one job. Pure: the same request renders the same bytes."""
     check_env_names(req.secret_env, "secret environment variable")
     jdir = job_dir(check_path(base, "SLURM_BASE_RESULTS_DIR"), req.job_id)
+    if options.get("input_cache"):  # the runner keeps downloaded inputs there; a container sees it at the same path
+        cache = options["input_cache"]
+        mounts = [*(options.get("mounts") or []), f"{cache}:{cache}"]
+        options = {**options, "mounts": list(dict.fromkeys(mounts))}
+        req = dataclasses.replace(req, env={**req.env, "TAO_INPUT_CACHE": cache})
     return RenderedJob(
         job_dir=jdir,
         sbatch=render_sbatch(req, jdir, options, limits),
