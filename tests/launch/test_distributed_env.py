@@ -84,6 +84,11 @@ async def test_single_host_platforms(platform: str, request: pytest.FixtureReque
     if platform == "docker":
         spec = json.loads(preview["container.json"])
         assert spec["environment"]["NUM_GPU_PER_NODE"] == "2" and spec["environment"]["NUM_NODES"] == "1"
+        every = json.loads(
+            structured(await dry_run(env, platform, options={"gpus": "all"}))["preview"]["container.json"]
+        )
+        assert "NUM_GPU_PER_NODE" not in every["environment"]  # counted in the container: nvidia-smi -L
+        assert every["command"][-1].startswith('export NUM_GPU_PER_NODE="${NUM_GPU_PER_NODE:-$(nvidia-smi -L')
     else:
         job_env = next(v for k, v in preview.items() if k.endswith("job.env"))
         assert "NUM_GPU_PER_NODE=2\n" in job_env and "NODE_RANK=0\n" in job_env

@@ -11,7 +11,7 @@ import pytest
 from mcp.client import Client
 
 from tao_mcp.server import build_server
-from tests.helpers import call, wait_done
+from tests.helpers import call, call_error, dev_settings, wait_done
 from tests.s3_round_trip import s3_client, with_s3
 from tests.slurm.test_slurm_models import request
 
@@ -104,3 +104,34 @@ async def test_requeued_job_resumes_from_its_last_checkpoint(model_env: dict[str
     assert any("resuming from " in x and f"(epoch {last})" in x for x in lines), lines
     done_epochs = [int(x.split()[2]) for x in lines if x.startswith("standin epoch ")]
     assert done_epochs == [*range(1, last + 1), *range(last + 1, 9)]  # no epoch trained twice
+
+
+async def test_resume_from_an_earlier_job(model_env: dict[str, str]) -> None:
+    """submit_job(resume_from=<job id>): the new job starts after the earlier job's last checkpoint; a platform that
+    cannot read the earlier job's lustre:// results is refused."""
+    env = {**model_env, **dev_settings("k8s", "scripts/dev/k8s up")}
+    first = request(model_env)
+    first["env"] = {**first["env"], "STANDIN_EPOCH_SECONDS": "0.1"}
+    first["spec_overrides"]["train.num_epochs"] = 3
+    async with Client(build_server(env), mode="legacy") as c:
+        earlier = await call(c, "submit_job", **first)
+        assert (await wait_done(c, earlier["job_id"], budget_s=180))["status"] == "Complete"
+        second = {**first, "spec_overrides": {**first["spec_overrides"], "train.num_epochs": 5}}
+        dry = await call(c, "submit_job", **second, resume_from=earlier["job_id"], dry_run=True)
+        job_env = next(v for k, v in dry["preview"].items() if k.endswith("job.env"))
+        assert (
+            f"TAO_RESUME_FROM=lustre://{model_env['SLURM_BASE_RESULTS_DIR']}/results/{earlier['job_id']}\n" in job_env
+        )
+        elsewhere = await call_error(
+            c, "submit_job", **{**second, "platform": "kubernetes"}, resume_from=earlier["job_id"], dry_run=True
+        )
+        assert elsewhere.startswith("E_BAD_INPUT") and "cannot read" in elsewhere
+        unknown = await call_error(c, "submit_job", **second, resume_from="000000000000", dry_run=True)
+        assert unknown.startswith("E_UNKNOWN_JOB")
+        later = await call(c, "submit_job", **second, resume_from=earlier["job_id"])
+        done = await wait_done(c, later["job_id"], budget_s=180)
+        lines = (await call(c, "job_logs", job_id=later["job_id"], tail=100))["lines"]
+    assert done["status"] == "Complete", lines
+    resumed = next(x for x in lines if x.startswith("standin resumed from "))
+    assert f"/results/{earlier['job_id']}/model_epoch_003.pth at epoch 4" in resumed
+    assert [int(x.split()[2]) for x in lines if x.startswith("standin epoch ")] == [4, 5]

@@ -128,3 +128,34 @@ def test_checkpoints_in_s3_results_are_downloaded(tmp_path: Path, monkeypatch: p
     local = plan["spec"]["train"]["resume_training_checkpoint_path"]
     assert local == str(tmp_path / "inputs" / "resume" / "model_epoch_005.pth")
     assert Path(local).read_bytes() == b"five"
+
+
+def test_action_plans_carry_the_resume_key_into_the_job(tmp_path: Path) -> None:
+    """A config-mode train action resumes at TAO PyTorch's key unless its record declares another (or null)."""
+    import json
+    import shutil
+
+    import yaml
+
+    from tao_mcp.entrypoint.builder import build_entrypoint
+    from tao_mcp.service.metadata import actions
+    from tests.helpers import REPO
+
+    bank = tmp_path / "bank"
+    shutil.copytree(REPO / "fixtures" / "skill_bank", bank)
+    settings = {"TAO_SKILL_BANK_PATH": str(bank)}
+    train = actions.action_plan(settings, "dino", "train")
+    assert train.resume_key == KEY
+    assert actions.action_plan(settings, "dino", "evaluate").resume_key is None
+    built = build_entrypoint(job_id="j1", settings={}, **train.entrypoint_kwargs())
+    assert built.runner_job is not None and runner.decode_job(built.runner_job)["resume_key"] == KEY
+
+    info = bank / "skills" / "models" / "dino" / "references" / "skill_info.yaml"
+    record = yaml.safe_load(info.read_text())
+    record["actions"]["train"]["resume_key"] = "train.checkpoint_to_resume"
+    record["actions"]["evaluate"]["resume_key"] = None
+    info.write_text(json.dumps(record))
+    assert actions.action_plan(settings, "dino", "train").resume_key == "train.checkpoint_to_resume"
+    record["actions"]["train"]["resume_key"] = None
+    info.write_text(json.dumps(record))
+    assert actions.action_plan(settings, "dino", "train").resume_key is None
