@@ -162,10 +162,12 @@ def check_uri(uri: str, where: str, allowed: tuple[str, ...], writes: bool = Fal
     if uri.startswith("hf://") and (
         not re.fullmatch(r"hf://((datasets|models)/)?[\w.-]+/[\w.-]+(@[\w.-]+)?(/[\w.@+=, -]+)*/?", uri)
         or ".." in uri.split("/")
+        or uri.startswith("hf://spaces/")
     ):
         raise bad(
             f"{where} {uri!r} is not a Hugging Face file or folder",
-            "write hf://org/name[@revision]/path (datasets: hf://datasets/org/name[@revision]/path)",
+            "write hf://org/name[@revision]/path (datasets: hf://datasets/org/name[@revision]/path; Spaces are not "
+            "supported)",
             "E_BAD_URI",
         )
     return True

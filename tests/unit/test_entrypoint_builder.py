@@ -167,6 +167,37 @@ def test_undeclared_remote_values_get_a_warning() -> None:
     assert len(plan.warnings) == 1 and "b holds s3://" in plan.warnings[0]
 
 
+def test_hub_values_in_specs_are_inputs_and_endpoints_follow_them() -> None:
+    hubs = {
+        "TAO_NGC_API_URL": "http://ngc.mirror",
+        "TAO_NGC_AUTH_URL": "http://authn.mirror",
+        "HF_ENDPOINT": "http://hf",
+    }
+    specs = {"train": {"pretrained_model_path": "ngc://nvidia/tao/m:1"}, "extra": ["hf://datasets/org/set@v1/x.json"]}
+    plan = build(command="t {config_path}", specs=specs, settings={**S3, **hubs})
+    assert not plan.warnings
+    assert [(i["at"], i["uri"]) for i in job_of(plan)["inputs"]] == [
+        ("train.pretrained_model_path", "ngc://nvidia/tao/m:1"),
+        ("extra[0]", "hf://datasets/org/set@v1/x.json"),
+    ]
+    assert {k: plan.env[k] for k in hubs} == hubs
+    assert plan.secret_env["NGC_KEY"] == "NGC_KEY" and plan.secret_env["HF_TOKEN"] == "HF_TOKEN"
+    assert plan.spec["extra"][0] == "{results_dir}/inputs/extra_0/x.json"
+    s3_only = build(command="t", inputs={"/d": "s3://bkt/x"}, settings={**S3, **hubs})
+    assert not set(hubs) & set(s3_only.env)  # base URLs travel only with the scheme that uses them
+    for bad in ("hf://org", "hf://org/name/../etc", "hf://org/na me", "hf://spaces/org/x/y"):
+        refused("E_BAD_URI", command="t", inputs={"/d": bad})
+
+
+def test_selective_input_covers_the_files_named_under_it() -> None:
+    specs = {"root": "s3://bkt/ds/", "ann": "s3://bkt/ds/a/train.json", "other": "s3://bkt/elsewhere.json"}
+    plan = build(command="t {config_path}", specs=specs, inputs={"root": {"type": "folder", "selective": True}})
+    assert len(plan.warnings) == 1 and "other holds s3://" in plan.warnings[0]  # only what it does not cover
+    assert plan.details["downloads"] == {"s3://bkt/ds/a/train.json": "{results_dir}/inputs/root/ds/a/train.json"}
+    assert plan.spec["root"] == "{results_dir}/inputs/root/ds" and plan.spec["ann"].endswith("/ds/a/train.json")
+    refused("E_BAD_INPUT", command="t", specs={"m": "ngc://o/t/m:1"}, inputs={"m": {"selective": True}})
+
+
 def test_too_large_a_job_is_refused_before_launch() -> None:
     specs = {"classes": [f"{i:08x}-{zlib.crc32(str(i).encode()):08x}" for i in range(20000)]}
     assert "too large" in refused("E_BAD_INPUT", command="t {config_path}", specs=specs)
