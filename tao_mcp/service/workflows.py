@@ -52,7 +52,9 @@ log = logging.getLogger(__name__)
 
 MAX_STEPS = 32
 MAX_COMBINATIONS = 32  # jobs of one matrix step
-MAX_UNITS = 64  # jobs of one workflow: its status stays within the result budget
+MAX_UNITS = 32  # jobs of one workflow: its status stays within the result budget
+DRY_RUN_CHARS = 12_000  # the rendered jobs of a dry run, shared among them
+STEP_MESSAGE_CHARS = 160
 DRIVE_INTERVAL_S = 2.0
 METRIC_SCAN_LINES = 500
 STEP_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -637,9 +639,9 @@ class WorkflowService:
         self.kick()
         return await self.status(workflow_id)
 
-    async def _check(self, workflow_id: str, ordered: list[Step]) -> dict[str, SubmitResult]:
+    async def _check(self, workflow_id: str, ordered: list[Step]) -> dict[str, tuple[SubmitParams, SubmitResult]]:
         """Dry-run every unit in dependency order, a dry-run result standing in for each earlier step's results."""
-        results: dict[str, SubmitResult] = {}
+        results: dict[str, tuple[SubmitParams, SubmitResult]] = {}
         produced: dict[str, Produced] = {}
         for unit in units_of(ordered):
             params = unit_params(unit, produced, workflow_id)
@@ -648,19 +650,35 @@ class WorkflowService:
                 result = await self.jobs.submit(params)
             except TaoError as exc:
                 raise step_error(unit, exc) from None
-            results[unit.key] = result
+            results[unit.key] = params, result
             if not unit.combo:
                 produced[unit.step.id] = Produced(result.results_location, result.outputs or {})
         return results
 
     def _dry_run_status(
-        self, workflow_id: str, name: str, max_parallel: int, ordered: list[Step], rendered: dict[str, SubmitResult]
+        self,
+        workflow_id: str,
+        name: str,
+        max_parallel: int,
+        ordered: list[Step],
+        rendered: dict[str, tuple[SubmitParams, SubmitResult]],
     ) -> WorkflowStatus:
         steps = []
-        for unit in units_of(ordered):
-            result = rendered[unit.key]
-            files = result.preview or {}
-            shown = {k: files[k] for k in ("entrypoint", "launch") if k in files}
+        units = units_of(ordered)
+        share = min(1500, DRY_RUN_CHARS // len(units))
+        for unit in units:
+            params, result = rendered[unit.key]
+            shown: dict[str, Any] = {
+                k: v
+                for k, v in dataclasses.asdict(params).items()
+                if v not in (None, "", {}, []) and k not in SET_ON_WORKFLOW and len(json.dumps(v, default=str)) < 600
+            }
+            text = json.dumps(shown, sort_keys=True, default=str)
+            if result.preview and "entrypoint" in result.preview:  # the spec as the job will read it, if it fits
+                spec = json.loads(result.preview["entrypoint"]).get("spec")
+                with_spec = json.dumps({**shown, "entrypoint": spec}, sort_keys=True, default=str)
+                text = with_spec if len(with_spec) <= share else text
+            warnings = result.message.split("; ")[1:]  # the first part says that nothing was launched
             steps.append(
                 WorkflowStep(
                     step=unit.key,
@@ -670,8 +688,8 @@ class WorkflowService:
                     status="Waiting",
                     results_location=result.results_location,
                     outputs=result.outputs,
-                    message=result.message,
-                    rendered=json.dumps(shown, sort_keys=True)[:1500] if shown else None,
+                    message="; ".join(warnings)[:STEP_MESSAGE_CHARS],
+                    rendered=text if len(text) <= share else text[: share - 1] + "…",
                 )
             )
         return WorkflowStatus(
@@ -744,9 +762,9 @@ class WorkflowService:
                     job_id=job.job_id if job else None,
                     results_location=job.results_location if job else None,
                     outputs=(job.request.get("output_uris") or None) if job else None,
-                    progress=job.message if job and job.status == JobState.RUNNING else None,
+                    progress=job.message[:STEP_MESSAGE_CHARS] if job and job.status == JobState.RUNNING else None,
                     metric=(values or {}).get(s.unit.key),
-                    message=(job.message if job else s.message)[:300],
+                    message=(job.message if job else s.message)[:STEP_MESSAGE_CHARS],
                 )
             )
         wid = workflow.workflow_id

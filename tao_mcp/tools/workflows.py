@@ -21,6 +21,7 @@ from tao_mcp.tools._common import (
 
 WorkflowId = Annotated[str, Field(description="the workflow_id submit_workflow returned", min_length=1, max_length=64)]
 MAX_WAIT_S = 50
+DETAILED_STEPS = 8  # more steps: one line each in the text (the structured content has everything)
 
 
 def render_workflow(w: WorkflowStatus) -> str:
@@ -33,9 +34,9 @@ def render_workflow(w: WorkflowStatus) -> str:
         job = f" job {s.job_id}" if s.job_id else ""
         metric = f" metric={s.metric:g}" if s.metric is not None else ""
         lines.append(f"- {s.step}: {s.status}{job}{metric}" + (f" — {s.message[:120]}" if s.message else ""))
-        if s.results_location:
+        if s.results_location and len(w.steps) <= DETAILED_STEPS:
             lines.append(f"    results: {s.results_location}")
-        if s.rendered:
+        if s.rendered and len(w.steps) <= DETAILED_STEPS:
             lines.append(f"    rendered: {s.rendered[:400]}")
     if w.best:
         lines.append(f"Best {w.best.metric} ({w.best.goal}): {w.best.value:g} at {w.best.step} (job {w.best.job_id})")

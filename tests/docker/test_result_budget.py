@@ -14,6 +14,7 @@ import pytest
 
 from fixtures.skill_bank_large import build as build_bank
 from tao_mcp.server import build_server
+from tao_mcp.service.workflows import MAX_UNITS
 from tao_mcp.tools._common import RESULT_BUDGET_TOKENS
 from tests.helpers import mcp_client as client
 from tests.helpers import wait_done
@@ -93,6 +94,35 @@ async def test_every_tool_result_fits_the_budget(docker_env: dict[str, str], tmp
         await measure("list_path", "list_path", uri=f"file://{data}")
         await measure("check_path", "check_path", uri=f"file://{data}")
         await measure("list_instances", "list_instances")
+        # workflows at their largest: MAX_UNITS jobs (a model sweep's dry run; a real sweep canceled at once)
+        sweep = {
+            "id": "sweep",
+            "platform": "docker",
+            "model": "dino",
+            "action": "train",
+            "matrix": {"epochs": list(range(1, MAX_UNITS + 1))},
+            "spec_overrides": {
+                "dataset.train_data_sources[0].image_dir": "s3://bucket/coco/images/",
+                "dataset.train_data_sources[0].json_file": "s3://bucket/coco/annotations.json",
+                "train.num_epochs": "{{matrix.epochs}}",
+            },
+        }
+        wf_dry = await measure("submit_workflow(dry_run)", "submit_workflow", name="big", steps=[sweep], dry_run=True)
+        assert not wf_dry.is_error and len(wf_dry.structured_content["steps"]) == MAX_UNITS, wf_dry.content[0].text
+        plain = {
+            "id": "sweep",
+            "platform": "docker",
+            "gpu_count": 0,
+            "image": env["TAO_MCP_TEST_IMAGE"],
+            "command": "sleep 30; echo {{matrix.n}}",
+            "matrix": {"n": list(range(MAX_UNITS))},
+        }
+        wf = await measure("submit_workflow", "submit_workflow", name="big", steps=[plain], max_parallel=1)
+        workflow_id = wf.structured_content["workflow_id"]
+        await measure("wait_for_workflow", "wait_for_workflow", workflow_id=workflow_id, timeout_s=1)
+        await measure("cancel_workflow", "cancel_workflow", workflow_id=workflow_id)
+        await measure("workflow_status", "workflow_status", workflow_id=workflow_id, metric="val_acc")
+        await measure("list_workflows", "list_workflows")
         await measure("delete_instance", "delete_instance", name="no-such-instance")
     tools = {t.name for t in (await build_server(env).list_tools())}
     assert {label.split(" ")[0].split("(")[0] for label in measured} >= tools, "a tool is not measured"

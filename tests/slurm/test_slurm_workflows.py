@@ -18,7 +18,7 @@ from mcp.client import Client
 
 from tao_mcp.server import build_server
 from tests.faults.harness import ServerLog, call_until_killed, stdio_server
-from tests.helpers import call, structured
+from tests.helpers import call, call_error, structured
 from tests.slurm.test_slurm_models import request  # model_env: tests/slurm/conftest.py
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slurm]
@@ -56,6 +56,16 @@ def sacct(job_ids: list[str]) -> list[dict[str, str]]:
     return [dict(zip(keys, line.split("|"), strict=True)) for line in out.splitlines() if line.strip()]
 
 
+def sacct_states(job_id: str) -> list[str]:
+    out = subprocess.run(
+        ["sacct", "-n", "-P", "-X", "--allusers", "--name", f"tao-{job_id}", "-S", "now-1days", "-o", "State"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return out.splitlines()
+
+
 def most_in_flight(rows: list[dict[str, str]]) -> int:
     """How many of these jobs the backend held at once (submitted, not ended); touching intervals do not overlap."""
     events = []
@@ -91,8 +101,10 @@ async def test_train_evaluate_export_chain_reads_each_previous_output(model_env:
     async with Client(build_server(model_env), mode="legacy") as c:
         dry = await call(c, "submit_workflow", name="chain", steps=[train, evaluate, export], dry_run=True)
         assert dry["dry_run"] and [s["step"] for s in dry["steps"]] == ["train", "evaluate", "export"]
-        rendered = json.loads(dry["steps"][1]["rendered"])["entrypoint"]
-        assert dry["steps"][0]["results_location"].removeprefix("lustre://") + "/model.pth" in rendered
+        checkpoint = dry["steps"][0]["results_location"] + "/model.pth"  # an example location: nothing ran
+        rendered = json.loads(dry["steps"][1]["rendered"])
+        assert rendered["spec_overrides"] == {"evaluate.checkpoint": checkpoint}
+        assert rendered["entrypoint"]["evaluate"]["checkpoint"] == checkpoint.removeprefix("lustre://")
         assert await call(c, "list_jobs") == {
             "jobs": [],
             "next_cursor": None,
@@ -201,3 +213,59 @@ async def test_a_server_killed_mid_workflow_resumes_it_without_launching_a_step_
         assert sorted(j for (j,) in conn.execute("SELECT job_id FROM jobs")) == sorted(job_ids)
     rows = sacct(job_ids)
     assert sorted(row["name"] for row in rows) == sorted(f"tao-{j}" for j in job_ids)  # one backend job each
+
+
+async def test_cancel_workflow_cancels_the_running_step_and_never_starts_the_rest(slurm_env: dict[str, str]) -> None:
+    base = {"platform": "slurm", "gpu_count": 0}
+    steps = [
+        {**base, "id": "long", "command": "sleep 300"},
+        {**base, "id": "after", "depends_on": ["long"], "command": "echo never"},
+    ]
+    async with Client(build_server(slurm_env), mode="legacy") as c:
+        started = await call(c, "submit_workflow", name="canceled", steps=steps)
+        job_id = started["steps"][0]["job_id"]
+        canceled = await call(c, "cancel_workflow", workflow_id=started["workflow_id"])
+        again = await call(c, "cancel_workflow", workflow_id=started["workflow_id"])
+    by_step = {s["step"]: s for s in canceled["steps"]}
+    assert canceled["status"] == "Canceled" and again["status"] == "Canceled"
+    assert by_step["long"]["status"] == "Canceled" and by_step["after"]["status"] == "Canceled"
+    assert by_step["after"]["job_id"] is None
+    with anyio.fail_after(15):  # accounting lags the scheduler by about a second
+        while not (states := sacct_states(job_id)):
+            await anyio.sleep(0.5)
+    assert len(states) == 1 and states[0].startswith("CANCELLED")
+
+
+async def test_refusals_name_the_step_and_retries_return_the_first_workflow(slurm_env: dict[str, str]) -> None:
+    ok = {"id": "a", "platform": "slurm", "gpu_count": 0, "command": "echo a"}
+    async with Client(build_server(slurm_env), mode="legacy") as c:
+        bad_gpu = await call_error(
+            c, "submit_workflow", name="w", steps=[ok, {**ok, "id": "b", "depends_on": ["a"], "gpu_count": -1}]
+        )
+        secret = await call_error(c, "submit_workflow", name="w", steps=[{**ok, "env": {"LEAK": slurm_env["NGC_KEY"]}}])
+        cycle = await call_error(
+            c, "submit_workflow", name="w", steps=[{**ok, "depends_on": ["b"]}, {**ok, "id": "b", "depends_on": ["a"]}]
+        )
+        unknown = await call_error(c, "workflow_status", workflow_id="nosuchworkflow")
+        assert (await call(c, "list_jobs"))["jobs"] == []  # nothing was launched or recorded by a refusal
+
+        first = await call(c, "submit_workflow", name="w", steps=[ok], idempotency_key="wf-key")
+        retry = await call(c, "submit_workflow", name="w", steps=[ok], idempotency_key="wf-key")
+        conflict = await call_error(
+            c, "submit_workflow", name="w", steps=[{**ok, "command": "echo b"}], idempotency_key="wf-key"
+        )
+        second = await call(c, "submit_workflow", name="w2", steps=[ok])
+        page = await call(c, "list_workflows", limit=1)
+        rest = await call(c, "list_workflows", limit=1, cursor=page["next_cursor"])
+    assert bad_gpu.startswith("E_BAD_INPUT: step 'b': gpu_count is -1")
+    assert secret.startswith("E_SECRET_IN_ENV: step 'a': ") and slurm_env["NGC_KEY"] not in secret
+    assert cycle.startswith("E_WORKFLOW_INVALID: the steps a, b depend on each other in a cycle")
+    assert unknown.startswith("E_UNKNOWN_WORKFLOW: ")
+    assert retry["reused"] and retry["workflow_id"] == first["workflow_id"]
+    assert retry["steps"][0]["job_id"] == first["steps"][0]["job_id"]
+    assert conflict.startswith("E_IDEMPOTENCY_CONFLICT: ")
+    assert [w["workflow_id"] for w in page["workflows"] + rest["workflows"]] == [
+        second["workflow_id"],
+        first["workflow_id"],
+    ]
+    assert rest["next_cursor"] is None

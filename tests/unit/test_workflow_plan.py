@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tao_mcp.errors import TaoError
-from tao_mcp.service.workflows import MAX_COMBINATIONS, Produced, plan, unit_key, unit_params, units_of
+from tao_mcp.service.jobs import JobService
+from tao_mcp.service.redaction import Redactor
+from tao_mcp.service.registry import DriverRegistry
+from tao_mcp.service.store import JobRecord, JobStore
+from tao_mcp.service.workflows import (
+    MAX_COMBINATIONS,
+    Produced,
+    WorkflowService,
+    plan,
+    unit_key,
+    unit_params,
+    units_of,
+)
+from tests.helpers import launch_request
 
 
 def step(step_id: str, **fields: Any) -> dict[str, Any]:
@@ -109,3 +123,17 @@ def test_the_derived_idempotency_key_is_stable_per_workflow_and_unit() -> None:
     assert unit_key("wf1", "sweep[lr=0.1]") == unit_key("wf1", "sweep[lr=0.1]")
     assert len({unit_key("wf1", "a"), unit_key("wf2", "a"), unit_key("wf1", "b")}) == 3
     assert len(unit_key("wf1", "x" * 500)) <= 128
+
+
+def test_a_store_written_before_workflows_gains_their_tables_and_keeps_its_jobs(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.sqlite3"
+    old = JobStore(path)
+    old.insert(JobRecord.launching(launch_request("oldjob"), platform="slurm", digest="d", command="echo"))
+    old.close()
+    store = JobStore(path)
+    WorkflowService(JobService({}, store, Redactor(), DriverRegistry({})))
+    WorkflowService(JobService({}, store, Redactor(), DriverRegistry({})))  # a second open changes nothing
+    tables = {row["name"] for row in store.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"jobs", "workflows", "workflow_units"} <= tables
+    assert store.get("oldjob") is not None
+    assert store.query("SELECT COUNT(*) AS n FROM workflows")[0]["n"] == 0
