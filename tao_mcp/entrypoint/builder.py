@@ -427,10 +427,12 @@ def build_entrypoint(
     upload_excludes: list[str] | None = None,
     results_uri: str | None = None,
     resume_key: str | None = None,
+    gpus_key: str | None = None,
     resume_from: str | None = None,
     settings: Mapping[str, str],
 ) -> EntrypointPlan:
     """resume_key: where a checkpoint goes to resume (a spec path in config mode, an argument in args mode);
+    gpus_key: where the GPU count is, set in the container to the GPUs per node the platform gave (NUM_GPU_PER_NODE);
     resume_from: an earlier job's results location, searched for its latest checkpoint (runner.py, auto-resume)."""
     if not isinstance(command, str) or not command.strip() or "\0" in command:
         raise bad("command is empty or contains a NUL character", "give the shell command to run")
@@ -545,6 +547,8 @@ def build_entrypoint(
     }
     if resume_key and mode in ("config", "args"):
         job["resume_key"] = resume_key
+    if gpus_key and mode in ("config", "args"):
+        job["gpus_key"] = gpus_key
     try:  # the runner's own (pure) preparation, so a spec it cannot rewrite fails now, not in the container
         prepared = runner.prepare(job, "{results_dir}", "{results_dir}/inputs")
     except runner.RunnerError as exc:

@@ -1322,6 +1322,20 @@ def deliver(pairs: list, s3_factory: S3Factory) -> list:
     return errors
 
 
+def align_gpu_count(job: dict, plan: dict) -> None:
+    # the platform may give other GPUs per node than gpu_count (SLURM split, Docker gpus=all)
+    key, gpus = job.get("gpus_key"), os.environ.get("NUM_GPU_PER_NODE", "")
+    if not key or not gpus.isdigit():
+        return
+    if job["mode"] == "config":
+        if get_path(plan["spec"], parse_path(key)) != int(gpus):
+            set_path(plan["spec"], parse_path(key), int(gpus), key)
+            say(f"{key} = {gpus} (NUM_GPU_PER_NODE)")
+    elif plan["args"].get(key) != int(gpus):
+        plan["args"][key] = int(gpus)
+        say(f"{key} = {gpus} (NUM_GPU_PER_NODE)")
+
+
 # ---------------------------------------------------------------- auto-resume (docs/entrypoint.md)
 
 CHECKPOINT_SUFFIXES = (".pth", ".ckpt", ".tlt")
@@ -1638,6 +1652,7 @@ def run_job(job: dict) -> int:
         State.phase = "download"
         if State.stop_signal:  # came while starting up
             raise Stopped(State.stop_signal)
+        align_gpu_count(job, plan)
         resume_from_checkpoint(job, plan, results_dir, remote, s3_factory)
         prepare_inputs(job, plan, s3_factory)
         State.phase = "run"

@@ -159,3 +159,19 @@ def test_action_plans_carry_the_resume_key_into_the_job(tmp_path: Path) -> None:
     record["actions"]["train"]["resume_key"] = None
     info.write_text(json.dumps(record))
     assert actions.action_plan(settings, "dino", "train").resume_key is None
+
+
+@pytest.mark.parametrize("mode", ["config", "args"])
+def test_the_gpu_count_follows_the_gpus_the_platform_gave(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SLURM splitting 16 GPUs into 2 nodes of 8 (or Docker gpus='all') sets NUM_GPU_PER_NODE: the spec follows."""
+    item = job(mode, resume_key=None)
+    item["gpus_key"] = "train.num_gpus" if mode == "config" else "gpus"
+    plan = runner.prepare(item, "/r", "/r/inputs")
+    monkeypatch.setenv("NUM_GPU_PER_NODE", "8")
+    runner.align_gpu_count(item, plan)
+    assert (plan["spec"]["train"]["num_gpus"] if mode == "config" else plan["args"]["gpus"]) == 8
+    monkeypatch.delenv("NUM_GPU_PER_NODE")
+    item = job(mode, resume_key=None)
+    plan = runner.prepare(item, "/r", "/r/inputs")
+    runner.align_gpu_count(item, plan)  # no key, no variable: nothing changes
+    assert "num_gpus" not in (plan["spec"] or {}).get("train", {}) and "gpus" not in plan["args"]

@@ -64,6 +64,7 @@ class ActionPlan:
             "config_format": self.config_format,
             "upload_excludes": list(self.upload_excludes),
             "resume_key": self.resume_key,
+            "gpus_key": self.gpu_spec_key,
         }
         if self.mode == "config":
             kwargs.update(specs=self.specs, inputs=self.inputs or None, outputs=self.outputs or None)
