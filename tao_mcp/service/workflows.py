@@ -16,6 +16,7 @@ sweep, `{{matrix.<param>}}` (a whole-string reference keeps the value's type).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import itertools
@@ -601,10 +602,16 @@ class WorkflowService:
                 return self._reused(WorkflowRow.from_row(existing[0]), digest)
         workflow_id = uuid.uuid4().hex[:12]
         rendered = await self._check(workflow_id, ordered)  # every job dry-run: argument errors name their step
+        for step in ordered:  # what is stored must be what was given: a restart rebuilds the jobs from it
+            if self.store.redactor.data(step.as_json()) != step.as_json():
+                raise invalid(
+                    f"step '{step.id}' holds a credential value",
+                    "pass credentials by name: secret_env=['<VARIABLE>'] forwards one from the server environment",
+                )
         if dry_run:
             return self._dry_run_status(workflow_id, name, max_parallel, ordered, rendered)
         now = time.time()
-        stored = self.store.redactor.data([s.as_json() for s in ordered])
+        stored = [s.as_json() for s in ordered]
         with self.store.transaction() as db:
             if key and db.execute("SELECT 1 FROM workflows WHERE idempotency_key = ?", (key,)).fetchone():
                 winner = db.execute("SELECT * FROM workflows WHERE idempotency_key = ?", (key,)).fetchone()
@@ -741,11 +748,25 @@ class WorkflowService:
             key = pick(values, key=lambda k: values[k])
             job = next(s.job for s in states if s.unit.key == key and s.job is not None)
             best = WorkflowBest(metric=metric, goal=goal, value=values[key], step=key, job_id=job.job_id)
-        model = self._status_model(workflow, states, values)
+        model = self._status_model(workflow, states, values, await self._progress(states))
         return model.model_copy(update={"best": best})
 
+    async def _progress(self, states: list[UnitState]) -> dict[str, str]:
+        """What job_status says of each running step (the runner's phase, training progress): at most
+        max_parallel jobs run at once, so this is a few single-job readings, not a sweep."""
+        found: dict[str, str] = {}
+        for s in states:
+            if s.job is not None and s.job.status == JobState.RUNNING:
+                with contextlib.suppress(TaoError):
+                    found[s.unit.key] = (await self.jobs.status(s.job.job_id)).message
+        return found
+
     def _status_model(
-        self, workflow: WorkflowRow, states: list[UnitState], values: Mapping[str, float] | None
+        self,
+        workflow: WorkflowRow,
+        states: list[UnitState],
+        values: Mapping[str, float] | None,
+        progress: Mapping[str, str] | None = None,
     ) -> WorkflowStatus:
         counts: dict[str, int] = {}
         steps = []
@@ -762,7 +783,11 @@ class WorkflowService:
                     job_id=job.job_id if job else None,
                     results_location=job.results_location if job else None,
                     outputs=(job.request.get("output_uris") or None) if job else None,
-                    progress=job.message[:STEP_MESSAGE_CHARS] if job and job.status == JobState.RUNNING else None,
+                    progress=(
+                        (progress or {}).get(s.unit.key, job.message)[:STEP_MESSAGE_CHARS]
+                        if job and job.status == JobState.RUNNING
+                        else None
+                    ),
                     metric=(values or {}).get(s.unit.key),
                     message=(job.message if job else s.message)[:STEP_MESSAGE_CHARS],
                 )
@@ -830,7 +855,7 @@ class WorkflowService:
             if done or time.monotonic() >= deadline:
                 break
             await anyio.sleep(min(DRIVE_INTERVAL_S, max(0.0, deadline - time.monotonic())))
-        model = self._status_model(workflow, states, None)
+        model = self._status_model(workflow, states, None, await self._progress(states))
         waited = round(time.monotonic() - started, 1)
         hint = model.next if done else f"wait_for_workflow(workflow_id='{workflow_id}') again ({workflow.status})"
         return WorkflowWaitResult(**model.model_dump(exclude={"next"}), done=done, waited_s=waited, next=hint)

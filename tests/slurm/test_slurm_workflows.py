@@ -243,6 +243,9 @@ async def test_refusals_name_the_step_and_retries_return_the_first_workflow(slur
             c, "submit_workflow", name="w", steps=[ok, {**ok, "id": "b", "depends_on": ["a"], "gpu_count": -1}]
         )
         secret = await call_error(c, "submit_workflow", name="w", steps=[{**ok, "env": {"LEAK": slurm_env["NGC_KEY"]}}])
+        in_command = await call_error(
+            c, "submit_workflow", name="w", steps=[{**ok, "command": f"echo {slurm_env['HF_TOKEN']}"}], dry_run=True
+        )
         cycle = await call_error(
             c, "submit_workflow", name="w", steps=[{**ok, "depends_on": ["b"]}, {**ok, "id": "b", "depends_on": ["a"]}]
         )
@@ -259,6 +262,8 @@ async def test_refusals_name_the_step_and_retries_return_the_first_workflow(slur
         rest = await call(c, "list_workflows", limit=1, cursor=page["next_cursor"])
     assert bad_gpu.startswith("E_BAD_INPUT: step 'b': gpu_count is -1")
     assert secret.startswith("E_SECRET_IN_ENV: step 'a': ") and slurm_env["NGC_KEY"] not in secret
+    assert in_command.startswith("E_WORKFLOW_INVALID: step 'a' holds a credential value")
+    assert slurm_env["HF_TOKEN"] not in in_command
     assert cycle.startswith("E_WORKFLOW_INVALID: the steps a, b depend on each other in a cycle")
     assert unknown.startswith("E_UNKNOWN_WORKFLOW: ")
     assert retry["reused"] and retry["workflow_id"] == first["workflow_id"]
