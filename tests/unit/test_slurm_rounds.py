@@ -41,3 +41,31 @@ def test_ten_thousand_jobs_are_read_in_rounds_of_at_most_a_thousand_ids(tmp_path
         assert len(script.encode()) < 128 * 1024
         asked += squeue_ids
     assert sorted(asked) == sorted(r.backend_id for r in refs)  # every job asked about exactly once
+
+
+def test_a_requeue_job_preempted_or_on_a_failed_node_is_pending_while_slurm_holds_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    driver = SlurmDriver(
+        {"SLURM_HOSTNAME": "login", "SLURM_USER": "u", "SSH_KEY_PATH": "/k", "TAO_MCP_STATE_DIR": str(tmp_path)}
+    )
+    squeue = "".join(
+        f"{i}|{state}|None|1700000000|1700000100|debug|0:0|tao-j{i}\n"
+        for i, state in ((101, "PREEMPTED"), (102, "NODE_FAIL"), (103, "PREEMPTED"), (104, "FAILED"))
+    )
+    sacct = "105|NODE_FAIL|0:0|None|1700000000|1700000100|debug|tao-j105\n"  # purged from slurmctld: final
+
+    async def run(cmd: str, **_: object) -> tuple[int, str, str]:
+        return 0, f"{MARK}squeue\n{squeue}{MARK}rc=0\n{MARK}sacct\n{sacct}{MARK}rc=0\n", ""
+
+    driver.ssh.run = run  # type: ignore[method-assign]
+    requeue = {"requeue": True}
+    refs = [
+        JobRef("a", "tao-j101", "101", requeue, time.time()),
+        JobRef("b", "tao-j102", "102", requeue, time.time()),
+        JobRef("c", "tao-j103", "103", {}, time.time()),  # no requeue: the preemption ends it
+        JobRef("d", "tao-j104", "104", requeue, time.time()),  # a failure is a failure
+        JobRef("e", "tao-j105", "105", requeue, time.time()),
+    ]
+    seen = {job: (obs.status.value, obs.message) for job, obs in anyio.run(driver.observe, refs).items()}
+    assert seen["a"] == ("Pending", "PREEMPTED: requeued (requeue=true)")
+    assert seen["b"] == ("Pending", "NODE_FAIL: requeued (requeue=true)")
+    assert seen["c"][0] == seen["d"][0] == seen["e"][0] == "Error"

@@ -21,6 +21,7 @@ from tao_mcp.drivers.slurm import parse, script
 from tao_mcp.drivers.slurm.options import SlurmOptions, SlurmSettings
 from tao_mcp.drivers.slurm.ssh import SSHConfig, SSHPool
 from tao_mcp.errors import BackendRejected, BackendUnreachable, TaoError
+from tao_mcp.states import JobState
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +185,8 @@ class SlurmDriver:
         result: dict[str, Observation] = {}
         for backend_id, ref in by_id.items():
             obs = parse.merge(live.get(backend_id), accounted.get(backend_id))
+            if obs is not None and backend_id in live and ref.options.get("requeue"):
+                obs = _requeued(obs)
             if obs is not None:
                 result[ref.job_id] = obs
         return result
@@ -314,6 +317,16 @@ class SlurmDriver:
 
     async def aclose(self) -> None:
         await self.ssh.aclose()
+
+
+def _requeued(obs: Observation) -> Observation:
+    """A requeue=true job that slurmctld still holds after a preemption or a node failure is about to run again
+    (and resume from its checkpoint): Pending, not the terminal Error. Once slurmctld has purged a job that was
+    never requeued, sacct's state stands."""
+    key = parse.state_key(obs.raw_state)
+    if key not in parse.REQUEUED_AFTER:
+        return obs
+    return Observation(JobState.PENDING, obs.raw_state, f"{key}: requeued (requeue=true)", pending_reason=key)
 
 
 def _chunks(items: list[Any]) -> Iterator[list[Any]]:

@@ -28,6 +28,9 @@ ERROR_STATES = frozenset(
     {"FAILED", "BOOT_FAIL", "NODE_FAIL", "OUT_OF_MEMORY", "DEADLINE", "TIMEOUT", "PREEMPTED", "SPECIAL_EXIT"}
 )
 
+# what SLURM requeues a --requeue job after (the driver reads them as Pending while slurmctld holds the job)
+REQUEUED_AFTER = frozenset({"PREEMPTED", "NODE_FAIL"})
+
 _MESSAGES = {
     "PREEMPTED": "preempted by a higher-priority job",
     "TIMEOUT": "reached its time limit",
