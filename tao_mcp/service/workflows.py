@@ -57,6 +57,7 @@ MAX_UNITS = 32  # jobs of one workflow: its status stays within the result budge
 DRY_RUN_CHARS = 12_000  # the rendered jobs of a dry run, shared among them
 STEP_MESSAGE_CHARS = 160
 DRIVE_INTERVAL_S = 2.0
+SUBMIT_LAUNCHES = 4  # jobs submit_workflow launches itself before it answers
 METRIC_SCAN_LINES = 500
 STEP_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 PARAM = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,31}$")
@@ -416,7 +417,7 @@ class WorkflowService:
         self.store = jobs.store
         self.store.ensure_tables(SCHEMA)
         self._wanted = anyio.Event()
-        self._advancing = anyio.Lock()
+        self._advancing: dict[str, anyio.Lock] = {}  # per workflow: one advance at a time
 
     async def start(self, task_group: anyio.abc.TaskGroup) -> None:
         task_group.start_soon(self.run, name="workflow-driver")
@@ -446,10 +447,12 @@ class WorkflowService:
             except Exception:
                 log.exception("advancing workflow %s failed", row["workflow_id"])
 
-    async def advance(self, workflow_id: str) -> None:
-        async with self._advancing:  # one advance at a time: the driver and a waiting tool call share it
+    async def advance(self, workflow_id: str, launches: int = MAX_UNITS) -> None:
+        # one advance of a workflow at a time: the driver and waiting tool calls share it
+        async with self._advancing.setdefault(workflow_id, anyio.Lock()):
             workflow = self._row(workflow_id)
             if workflow is None or workflow.status not in OPEN_WORKFLOW:
+                self._advancing.pop(workflow_id, None)  # ended: nothing will advance it again
                 return
             await self._refresh(workflow)
             states = self._states(workflow)
@@ -457,7 +460,7 @@ class WorkflowService:
             if workflow.cancel_requested:
                 self._set_units([s for s in states if s.status == "Waiting"], "Canceled", "the workflow was canceled")
             else:
-                await self._launch_ready(workflow, states)
+                await self._launch_ready(workflow, states, launches)
             self._finish_if_done(workflow, self._states(workflow))
 
     async def _refresh(self, workflow: WorkflowRow) -> None:
@@ -487,13 +490,13 @@ class WorkflowService:
                     self._set_units([s], "Skipped", s.message)
                     changed = True
 
-    async def _launch_ready(self, workflow: WorkflowRow, states: list[UnitState]) -> None:
+    async def _launch_ready(self, workflow: WorkflowRow, states: list[UnitState], launches: int) -> None:
         by_step: dict[str, list[UnitState]] = {}
         for s in states:
             by_step.setdefault(s.unit.step.id, []).append(s)
         running = sum(1 for s in states if s.job is not None and s.status in {x.value for x in OPEN})
         for s in states:
-            if running >= workflow.max_parallel:
+            if running >= workflow.max_parallel or launches <= 0:
                 break
             if s.status != "Waiting":
                 continue
@@ -502,6 +505,7 @@ class WorkflowService:
                 continue
             if await self._launch(workflow, s, by_step):
                 running += 1
+                launches -= 1
 
     async def _launch(self, workflow: WorkflowRow, state: UnitState, by_step: dict[str, list[UnitState]]) -> bool:
         unit = state.unit
@@ -642,7 +646,8 @@ class WorkflowService:
                     )
         if winner is not None:  # a concurrent submit with the same key won
             return self._reused(WorkflowRow.from_row(winner), digest)
-        await self.advance(workflow_id)  # the first steps start now, not at the driver's next round
+        # the first steps start now (a few: the answer stays quick), the rest at the driver's next rounds
+        await self.advance(workflow_id, launches=SUBMIT_LAUNCHES)
         self.kick()
         return await self.status(workflow_id)
 
@@ -871,7 +876,7 @@ class WorkflowService:
                     "WHERE workflow_id = ? AND status IN ('Running', 'Canceling')",
                     ("cancel requested", time.time(), workflow_id),
                 )
-            async with self._advancing:  # no launch of this workflow is in flight past this point
+            async with self._advancing.setdefault(workflow_id, anyio.Lock()):  # no launch of it is in flight now
                 states = self._states(workflow)
                 self._set_units([s for s in states if s.status == "Waiting"], "Canceled", "the workflow was canceled")
             open_jobs = [s.job.job_id for s in states if s.job and not s.job.terminal]
