@@ -45,8 +45,11 @@ INTAKE = (
         "check inputs with check_path first when they are s3:// or lustre:// paths.",
     ),
     (
-        "submit_job with an idempotency_key",
-        "Submit: call submit_job with the same arguments and an idempotency_key, and report the job_id.",
+        "submit_job with an idempotency_key (a chain of actions or a sweep: one submit_workflow)",
+        "Submit: call submit_job with the same arguments and an idempotency_key, and report the job_id. For a chain "
+        "of actions (train → evaluate → export, each reading the previous step's results) or a parameter sweep, "
+        "submit one workflow instead (submit_workflow, dry run first): the server starts each step itself; follow "
+        "it with wait_for_workflow(workflow_id), and workflow_status(metric=...) names the best job of a sweep.",
     ),
     (
         "wait_for_job while done is false, then job_logs / failure_analysis / list_path",
