@@ -45,6 +45,14 @@ SEEDS: dict[str, list[dict[str, Any]]] = {
     ],
     "job_logs": [{"job_id": "x", "cursor": "L5"}],
     "list_jobs": [{"cursor": "////"}],
+    "submit_workflow": [
+        {"name": "w", "steps": [{"id": "a", "platform": "slurm", "command": "{{steps.a.results}}"}]},
+        {"name": "w", "steps": [{"id": "a", "platform": "slurm", "command": "{{matrix.x}}", "matrix": {"x": [[1]]}}]},
+        {"name": "w", "steps": [{"id": "a", "platform": "docker", "command": "true", "gpu_count": {"x": 1}}]},
+        {"name": "w", "steps": [{"id": "a", "platform": "slurm", "command": "true", "depends_on": "b"}]},
+        {"name": "w", "steps": [{"id": "a", "platform": "lepton", "command": "true", "options": [1]}], "dry_run": True},
+    ],
+    "list_workflows": [{"cursor": cursor.encode("workflows", -1.0, "x")}],
 }
 PLATFORMS = ["slurm", "docker", "kubernetes", "lepton", "brev"]
 
@@ -118,6 +126,11 @@ TOOLS = [
     "job_replicas",
     "list_instances",
     "delete_instance",
+    "submit_workflow",
+    "workflow_status",
+    "wait_for_workflow",
+    "cancel_workflow",
+    "list_workflows",
 ]
 
 WORDS = [
@@ -159,6 +172,7 @@ WORDS = [
     "garbage",
     cursor.encode("log", "tao-0000000000", 5),
     cursor.encode("jobs", 1.5, "x"),
+    cursor.encode("workflows", 1.5, "x"),
     cursor.encode("lustre", "lustre:///tmp", 3),
     cursor.encode("s3", "s3://bucket/prefix", "token"),
     cursor.encode("file", "file:///", "a"),
