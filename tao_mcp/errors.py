@@ -69,6 +69,28 @@ CATALOGUE: dict[str, Code] = {
         "the server failed unexpectedly (a bug; the details are in the server log)",
         "retry once; if it fails the same way, report it to the server's operator",
     ),
+    "E_CONFIRM_REQUIRED": Code(
+        "the launch needs the user's confirmation of its review first (an AutoML run launches many GPU jobs)",
+        "show the review to the user, then call again with plan_id=<the plan_id of the review>",
+    ),
+    "E_AUTOML_NOT_INSTALLED": Code(
+        "the AutoML route needs the optional AutoML engine, which is not installed on the server",
+        "pip install 'tao-mcp[automl]' and restart the server (or pass automl_policy='off' for one plain run)",
+    ),
+    "E_AUTOML_NOT_CAPABLE": Code(
+        "the model action cannot be tuned by AutoML (AutoML disabled or blocked, or no train schema is packaged)",
+        "pick a model list_models(scope='automl') shows, or run one plain job with submit_job",
+    ),
+    "E_AUTOML_NO_METRIC": Code(
+        "AutoML stopped: three recommendations in a row finished without a readable validation metric",
+        "check the metric name against what the job writes (status.json kpi / the job log: job_logs(job_id)), "
+        "then start a new run with the right metric",
+    ),
+    "E_AUTOML_FAILED": Code(
+        "the AutoML run ended with an error before its budget was used",
+        "read automl_status(run_id) and failure_analysis(job_id) of its last recommendation",
+    ),
+    "E_UNKNOWN_AUTOML_RUN": Code("no AutoML run with this id is known", "use a run_id from list_automl_runs"),
     # ---- names the server does not know ----
     "E_UNKNOWN_JOB": Code("no job with this id is known", "use a job_id from submit_job or list_jobs"),
     "E_UNKNOWN_WORKFLOW": Code(

@@ -376,3 +376,85 @@ class WorkflowList(BaseModel):
     workflows: list[WorkflowSummary]
     next_cursor: str | None
     next: str
+
+
+# ---- AutoML (start_automl, automl_status, wait_for_automl, stop_automl, list_automl_runs) ----
+class AutomlParameter(BaseModel):
+    name: str = Field(description="dotted spec key searched")
+    type: str = Field(description="float | integer | categorical | bool (from the packaged train schema)")
+    min: float | None = None
+    max: float | None = None
+    options: list[Any] | None = None
+    default: Any = None
+
+
+class AutomlReview(BaseModel):
+    """What an AutoML run will launch: shown to the user before any GPU job starts."""
+
+    model: str
+    action: str = "train"
+    platform: str
+    image: str
+    gpu_count: int
+    num_nodes: int
+    time_limit_minutes: int | None
+    results_root: str | None = Field(description="where each recommendation's job writes its results")
+    dataset_keys: dict[str, str] = Field(description="spec key -> dataset URI read by every recommendation")
+    algorithm: str
+    max_recommendations: int
+    max_concurrent: int
+    metric: str
+    direction: Literal["maximize", "minimize"]
+    search_space: list[AutomlParameter]
+    gpu_hours_upper_bound: float | None = Field(
+        description="recommendations × gpu_count × num_nodes × time_limit (null without a time_limit: unbounded)"
+    )
+    notes: list[str] = Field(default_factory=list)
+
+
+class AutomlRecommendation(BaseModel):
+    rec_id: int
+    parameters: dict[str, Any]
+    job_id: str | None = Field(None, description="the tao-mcp job of this recommendation (job_status, job_logs)")
+    status: str = Field(description="pending | running | success | failure | canceled (the engine's word)")
+    metric: float | None = None
+
+
+class AutomlRun(BaseModel):
+    run_id: str | None = Field(description="the AutoML run (null for a dry run: nothing started)")
+    state: Literal["planned", "running", "stopping", "stopped", "complete", "failed"]
+    model: str
+    platform: str
+    algorithm: str
+    metric: str
+    direction: Literal["maximize", "minimize"]
+    max_recommendations: int
+    budget_used: int = Field(0, description="recommendations finished (success or failure)")
+    best: AutomlRecommendation | None = None
+    recommendations: list[AutomlRecommendation] = Field(default_factory=list)
+    message: str = ""
+    error: str | None = Field(None, description="E_CODE: cause. Fix: ... when the run ended with an error")
+    review: AutomlReview | None = None
+    plan_id: str | None = Field(None, description="confirm the review: start it with plan_id")
+    created_at: str | None = None
+    done: bool | None = Field(None, description="wait_for_automl: the run has ended")
+    waited_s: float | None = None
+    next: str
+
+
+class AutomlRunSummary(BaseModel):
+    run_id: str
+    state: str
+    model: str
+    platform: str
+    metric: str
+    budget_used: int
+    max_recommendations: int
+    best_metric: float | None = None
+    created_at: str
+
+
+class AutomlRunList(BaseModel):
+    runs: list[AutomlRunSummary]
+    next_cursor: str | None = None
+    next: str

@@ -17,6 +17,7 @@ from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
 from tao_mcp import __version__
 from tao_mcp.config import load_settings, state_dir
 from tao_mcp.http_auth import HttpPlan, principal_of
+from tao_mcp.service.automl.service import AutomlService
 from tao_mcp.service.extras import PlatformExtras
 from tao_mcp.service.jobs import JobService
 from tao_mcp.service.principal import acting_as
@@ -43,6 +44,7 @@ class AppState:
     extras: PlatformExtras
     storage: StorageService
     workflows: WorkflowService
+    automl: AutomlService
 
 
 def build_server(environ: Mapping[str, str] | None = None, *, http: HttpPlan | None = None) -> MCPServer[AppState]:
@@ -62,10 +64,12 @@ def build_server(environ: Mapping[str, str] | None = None, *, http: HttpPlan | N
         drivers = DriverRegistry(settings)  # one driver per platform, shared by the services
         jobs = JobService(settings, store, redactor, drivers)
         workflows = WorkflowService(jobs)
+        automl = AutomlService(settings, jobs)
         try:
             async with anyio.create_task_group() as tg:
                 await jobs.start(tg)
                 await workflows.start(tg)  # open workflows of an earlier process resume here
+                await automl.start(tg)  # and unfinished AutoML runs
                 yield AppState(
                     settings=settings,
                     redactor=redactor,
@@ -73,7 +77,9 @@ def build_server(environ: Mapping[str, str] | None = None, *, http: HttpPlan | N
                     extras=PlatformExtras(jobs, drivers),
                     storage=StorageService(settings, drivers),
                     workflows=workflows,
+                    automl=automl,
                 )
+                automl.detach()  # engines leave their jobs running: the next server resumes them
                 tg.cancel_scope.cancel()
         finally:
             await drivers.aclose()
@@ -90,7 +96,7 @@ def build_server(environ: Mapping[str, str] | None = None, *, http: HttpPlan | N
         auth=http.auth if http else None,
         token_verifier=http.verifier if http else None,
     )
-    from tao_mcp.tools import catalog, extras, jobs, platforms, prompts, storage, workflows
+    from tao_mcp.tools import automl, catalog, extras, jobs, platforms, prompts, storage, workflows
 
     platforms.register(server)
     catalog.register(server)
@@ -98,6 +104,7 @@ def build_server(environ: Mapping[str, str] | None = None, *, http: HttpPlan | N
     storage.register(server)
     extras.register(server)
     workflows.register(server)
+    automl.register(server)
     prompts.register(server)
     forbid_unknown_arguments(server)
     server.middleware.append(coded_tool_errors(server))  # inside redact_results: its texts are redacted too

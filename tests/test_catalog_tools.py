@@ -42,8 +42,8 @@ async def test_list_models_scopes_and_resolve_image(base_env: dict[str, str]) ->
     capable = {(m["model"], a["name"]) for m in automl["models"] for a in m["actions"]}
     assert all(a["automl_capable"] for m in automl["models"] for a in m["actions"]) and capable
     assert len(automl["models"]) < len(everything["models"])
-    # no AutoML route exists yet: the listing must not send the agent to one
-    assert "AutoML route" not in automl["next"] and "not route AutoML runs yet" in automl["next"]
+    # the listing sends the agent to the AutoML route (a review first)
+    assert "start_automl(" in automl["next"] and "dry_run=True" in automl["next"]
     assert image["model"] == "dino" and image["confirmation_required"] is True and image["image"]
     assert unknown_action.startswith("E_UNKNOWN_ACTION") and "train" in unknown_action
     assert unknown_model.startswith("E_UNKNOWN_MODEL") and "dino" in unknown_model

@@ -422,3 +422,23 @@ class JobStore:
 
     def _clean(self, text: str | None) -> str | None:
         return None if text is None else self.redactor.text(text)
+
+    # ---- tables of other services (service/automl/runs.py): their DDL, reads and writes through this lock ----
+    def ensure_table(self, ddl: str, migrations: tuple[tuple[str, str, str], ...] = ()) -> None:
+        """Create a service's table (CREATE ... IF NOT EXISTS) and add the (table, column, declaration) columns
+        an older database lacks: the same forward-only mechanism as the jobs table."""
+        with self._lock:
+            self._db.executescript(ddl)
+            for table, name, declaration in migrations:
+                present = {row["name"] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                if name not in present:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
+
+    def fetch(self, sql: str, params: Sequence[Any] = ()) -> Sequence[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def write(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """One statement in its own transaction; returns the rows it changed. Callers redact their values."""
+        with self._tx() as db:
+            return db.execute(sql, params).rowcount

@@ -36,7 +36,7 @@ def render_models(result: ModelList) -> str:
         lines += [f"- {u.model} [{u.network_arch}]: {u.reason}" for u in result.unsupported]
     lines += [f"note: {n}" for n in result.notes]
     lines.append(
-        "(* = AutoML-capable per the skill bank; tao-mcp does not route AutoML runs yet: plain training works)"
+        "(* = AutoML-capable per the skill bank: start_automl tunes its training; submit_job runs one plain job)"
     )
     lines.append(f"Next: {result.next}")
     return "\n".join(lines)

@@ -54,9 +54,9 @@ def list_models(
     next_cursor = cursor_codec.encode("models", scope, action or "", start + limit) if start + limit < total else None
     if scope == "automl":
         hint = (
-            "AutoML-capable marks what the skill bank declares, but tao-mcp does not route AutoML runs yet: "
-            "plain training works (submit_job(model=..., action='train')); resolve_image(model=..., action='train') "
-            "next"
+            "start_automl(model=..., platform=..., metric=..., dry_run=True) reviews an AutoML run of one of these "
+            "(the user confirms it, then start_automl(plan_id=...)); resolve_image(model=..., action='train') for "
+            "the image"
         )
     else:
         hint = "resolve_image(model='<model>', action='<action>') for the image to confirm with the user"
