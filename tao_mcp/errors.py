@@ -96,6 +96,17 @@ CATALOGUE: dict[str, Code] = {
     "E_UNKNOWN_WORKFLOW": Code(
         "no workflow with this id is known", "use a workflow_id from submit_workflow or list_workflows"
     ),
+    "E_UNKNOWN_PLAN": Code(
+        "no dry-run plan with this id is known", "dry run again (dry_run=True) and use the plan_id it returns"
+    ),
+    "E_PLAN_EXPIRED": Code(
+        "the dry-run plan is older than TAO_MCP_PLAN_TTL_S and is no longer launched",
+        "dry run again, show the new plan to the user and submit its plan_id once confirmed",
+    ),
+    "E_PLAN_CHANGED": Code(
+        "the dry-run plan no longer renders the same (settings, skill bank or server changed since)",
+        "dry run again, show the new plan to the user and submit its plan_id once confirmed",
+    ),
     "E_UNKNOWN_PLATFORM": Code("no platform has this name", "use a name list_platforms shows"),
     "E_PLATFORM_NOT_AVAILABLE": Code(
         "the platform has no driver here or is not configured", "use a platform list_platforms shows as ready"

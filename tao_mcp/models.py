@@ -82,13 +82,18 @@ class JobStatus(BaseModel):
 
 
 class PlanFile(BaseModel):
-    path: str
+    path: str = Field(description="the file's name in the plan")
     size: int = Field(description="bytes of the full rendered file")
     sha256: str
+    uri: str | None = Field(None, description="read the full file as this MCP resource")
 
 
 class SubmitResult(BaseModel):
-    job_id: str
+    job_id: str | None = Field(description="the launched job (absent from a dry run: nothing exists yet)")
+    plan_id: str | None = Field(
+        None, description="dry run: submit_job(plan_id=...) launches exactly this plan; launch: the plan it came from"
+    )
+    plan_expires_at: str | None = Field(None, description="dry run: the plan is refused after this time")
     platform: str
     status: JobStateField
     backend_id: str | None = None
@@ -101,10 +106,12 @@ class SubmitResult(BaseModel):
     reused: bool = Field(False, description="an earlier submit with the same idempotency_key answered")
     preview: dict[str, str] | None = Field(
         None,
-        description="dry run only: rendered files and the launch command, with the inline runner and job "
-        "description (base64) replaced by a marker; 'runner' names their size and sha256 once",
+        description="dry run only: the plan in short: the command, the spec, the launch line (the inline runner "
+        "and job description replaced by a marker) and 'runner' (their size and sha256, once)",
     )
-    files: list[PlanFile] | None = Field(None, description="dry run only: every rendered file in full: size, sha256")
+    files: list[PlanFile] | None = Field(
+        None, description="dry run only: every rendered file: size, sha256 and the resource URI of its full text"
+    )
     message: str = ""
     warnings: list[str] = Field(
         default_factory=list, description="what may surprise: e.g. results kept only on a Brev instance's disk"

@@ -76,6 +76,16 @@ async def call(c: Any, tool: str, **args: Any) -> dict[str, Any]:
     return structured(await c.call_tool(tool, args))
 
 
+async def plan_files(c: Any, dry: dict[str, Any]) -> dict[str, str]:
+    """Every file of a dry run in full, read the way an agent does: the resources its files[] list names."""
+    files = {}
+    for listed in dry["files"]:
+        contents = (await c.read_resource(listed["uri"])).contents
+        files[listed["path"]] = contents[0].text
+        assert len(files[listed["path"]].encode()) == listed["size"], listed
+    return files
+
+
 async def call_error(c: Any, tool: str, **args: Any) -> str:
     """The coded error text of a call that must fail: it starts with its code and names a fix."""
     result = await c.call_tool(tool, args)

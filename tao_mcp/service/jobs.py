@@ -7,6 +7,7 @@ backend facts into the public models.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -14,7 +15,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
@@ -32,7 +33,6 @@ from tao_mcp.models import (
     JobStatus,
     JobSummary,
     LogPage,
-    PlanFile,
     SubmitResult,
     WaitResult,
 )
@@ -43,6 +43,7 @@ from tao_mcp.service.leases import LaunchLeases
 from tao_mcp.service.metadata import actions
 from tao_mcp.service.metadata.actions import ActionPlan
 from tao_mcp.service.metadata.platforms import PlatformRecord, find_platform, require_credentials
+from tao_mcp.service.plans import Plan, PlanService, resource_names
 from tao_mcp.service.policy import JobPolicy
 from tao_mcp.service.poller import LOST_LAUNCH_GRACE_S, POLL_INTERVAL_S, PlatformPoller
 from tao_mcp.service.readiness import Readiness, unreachable_error
@@ -174,6 +175,7 @@ class JobService:
         self.leases = LaunchLeases(store.path.with_name("launches.lock"))
         self.readiness = Readiness(self.settings, drivers)
         self.watches = JobWatches()  # one reader per job: facts shared by every waiter and status call
+        self.plans = PlanService(self.settings, store)
 
     # ---- lifecycle ----
     async def start(self, task_group: anyio.abc.TaskGroup) -> None:
@@ -305,11 +307,47 @@ class JobService:
         p.command, p.image, p.config_format = plan.command, plan.image, plan.config_format
         return plan
 
-    async def submit(self, p: SubmitParams) -> SubmitResult:
+    async def submit_plan(self, plan_id: str, given: SubmitParams) -> SubmitResult:
+        """submit_job(plan_id=...): launch exactly the plan the user confirmed, once.
+
+        Besides plan_id only idempotency_key and a platform equal to the plan's may be given: any other argument
+        would launch something the user did not see. A plan launches at most once (the job id is minted by the
+        dry run); submitting it again answers with that job, even after the plan expired.
+        """
+        plan = self.plans.get(plan_id, "job", allow_expired=True)
+        launched = self.store.get(plan.arguments["job_id"])
+        if launched is not None and principal.may_see(launched.principal):
+            return self._reused(launched, launched.request_digest).model_copy(
+                update={"plan_id": plan_id, "message": "this plan was launched already; nothing new was launched"}
+            )
+        plan = self.plans.take(plan_id, "job")
+        params = SubmitParams(**plan.arguments["params"])
+        defaults = SubmitParams(platform="", command="")
+        extra = [
+            f.name
+            for f in fields(SubmitParams)
+            if f.name not in ("platform", "idempotency_key") and getattr(given, f.name) != getattr(defaults, f.name)
+        ]
+        if given.platform and find_platform(given.platform, self.settings).name != plan.summary["platform"]:
+            extra.insert(0, "platform")
+        if extra:
+            raise TaoError(
+                "E_BAD_INPUT",
+                f"{', '.join(extra)} given with plan_id: a plan launches exactly what its dry run showed",
+                f"call submit_job(plan_id='{plan_id}') alone, or dry run again with the change and confirm that plan",
+            )
+        params.dry_run, params.idempotency_key = False, given.idempotency_key
+        return await self.submit(params, confirmed=plan)
+
+    async def submit(self, p: SubmitParams, *, confirmed: Plan | None = None) -> SubmitResult:
+        asked = copy.deepcopy(p)  # a plan stores the arguments as given (the action record fills p in below)
         action_plan = self._model_action(p)
         platform_record, minutes = self._validate(p)
         p.platform = platform_record.name
         digest = self._digest(p)
+        job_id = confirmed.arguments["job_id"] if confirmed else None
+        if confirmed is not None:
+            await self._check_plan(confirmed, p, action_plan, minutes)
         if p.idempotency_key and not p.dry_run:
             existing = self.store.by_idempotency_key(principal.scoped_key(p.idempotency_key))
             if existing:
@@ -320,9 +358,9 @@ class JobService:
             reading = await self.readiness.check(platform_record, recheck_unreachable=True)
             if reading.state == "unreachable":
                 raise reading.error or unreachable_error(platform_record.name, reading)
-        launch = await self._prepare(p, action_plan, minutes)
+        launch = await self._prepare(p, action_plan, minutes, job_id=job_id)
         if p.dry_run:
-            return await self._dry_run(launch)
+            return await self._dry_run(launch, asked)
         record = JobRecord.launching(
             launch.request,
             platform=p.platform,
@@ -347,6 +385,7 @@ class JobService:
                 "output_uris": launch.plan.output_uris(launch.results_location),
                 "workflow": p.workflow,
                 "resume_from": p.resume_from,
+                "plan_id": confirmed.plan_id if confirmed else None,
             },
         )
         crashpoint("submit.before_record")
@@ -355,7 +394,8 @@ class JobService:
             return self._reused(stored, digest)
         with self.leases.hold(record.job_id):
             crashpoint("submit.after_record")
-            return await self._launch(record, launch)
+            result = await self._launch(record, launch)
+        return result.model_copy(update={"plan_id": confirmed.plan_id}) if confirmed else result
 
     async def _launch(self, record: JobRecord, launch: PreparedLaunch) -> SubmitResult:
         """Launch a recorded job once (the caller holds its lease) and store the backend id."""
@@ -471,9 +511,10 @@ class JobService:
             tuple(warnings),
         )
 
-    async def _dry_run(self, launch: PreparedLaunch) -> SubmitResult:
+    async def _plan_files(self, launch: PreparedLaunch) -> dict[str, str]:
+        """Everything a dry run renders, redacted, by the path it has on the backend (or a label)."""
         preview = await launch.driver.preview(launch.request)
-        files = {**preview.files, "launch": preview.submit}
+        files = {"launch": preview.submit}  # the labels first: they keep their names in resource_names
         plan, action_plan = launch.plan, launch.action_plan
         if plan.mode != "plain":
             files["entrypoint"] = json.dumps(
@@ -494,19 +535,53 @@ class JobService:
                 indent=2,
                 sort_keys=True,
             )
-        files = {path: self.redactor.text(text) for path, text in files.items()}
-        listed = [
-            PlanFile(path=path, size=len(text.encode()), sha256=hashlib.sha256(text.encode()).hexdigest())
-            for path, text in files.items()
-        ]
-        return launch.result(
-            JobState.PENDING,
-            "; ".join(["dry run: nothing was launched; secrets appear as names only", *plan.warnings]),
-            "submit_job(...) again without dry_run to launch it",
-            dry_run=True,
-            preview=without_blobs(files, plan),
-            files=listed,
+        files |= preview.files
+        names = resource_names(list(files))
+        return {names[path]: self.redactor.text(text) for path, text in files.items()}
+
+    async def _dry_run(self, launch: PreparedLaunch, asked: SubmitParams) -> SubmitResult:
+        files = await self._plan_files(launch)
+        shown = without_blobs(files, launch.plan)
+        preview = {"command": self.redactor.text(asked.command or launch.plan.command)}
+        if launch.request.image:
+            preview["image"] = launch.request.image
+        preview |= {key: shown[key] for key in ("entrypoint", "launch", "runner") if key in shown}
+        plan = self.plans.create(
+            "job",
+            {"job_id": launch.request.job_id, "params": asdict(asked)},
+            files,
+            {"platform": launch.platform, "preview": preview},
         )
+        return SubmitResult(
+            job_id=None,
+            plan_id=plan.plan_id,
+            plan_expires_at=iso(plan.expires_at),
+            platform=launch.platform,
+            status=JobState.PENDING,
+            backend_name=launch.request.backend_name,
+            results_location=launch.results_location,
+            dry_run=True,
+            message="; ".join(["dry run: nothing was launched; secrets appear as names only", *launch.plan.warnings]),
+            preview=preview,
+            files=plan.listing(),
+            next=f"show this plan to the user; once they confirm, submit_job(plan_id='{plan.plan_id}') launches "
+            f"exactly it (until {iso(plan.expires_at)}); the full files are the resources in files[].uri",
+        )
+
+    async def _check_plan(
+        self, plan: Plan, p: SubmitParams, action_plan: ActionPlan | None, minutes: int | None
+    ) -> None:
+        """The confirmed plan must still render byte for byte (settings, skill bank or server may have changed)."""
+        check = await self._prepare(replace(p, dry_run=True), action_plan, minutes, job_id=plan.arguments["job_id"])
+        files = await self._plan_files(check)
+        changed = sorted(name for name in files.keys() | plan.files.keys() if files.get(name) != plan.files.get(name))
+        if changed:
+            raise TaoError(
+                "E_PLAN_CHANGED",
+                f"plan '{plan.plan_id}' no longer renders the same ({', '.join(changed)} changed: a setting, the skill "
+                "bank or the server changed since the dry run)",
+                "dry run again (dry_run=True), show the new plan to the user and submit its plan_id once confirmed",
+            )
 
     def _reused(self, existing: JobRecord, digest: str) -> SubmitResult:
         if existing.request_digest != digest:

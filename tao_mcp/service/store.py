@@ -8,6 +8,7 @@ every text the store writes passes through the redactor here, in the write path,
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import functools
 import json
@@ -50,6 +51,17 @@ CREATE TABLE IF NOT EXISTS jobs (
     results_location TEXT,
     principal TEXT                       -- who submitted it over authenticated HTTP (NULL: single-user mode)
 );
+CREATE TABLE IF NOT EXISTS plans (      -- dry runs the user may confirm (service/plans.py)
+    plan_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,                  -- job | automl | workflow
+    principal TEXT,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    arguments TEXT NOT NULL,             -- JSON: what the confirmed submit runs (redacted)
+    files TEXT NOT NULL,                 -- JSON: name -> rendered text (redacted)
+    summary TEXT NOT NULL                -- JSON: what the dry-run result showed
+);
+CREATE INDEX IF NOT EXISTS plans_by_created ON plans(created_at, plan_id);
 """
 
 # One index per list filter, each ending in the list order (created_at, job_id), so a page is an index range
@@ -167,6 +179,7 @@ _IN_BATCH = 900
 
 # Columns that hold text a backend, a user or a job produced: redacted on every write.
 TEXT_COLUMNS = ("raw_state", "message", "pending_reason", "command", "image", "results_location")
+PLAN_JSON_COLUMNS = ("arguments", "files", "summary")
 
 
 class JobStore:
@@ -419,6 +432,50 @@ class JobStore:
                 f"UPDATE jobs SET message = ?, updated_at = ? WHERE job_id = ? AND status NOT IN {sql_list(TERMINAL)}",
                 (self._clean(message), time.time(), job_id),
             )
+
+    # ---- plans (service/plans.py owns their meaning) ----
+    def put_plan(self, row: Mapping[str, Any], *, purge_before: float) -> None:
+        """Store one plan (JSON columns redacted) and drop plans that expired before `purge_before`."""
+        data = dict(row) | {col: json.dumps(self.redactor.data(row[col])) for col in PLAN_JSON_COLUMNS}
+        with self._tx() as db:
+            db.execute("DELETE FROM plans WHERE expires_at < ?", (purge_before,))
+            cols = ", ".join(data)
+            db.execute(f"INSERT INTO plans ({cols}) VALUES ({', '.join('?' * len(data))})", list(data.values()))
+
+    def get_plan(self, plan_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM plans WHERE plan_id = ?", (plan_id,)).fetchone()
+        if row is None:
+            return None
+        return dict(row) | {col: json.loads(row[col]) for col in PLAN_JSON_COLUMNS}
+
+    def plan_ids(
+        self, *, prefix: str, kind: str | None, now: float, limit: int
+    ) -> builtins.list[tuple[str, str | None]]:
+        """(plan_id, principal) of unexpired plans whose id starts with `prefix`, newest first."""
+        sql = "SELECT plan_id, principal FROM plans WHERE expires_at > ? AND substr(plan_id, 1, ?) = ?"
+        params: builtins.list[Any] = [now, len(prefix), prefix]
+        if kind:
+            sql += " AND kind = ?"
+            params.append(kind)
+        sql += " ORDER BY created_at DESC, plan_id DESC LIMIT ?"
+        params.append(limit)
+        with self._lock:
+            rows = self._db.execute(sql, params).fetchall()
+        return [(row["plan_id"], row["principal"]) for row in rows]
+
+    def job_ids(self, *, prefix: str, limit: int, owned_by: tuple[bool, str | None]) -> builtins.list[str]:
+        """Job ids starting with `prefix`, newest first (completions)."""
+        sql = "SELECT job_id FROM jobs WHERE substr(job_id, 1, ?) = ?"
+        params: builtins.list[Any] = [len(prefix), prefix]
+        if owned_by[0]:
+            sql += " AND principal IS ?"
+            params.append(owned_by[1])
+        sql += " ORDER BY created_at DESC, job_id DESC LIMIT ?"
+        params.append(limit)
+        with self._lock:
+            rows = self._db.execute(sql, params).fetchall()
+        return [row["job_id"] for row in rows]
 
     def _clean(self, text: str | None) -> str | None:
         return None if text is None else self.redactor.text(text)

@@ -48,13 +48,20 @@ def render_status(s: JobStatus) -> str:
 
 
 def render_submit(r: SubmitResult) -> str:
-    head = "DRY RUN (nothing launched)" if r.dry_run else ("Reused earlier submission" if r.reused else "Submitted")
-    lines = [f"{head}: job {r.job_id} on {r.platform} — {r.status}", f"  {r.message}"]
+    if r.dry_run:
+        lines = [f"DRY RUN (nothing launched): plan {r.plan_id} on {r.platform}, valid until {r.plan_expires_at}"]
+    else:
+        head = "Reused earlier submission" if r.reused else "Submitted"
+        lines = [f"{head}: job {r.job_id} on {r.platform} — {r.status}"]
+    lines.append(f"  {r.message}")
     if r.results_location:
         lines.append(f"  results: {r.results_location}")
     lines += [f"  WARNING: {w}" for w in r.warnings if w not in r.message]
     for path, text in (r.preview or {}).items():
         lines += [f"--- {path}", text.rstrip()]
+    if r.files:
+        lines.append("--- files (full text: read the resource)")
+        lines += [f"  {f.uri}  {f.size} bytes  sha256 {f.sha256[:16]}…" for f in r.files]
     lines.append(f"Next: {r.next}")
     return "\n".join(lines)
 
@@ -82,7 +89,10 @@ def register(server: MCPServer) -> None:
     @coded_errors
     async def submit_job(
         ctx: Context,
-        platform: Annotated[str, Field(description="slurm | kubernetes | docker | lepton | brev (or an alias)")],
+        platform: Annotated[
+            str | None,
+            Field(description="slurm | kubernetes | docker | lepton | brev (or an alias); required unless plan_id"),
+        ] = None,
         command: Annotated[
             str | None, Field(description="shell command run inside the container with bash -c (or give model+action)")
         ] = None,
@@ -165,12 +175,21 @@ def register(server: MCPServer) -> None:
                 "namespace/volumes; list_platforms(platform=...) describes the accepted keys"
             ),
         ] = None,
+        plan_id: Annotated[
+            str | None,
+            Field(
+                description="launch exactly the plan a dry run returned (what the user confirmed); give it alone "
+                "(idempotency_key and the plan's own platform are the only other arguments accepted)",
+                max_length=64,
+            ),
+        ] = None,
     ) -> Annotated[CallToolResult, SubmitResult]:
-        """Launch one GPU job and return at once with its job_id (use dry_run=True first to show the plan).
-        Each call launches a new job: pass an idempotency_key to make retries safe (a retry with the same key
-        returns the first job). Fails fast with E_BACKEND_UNREACHABLE, recording nothing, when the platform's
-        backend does not answer. Credentials are forwarded by name with secret_env. Next: wait_for_job(job_id),
-        then job_logs or failure_analysis."""
+        """Launch one GPU job and return at once with its job_id. First call it with dry_run=True: that launches
+        nothing and returns a plan_id; show the plan, and once the user confirms, submit_job(plan_id=...) launches
+        exactly that plan (once; plans expire after an hour). Each other call launches a new job: pass an
+        idempotency_key to make retries safe (a retry with the same key returns the first job). Fails fast with
+        E_BACKEND_UNREACHABLE, recording nothing, when the platform's backend does not answer. Credentials are
+        forwarded by name with secret_env. Next: wait_for_job(job_id), then job_logs or failure_analysis."""
         named = {
             k: v
             for k, v in {
@@ -192,8 +211,14 @@ def register(server: MCPServer) -> None:
                 "give each option once",
             )
         options = {**(options or {}), **named}
+        if platform is None and plan_id is None:
+            raise TaoError(
+                "E_BAD_INPUT",
+                "platform: missing",
+                "give platform (list_platforms shows them) or the plan_id of a dry run",
+            )
         params = SubmitParams(
-            platform=platform,
+            platform=platform or "",
             command=command or "",
             image=image,
             gpu_count=gpu_count,
@@ -218,7 +243,8 @@ def register(server: MCPServer) -> None:
             spec_overrides=spec_overrides,
             resume_from=resume_from,
         )
-        result = await app(ctx).jobs.submit(params)
+        jobs = app(ctx).jobs
+        result = await (jobs.submit_plan(plan_id, params) if plan_id else jobs.submit(params))
         if named:
             result.message += (
                 f"; note: the top-level argument{'' if len(named) == 1 else 's'} {', '.join(named)} "

@@ -41,15 +41,18 @@ INTAKE = (
     ),
     (
         "submit_job(..., dry_run=True) and show the plan",
-        "Dry run: call submit_job(..., dry_run=True) (model=/action= for a TAO action) and show the rendered plan; "
-        "check inputs with check_path first when they are s3:// or lustre:// paths.",
+        "Dry run: call submit_job(..., dry_run=True) (model=/action= for a TAO action) and show the rendered plan "
+        "(its files are the tao://plans/... resources it lists); check inputs with check_path first when they are "
+        "s3:// or lustre:// paths.",
     ),
     (
-        "submit_job with an idempotency_key (a chain of actions or a sweep: one submit_workflow)",
-        "Submit: call submit_job with the same arguments and an idempotency_key, and report the job_id. For a chain "
-        "of actions (train → evaluate → export, each reading the previous step's results) or a parameter sweep, "
-        "submit one workflow instead (submit_workflow, dry run first): the server starts each step itself; follow "
-        "it with wait_for_workflow(workflow_id), and workflow_status(metric=...) names the best job of a sweep.",
+        "once the user confirms, submit_job(plan_id=<the dry run's plan_id>) (a chain of actions or a sweep: one "
+        "submit_workflow)",
+        "Submit: once the user confirms the plan, call submit_job(plan_id=<the dry run's plan_id>) alone (it "
+        "launches exactly that plan, once) and report the job_id; a changed request needs a new dry run. For a "
+        "chain of actions (train → evaluate → export, each reading the previous step's results) or a parameter "
+        "sweep, submit one workflow instead (submit_workflow, dry run first): the server starts each step itself; "
+        "follow it with wait_for_workflow(workflow_id), and workflow_status(metric=...) names the best job of a sweep.",
     ),
     (
         "wait_for_job while done is false, then job_logs / failure_analysis / list_path",

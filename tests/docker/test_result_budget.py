@@ -75,6 +75,10 @@ async def test_every_tool_result_fits_the_budget(docker_env: dict[str, str], tmp
             },
         )
         assert not dry.is_error, dry.content[0].text
+        plan = dry.structured_content
+        assert plan["job_id"] is None and plan["plan_id"], plan
+        # the plan summary (command, image, spec, launch line, runner by hash) stays within ~2k tokens
+        assert len(json.dumps(plan["preview"])) / 4 <= 2000, {k: len(v) for k, v in plan["preview"].items()}
         sub = await measure(
             "submit_job", "submit_job", platform="docker", gpu_count=0, image=env["TAO_MCP_TEST_IMAGE"], command=LOG
         )

@@ -27,6 +27,7 @@ from tests.helpers import (
     call,
     call_error,
     launch_request,
+    plan_files,
     wait_done,
     wait_status,
 )
@@ -102,7 +103,7 @@ async def test_s3_inputs_and_outputs_with_host_network(k8s_env: dict[str, str]) 
     options = {"image_pull_policy": "IfNotPresent", "host_network": True}
     async with client(env) as c:
         preview = await s3_round_trip(c, env, {"platform": "kubernetes", "image": image, "options": options})
-    job = yaml.safe_load(preview["preview"]["job.yaml"])
+        job = yaml.safe_load((await plan_files(c, preview))["job.yaml"])
     assert job["spec"]["template"]["spec"]["hostNetwork"] is True
 
 

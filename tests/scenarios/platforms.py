@@ -82,7 +82,7 @@ class Platform:
     def launched_once(self, first: dict[str, Any]) -> None:
         raise NotImplementedError
 
-    def check_preview(self, preview: dict[str, Any]) -> None:
+    def check_preview(self, files: dict[str, str]) -> None:
         raise NotImplementedError
 
     def after_secret_submit(self, sub: dict[str, Any]) -> None:
@@ -122,8 +122,8 @@ class Slurm(Platform):
     def launched_once(self, first: dict[str, Any]) -> None:
         assert len(sacct_names(first["backend_name"])) == 1
 
-    def check_preview(self, preview: dict[str, Any]) -> None:
-        assert "NGC_KEY" in json.dumps(preview["preview"])
+    def check_preview(self, files: dict[str, str]) -> None:
+        assert "NGC_KEY" in json.dumps(files)
 
     def secrets_at_rest(self, sub: dict[str, Any], canaries: dict[str, str]) -> None:
         job_dir = Path(self.env["SLURM_BASE_RESULTS_DIR"]) / "tao-mcp" / sub["job_id"]
@@ -162,8 +162,8 @@ class Docker(Platform):
         found = self.client.containers.list(all=True, filters={"label": f"tao-mcp.job-id={first['job_id']}"})
         assert len(found) == 1
 
-    def check_preview(self, preview: dict[str, Any]) -> None:
-        launch = preview["preview"]["launch"]
+    def check_preview(self, files: dict[str, str]) -> None:
+        launch = files["launch"]
         assert "-e NGC_KEY" in launch and "-e HF_TOKEN" in launch, launch
 
 
@@ -224,8 +224,8 @@ class Kubernetes(Platform):
         jobs = kubectl_json(self.env, "get", "jobs", "-l", f"tao-mcp/job-id={first['job_id']}")
         assert len(jobs["items"]) == 1
 
-    def check_preview(self, preview: dict[str, Any]) -> None:
-        assert "secretKeyRef" in json.dumps(preview["preview"])
+    def check_preview(self, files: dict[str, str]) -> None:
+        assert "secretKeyRef" in json.dumps(files)
 
     def secrets_at_rest(self, sub: dict[str, Any], canaries: dict[str, str]) -> None:
         name = f"tao-{sub['job_id']}"
@@ -299,8 +299,8 @@ class Lepton(Platform):
     def launched_once(self, first: dict[str, Any]) -> None:
         assert len(self.fake.posted_jobs()) == 1
 
-    def check_preview(self, preview: dict[str, Any]) -> None:
-        assert "secret_name_ref" in preview["preview"]["job.json"]
+    def check_preview(self, files: dict[str, str]) -> None:
+        assert "secret_name_ref" in files["job.json"]
         assert not self.fake.posted_jobs() and not self.fake.secrets  # a dry run launches nothing
 
     def after_secret_submit(self, sub: dict[str, Any]) -> None:
@@ -379,8 +379,8 @@ class Brev(Platform):
         launches = [x for x in self.fake.calls("exec") if "__TAO_LAUNCH" in x["argv"][-1]]
         assert len(launches) == 1
 
-    def check_preview(self, preview: dict[str, Any]) -> None:
-        assert "NGC_KEY=<secret: value not shown>" in json.dumps(preview["preview"]), preview["preview"]
+    def check_preview(self, files: dict[str, str]) -> None:
+        assert "NGC_KEY=<secret: value not shown>" in json.dumps(files), files
 
     def backend_secrets(self) -> dict[str, str]:
         return {"BREV_API_TOKEN": self.env["BREV_API_TOKEN"]}

@@ -21,6 +21,7 @@ from tests.helpers import (
     call,
     call_error,
     mcp_client,
+    plan_files,
     stdio_client,
     wait_done,
     wait_with_progress,
@@ -161,7 +162,7 @@ async def test_canary_secrets_never_leave_the_server(
     with open(err_path, "w") as err:
         async with stdio_client(process_env(platform), err) as c:
             preview = seen.keep(await c.call_tool("submit_job", {**args, "dry_run": True}))
-            platform.check_preview(preview)
+            platform.check_preview(await plan_files(c, preview))
             sub = seen.keep(await c.call_tool("submit_job", args))
             platform.after_secret_submit(sub)
             seen.keep(await c.call_tool("wait_for_job", {"job_id": sub["job_id"], "timeout_s": 5}))

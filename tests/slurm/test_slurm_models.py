@@ -11,7 +11,7 @@ import pytest
 from mcp.client import Client
 
 from tao_mcp.server import build_server
-from tests.helpers import structured
+from tests.helpers import plan_files, structured
 from tests.slurm.test_slurm_mcp import call, wait_done
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slurm]
@@ -55,7 +55,7 @@ async def test_dry_run_shows_image_spec_and_command(model_env: dict[str, str]) -
     async with Client(build_server(model_env), mode="legacy") as c:
         image = structured(await c.call_tool("resolve_image", {"model": "dino", "action": "train"}))
         dry = structured(await c.call_tool("submit_job", {**request(model_env), "dry_run": True}))
-    preview = dry["preview"]
+        preview = await plan_files(c, dry)
     action = json.loads(preview["model_action"])
     assert action["image"]["image"] == image["image"] and action["image"]["resolved_from"] == "versions.yaml"
     entry = json.loads(preview["entrypoint"])

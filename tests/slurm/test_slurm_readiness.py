@@ -52,7 +52,8 @@ async def test_closed_ssh_port_is_unreachable_and_a_dry_run_needs_no_ssh(slurm_e
         assert "dry_run" not in detail["next"] and "tell the user" in detail["next"]
         dry = await call(c, "submit_job", platform="slurm", command="hostname", dry_run=True)
         assert dry["dry_run"] is True and "$HOME/tao-mcp" in dry["results_location"]
-        assert any(path.startswith("$HOME/") for path in dry["preview"])
+        assert "$HOME/tao-mcp/" in dry["preview"]["launch"]  # rendered without SSH
+        assert dry["job_id"] is None and dry["plan_id"]
         text = await call_error(c, "submit_job", platform="slurm", command="hostname")
         assert text.startswith("E_BACKEND_UNREACHABLE:") and "nothing was sent" in text
         assert (await call(c, "list_jobs"))["jobs"] == []

@@ -10,7 +10,7 @@ import pytest
 from tao_mcp.drivers.docker_options import DockerOptions
 from tao_mcp.errors import TaoError
 from tao_mcp.service.policy import DEFAULT_FORWARDABLE, JobPolicy, is_control_plane
-from tests.helpers import call, call_error, mcp_client
+from tests.helpers import call, call_error, mcp_client, plan_files
 
 pytestmark = pytest.mark.anyio
 
@@ -158,7 +158,7 @@ async def test_kubernetes_allowed_with_the_switch_and_plain_volumes_always(env: 
         await call(c, "submit_job", **k8s_job(**plain, image_pull_secrets=["ngc-pull"]))
     options = {"host_network": True, "service_account": "sa", "mounts": ["/data:/data:ro"]}
     async with mcp_client({**env, HOST_ACCESS: "1"}) as c:
-        job = (await call(c, "submit_job", **k8s_job(**options)))["preview"]["job.yaml"]
+        job = (await plan_files(c, await call(c, "submit_job", **k8s_job(**options))))["job.yaml"]
     assert "hostNetwork: true" in job and "serviceAccountName: sa" in job and "path: /data" in job
 
 

@@ -106,14 +106,16 @@ class SlurmDriver:
         return self._base
 
     async def results_root(self, options: Mapping[str, Any], *, resolve: bool = True) -> str | None:
-        if not resolve and self._base is None:
-            return script.results_root(HOME_PLACEHOLDER)  # a dry run needs no SSH
+        if not resolve:  # a dry run needs no SSH, and renders the same whatever an earlier launch learned
+            return script.results_root(self.base_setting or HOME_PLACEHOLDER)
         return script.results_root(await self._base_dir())
 
     # --- launch -----------------------------------------------------------------------------------------------
 
     async def preview(self, req: LaunchRequest) -> Preview:
-        base = self._base  # SLURM_BASE_RESULTS_DIR, or the home a launch already read; a dry run needs no SSH
+        # SLURM_BASE_RESULTS_DIR, else $HOME: a dry run needs no SSH and renders the same before and after a launch
+        # has read the home (a confirmed plan is checked against a fresh rendering).
+        base = self.base_setting
         if base is None:
             # Rendered with a marker path, then shown as $HOME/tao-mcp (sbatch would need the real path).
             job = script.render(req, "/__HOME__/tao-mcp", req.options, self.settings.limits())
