@@ -542,7 +542,8 @@ class JobService:
     async def _dry_run(self, launch: PreparedLaunch, asked: SubmitParams) -> SubmitResult:
         files = await self._plan_files(launch)
         shown = without_blobs(files, launch.plan)
-        preview = {"command": self.redactor.text(asked.command or launch.plan.command)}
+        command = launch.action_plan.command if launch.action_plan else asked.command  # before the runner wraps it
+        preview = {"command": self.redactor.text(command)}
         if launch.request.image:
             preview["image"] = launch.request.image
         preview |= {key: shown[key] for key in ("entrypoint", "launch", "runner") if key in shown}
