@@ -528,7 +528,8 @@ class WorkflowService:
         crashpoint("workflow.after_launch")
         self._set_units([state], JobState.PENDING.value, result.message, job_id=result.job_id)
         log.info("workflow %s: step %s launched as job %s", workflow.workflow_id, unit.key, result.job_id)
-        if self._row_cancel_requested(workflow.workflow_id):  # canceled while this launch was in flight
+        # canceled while this launch was in flight (a launch always has a job_id; only a dry run has none)
+        if self._row_cancel_requested(workflow.workflow_id) and result.job_id:
             await self.jobs.cancel(result.job_id, confirm_within_s=0)
         return True
 
