@@ -153,6 +153,7 @@ class JobServiceSDK:
                 idempotency_key=rec_key(self.handle.run_id, rec_id),
             )
             result = self._call(self.jobs.submit, params)
+            assert result.job_id is not None  # a launch always has one (only a dry run has none)
             job_id = result.job_id
         except (Detach, StopRun):
             raise
