@@ -15,6 +15,7 @@ class CredentialState(BaseModel):
     required: bool
     description: str = ""
     only_when: str | None = None
+    how_to_get: str | None = Field(None, description="where the user finds the value (never the value)")
 
 
 class CredentialGroup(BaseModel):
@@ -22,6 +23,7 @@ class CredentialGroup(BaseModel):
     require_one_of: list[str]
     satisfied: bool
     present: list[str] = Field(description="members that are set (names only)")
+    how_to_get: str | None = None
 
 
 class PlatformSummary(BaseModel):
@@ -47,6 +49,8 @@ class PlatformDetail(PlatformSummary):
     credential_groups: list[CredentialGroup]
     storage: dict[str, str]
     resource_defaults: dict[str, str | int | float | bool | None]
+    dataset_examples: list[str] = Field(default_factory=list, description="data URIs in the form this platform reads")
+    preflight_checks: list[str] = Field(default_factory=list, description="what to check before the dry run")
     options: dict[str, str] = Field(default_factory=dict, description="submit_job options this platform accepts")
     policy: dict[str, str] = Field(
         default_factory=dict, description="the job policy in force (host access, Docker mount roots, secrets)"
@@ -56,9 +60,17 @@ class PlatformDetail(PlatformSummary):
     )
 
 
+class IntakeDefaults(BaseModel):
+    long_running_enabled: bool = Field(True, description="stay attached and post status until the job ends")
+    status_interval_minutes: float = Field(5, description="minutes between status updates")
+
+
 class PlatformList(BaseModel):
     platforms: list[PlatformSummary] = Field(default_factory=list)
     platform: PlatformDetail | None = None
+    intake_defaults: IntakeDefaults = Field(
+        default_factory=IntakeDefaults, description="the launch intake's defaults (the skill bank may set them)"
+    )
     next: str
 
 

@@ -65,3 +65,42 @@ async def test_list_models_pages_a_real_size_bank(base_env: dict[str, str], tmp_
     assert first["total"] == 100 and len(first["models"]) == 25 and "list_models(cursor=" in first["next"]
     assert len(seen) == len(set(seen)) == 100
     assert other.startswith("E_BAD_INPUT") and "scope" in other
+
+
+async def test_intake_defaults_and_platform_hints_reach_the_agent(base_env: dict[str, str]) -> None:
+    from mcp.client import Client
+
+    from tao_mcp.server import build_server
+
+    env = {**base_env, "TAO_SKILL_BANK_PATH": str(LEGACY)}  # its manifest: status every 10 minutes
+    async with mcp_client(env) as c:
+        listed = await c.call_tool("list_platforms", {})
+        slurm = await c.call_tool("list_platforms", {"platform": "cluster"})
+    assert listed.structured_content["intake_defaults"] == {"long_running_enabled": True, "status_interval_minutes": 10}
+    assert "status every 10 minutes" in listed.content[0].text
+    detail = slurm.structured_content["platform"]
+    assert detail["name"] == "slurm" and detail["dataset_examples"] == ["lustre:///lustre/datasets/coco"]
+    text = slurm.content[0].text
+    assert (
+        "Dataset examples:" in text and "Preflight checks:" in text and "how to get it: ask the cluster admin" in text
+    )
+    async with Client(build_server(env), mode="legacy") as c:
+        prompt = (await c.get_prompt("launch_workflow", {})).messages[0].content.text
+    assert "(default: 10)" in prompt and "(default: 5)" not in prompt
+    assert "dataset URI examples" in prompt and "preflight checks" in prompt
+
+
+async def test_resolve_image_workload_and_repository_builds(base_env: dict[str, str]) -> None:
+    async with mcp_client({**base_env, "TAO_SKILL_BANK_PATH": str(BANK)}) as c:
+        tuned = await call(c, "resolve_image", model="cosmos-reason", action="train", workload="automl")
+        built = await c.call_tool("resolve_image", {"model": "cosmos_reason", "backend": "source-build"})
+        listed = await call(c, "list_models", scope="automl", action="distill")
+    assert tuned["backend"] == "cosmos-rl" and tuned["image"].endswith("cosmos-rl:0.3.1")
+    data = built.structured_content
+    assert data["build_required"] is True and data["image"] is None and data["override_key"] == "image_tag"
+    assert "clean repository checkout" in built.content[0].text
+    assert [m["model"] for m in listed["models"]] == ["nvdinov2"]
+    assert listed["models"][0]["actions"][0]["automl_default_parameters"] == ["distill.temperature"]
+    assert {u["model"]: u["reason"] for u in listed["unsupported"]}["dino"] == (
+        "action 'distill' is not declared for this model"
+    )

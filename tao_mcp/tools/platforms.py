@@ -8,8 +8,8 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult
 from pydantic import Field
 
-from tao_mcp.models import CredentialState, PlatformList, PlatformSummary
-from tao_mcp.service.metadata.platforms import find_platform, platforms
+from tao_mcp.models import CredentialState, IntakeDefaults, PlatformList, PlatformSummary
+from tao_mcp.service.metadata.platforms import find_platform, intake_defaults, platforms
 from tao_mcp.tools._common import LARGE_RESULT, READ_ONLY_BACKEND, app, coded_errors, respond
 
 
@@ -19,8 +19,9 @@ def state_text(p: PlatformSummary) -> str:
 
 def credential_line(c: CredentialState) -> str:
     """Each variable once: `required: present|missing`, `optional: present|not set (what it is for)`."""
+    how = f"; how to get it: {c.how_to_get}" if c.how_to_get and not c.present else ""
     if c.required:
-        return f"  {c.name} — required: {'present' if c.present else 'missing'}"
+        return f"  {c.name} — required: {'present' if c.present else 'missing'}{how}"
     if c.present:
         return f"  {c.name} — optional: present"
     purpose = c.description or (f"needed when {c.only_when}" if c.only_when else "")
@@ -28,17 +29,28 @@ def credential_line(c: CredentialState) -> str:
 
 
 def render(result: PlatformList) -> str:
+    intake = result.intake_defaults
+    defaults = (
+        f"Intake defaults: long-running monitoring {'on' if intake.long_running_enabled else 'off'}, "
+        f"status every {intake.status_interval_minutes:g} minutes"
+    )
     if result.platform is None:
         rows = [f"- {p.name} ({p.display_name}): {state_text(p)}" for p in result.platforms]
-        return "Platforms:\n" + "\n".join(rows) + f"\nNext: {result.next}"
+        return "Platforms:\n" + "\n".join(rows) + f"\n{defaults}\nNext: {result.next}"
     d = result.platform
     lines = [f"{d.display_name} ({d.name}) — {state_text(d)}", d.description, "Credentials:"]
     lines += [credential_line(c) for c in d.credentials]
     lines += [
         f"  one of {' / '.join(g.require_one_of)} — required: {'present' if g.satisfied else 'missing'}"
+        + (f"; how to get it: {g.how_to_get}" if g.how_to_get and not g.satisfied else "")
         for g in d.credential_groups
     ]
     lines.append(f"Storage: {d.storage.get('protocol', '?')} ({d.storage.get('uri_format', '')})")
+    if d.dataset_examples:
+        lines += ["Dataset examples:", *(f"  {example}" for example in d.dataset_examples)]
+    if d.preflight_checks:
+        lines += ["Preflight checks:", *(f"  {check}" for check in d.preflight_checks)]
+    lines.append(defaults)
     if d.diagnostics:
         lines += ["Diagnostics:", *(f"  {name}: {value}" for name, value in d.diagnostics.items())]
     if d.options:
@@ -87,6 +99,7 @@ def register(server: MCPServer) -> None:
             ready = [s.name for s in summaries if s.ready]
             result = PlatformList(
                 platforms=summaries,
+                intake_defaults=IntakeDefaults(**intake_defaults(settings)),
                 next=(
                     f"submit_job(platform='{ready[0]}', ..., dry_run=True) on a ready platform "
                     f"({', '.join(ready)}); list_platforms(platform='<name>') for one platform's credentials"
@@ -102,6 +115,8 @@ def register(server: MCPServer) -> None:
             if detail.ready:
                 detail.diagnostics = await app(ctx).extras.diagnostics(record.name)
             result = PlatformList(
-                platform=detail, next=next_for(record.name, reading.state, detail.missing, reading.reason)
+                platform=detail,
+                intake_defaults=IntakeDefaults(**intake_defaults(settings)),
+                next=next_for(record.name, reading.state, detail.missing, reading.reason),
             )
         return respond(ctx, result, render(result))

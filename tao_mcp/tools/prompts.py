@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from pydantic import Field
+
+from tao_mcp.models import IntakeDefaults
+from tao_mcp.service.metadata.platforms import intake_defaults
+from tao_mcp.tools._common import app
 
 # The launch intake, written once: each step as one line of the server instructions (sent at initialize) and in
 # full as a step of the launch_workflow prompt.
@@ -69,12 +73,26 @@ def intake_summary() -> str:
     return "; ".join(f"{i}. {line}" for i, (line, _) in enumerate(INTAKE, 1)) + "."
 
 
-def render(goal: str | None) -> str:
+def with_defaults(step: str, defaults: IntakeDefaults) -> str:
+    """A step with the skill bank's intake defaults in place of the built-in ones (monitoring on, every 5 min)."""
+    interval = f"{defaults.status_interval_minutes:g}"
+    monitoring = "on" if defaults.long_running_enabled else "off"
+    return step.replace("(default: on", f"(default: {monitoring}").replace("(default: 5)", f"(default: {interval})")
+
+
+PLATFORM_HINTS = (
+    "list_platforms(platform=<chosen>) also gives the platform's dataset URI examples, its preflight checks and, "
+    "for each missing variable, how the user gets it: use them when you ask."
+)
+
+
+def render(goal: str | None, defaults: IntakeDefaults | None = None) -> str:
     head = f"Help me launch this TAO workflow: {goal}" if goal else "Help me launch a TAO workflow."
-    steps = "\n".join(f"{i}. {step}" for i, step in enumerate(STEPS, 1))
+    chosen = defaults or IntakeDefaults()
+    steps = "\n".join(f"{i}. {with_defaults(step, chosen)}" for i, step in enumerate(STEPS, 1))
     return (
         f"{head}\n\nFollow these steps in order, asking one question at a time and waiting for my answer:\n"
-        f"{steps}\n\nDo not launch anything before the dry run is confirmed."
+        f"{steps}\n\n{PLATFORM_HINTS}\n\nDo not launch anything before the dry run is confirmed."
     )
 
 
@@ -84,6 +102,7 @@ def register(server: MCPServer) -> None:
         description="Walk the launch intake: goal, platform, monitoring, image, credentials, dry run, submit, wait.",
     )
     def launch_workflow(
+        ctx: Context,
         goal: Annotated[
             str | None,
             Field(
@@ -93,4 +112,4 @@ def register(server: MCPServer) -> None:
         ] = None,
     ) -> str:
         """Launch a TAO workflow step by step."""
-        return render(goal)
+        return render(goal, IntakeDefaults(**intake_defaults(app(ctx).settings)))

@@ -86,7 +86,7 @@ def test_current_layout_overrides_builtins() -> None:
     # built-in optional credentials the bank does not mention are kept; display data stay built-in and the
     # options come from the driver's options model
     assert "NGC_KEY" in [c["name"] for c in slurm.optional] and "partition" in slurm.detail(settings).options
-    assert slurm.display_name == "SLURM cluster" and slurm.aliases == ("slurm-lustre",)
+    assert slurm.display_name == "SLURM cluster" and slurm.aliases == ("slurm-lustre", "cluster")
     assert slurm.storage == {"protocol": "lustre", "uri_format": "lustre:///{absolute_path}", "metadata_key": "slurm"}
     assert slurm.resource_defaults["num_gpus"] == 4 and "gres" not in slurm.resource_defaults  # scalars only
     assert slurm.features == ("gpu-scheduling", "failure-analysis")
@@ -112,7 +112,11 @@ def test_legacy_layout() -> None:
     records = {p.name: p for p in platforms.platforms(settings)}
     assert set(records) == {"slurm", "lepton", "brev", "kubernetes", "docker"}
     assert records["slurm"].display_name == "SLURM (legacy manifest)"
-    assert records["slurm"].required[0] == {"name": "SLURM_USER", "description": "cluster login name"}
+    assert records["slurm"].required[0] == {
+        "name": "SLURM_USER",
+        "description": "cluster login name",
+        "how_to_get": "ask the cluster admin",  # from credential_definitions
+    }
     assert records["lepton"].required[1]["description"] == "Lepton API token"  # from credential_definitions
     docker = platforms.find_platform("docker", settings)
     assert docker.name == "docker" and docker.display_name == "Docker (legacy manifest)"
@@ -174,6 +178,35 @@ def test_bad_legacy_manifest_is_named(tmp_path: Path) -> None:
     manifest.write_text('{"schema_version": 3, "platforms": [')
     err = code_of(platforms.platforms, env(tmp_path))
     assert err.code == "E_BAD_SKILL_BANK" and str(manifest) in str(err) and "JSON" in str(err)
+
+
+@pytest.mark.parametrize("bank", [None, BANK, LEGACY], ids=["built-in", "current", "legacy"])
+def test_the_banks_platform_aliases_without_the_legacy_manifest(bank: Path | None, tmp_path: Path) -> None:
+    # the legacy manifest named cluster, local-k8s and dgx-cloud; the current layout has no aliases at all
+    settings = env(bank or tmp_path / "none")
+    for alias, name in (("cluster", "slurm"), ("local-k8s", "kubernetes"), ("dgx-cloud", "lepton"), ("DGXC", "lepton")):
+        assert platforms.find_platform(alias, settings).name == name
+
+
+def test_dataset_examples_preflight_checks_and_how_to_get(tmp_path: Path) -> None:
+    builtin = platforms.find_platform("slurm", env(tmp_path / "none")).detail({})
+    assert any(e.startswith("lustre:///") for e in builtin.dataset_examples) and builtin.preflight_checks
+    how = {c.name: c.how_to_get for c in builtin.credentials}
+    assert how["SLURM_HOSTNAME"] and "login host" in how["SLURM_HOSTNAME"]
+    assert "BatchMode" in (builtin.credential_groups[0].how_to_get or "")
+    # the current layout says nothing about them: the built-in hints stay
+    current = platforms.find_platform("slurm", env(BANK)).detail({})
+    assert current.dataset_examples == builtin.dataset_examples and current.preflight_checks
+    assert {c.name: c.how_to_get for c in current.credentials}["SLURM_USER"] == how["SLURM_USER"]
+    # the legacy manifest's own lists and definitions win
+    legacy = platforms.find_platform("cluster", env(LEGACY)).detail({})
+    assert legacy.dataset_examples == ["lustre:///lustre/datasets/coco"]
+    assert legacy.preflight_checks == ["ssh $SLURM_USER@$SLURM_HOSTNAME true"]
+    assert {c.name: c.how_to_get for c in legacy.credentials}["SLURM_HOSTNAME"] == "ask the cluster admin"
+    lepton = platforms.find_platform("dgx-cloud", env(LEGACY)).detail({})
+    assert {c.name: c.how_to_get for c in lepton.credentials}[
+        "LEPTON_AUTH_TOKEN"
+    ] == "DGX Cloud Lepton console > Tokens"
 
 
 def test_five_platforms_with_aliases() -> None:

@@ -38,6 +38,8 @@ class PlatformRecord:
     resource_defaults: dict[str, Any] = field(default_factory=dict)
     storage: dict[str, str] = field(default_factory=dict)
     features: tuple[str, ...] = ()
+    dataset_examples: tuple[str, ...] = ()  # data URIs in the form this platform reads
+    preflight_checks: tuple[str, ...] = ()  # what to check before the dry run
     source: str = "built-in"  # "built-in", or the skill bank file the record came from
 
     def missing(self, env: Mapping[str, str]) -> list[str]:
@@ -75,7 +77,11 @@ class PlatformRecord:
     def detail(self, env: Mapping[str, str], state: str | None = None, reason: str | None = None) -> PlatformDetail:
         creds = [
             CredentialState(
-                name=c["name"], present=bool(env.get(c["name"])), required=True, description=c.get("description", "")
+                name=c["name"],
+                present=bool(env.get(c["name"])),
+                required=True,
+                description=c.get("description", ""),
+                how_to_get=c.get("how_to_get"),
             )
             for c in self.required
         ] + [
@@ -85,6 +91,7 @@ class PlatformRecord:
                 required=False,
                 description=c.get("description", ""),
                 only_when=c.get("only_when"),
+                how_to_get=c.get("how_to_get"),
             )
             for c in self.optional
         ]
@@ -94,6 +101,7 @@ class PlatformRecord:
                 require_one_of=list(g["require_one_of"]),
                 satisfied=any(env.get(n) for n in g["require_one_of"]),
                 present=[n for n in g["require_one_of"] if env.get(n)],
+                how_to_get=g.get("how_to_get"),
             )
             for g in self.groups
         ]
@@ -103,6 +111,8 @@ class PlatformRecord:
             credential_groups=groups,
             storage=dict(self.storage),
             resource_defaults=dict(self.resource_defaults),
+            dataset_examples=list(self.dataset_examples),
+            preflight_checks=list(self.preflight_checks),
             options=option_help(self.name),
         )
 
@@ -128,6 +138,8 @@ def _builtin() -> tuple[tuple[PlatformRecord, ...], dict[str, Any]]:
             optional=tuple(p.get("optional_credentials", ())),
             resource_defaults=p.get("resource_defaults", {}),
             storage=p.get("storage", {}),
+            dataset_examples=tuple(p.get("dataset_examples", ())),
+            preflight_checks=tuple(p.get("preflight_checks", ())),
         )
         for p in data["platforms"]
     )
@@ -156,7 +168,8 @@ def _names(value: Any, path: Path, what: str) -> tuple[str, ...]:
 
 
 def _creds(items: Any, path: Path, what: str, definitions: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
-    """[{name, source?, description?, only_when?} | "NAME", ...] -> [{name, description, only_when?}]."""
+    """[{name, source?, description?, only_when?, how_to_get?} | "NAME", ...] -> [{name, description, only_when?,
+    how_to_get?}]; description and how_to_get default to the manifest's credential_definitions."""
     if items is None:
         return ()
     if not isinstance(items, list):
@@ -173,6 +186,9 @@ def _creds(items: Any, path: Path, what: str, definitions: Mapping[str, Any]) ->
         cred: dict[str, Any] = {"name": entry["name"], "description": str(description or "")}
         if entry.get("only_when"):
             cred["only_when"] = str(entry["only_when"])
+        how_to_get = entry.get("how_to_get") or (definition.get("how_to_get") if isinstance(definition, dict) else None)
+        if how_to_get:
+            cred["how_to_get"] = str(how_to_get)
         out.append(cred)
     return tuple(out)
 
@@ -188,8 +204,9 @@ def _groups(items: Any, path: Path) -> tuple[dict[str, Any], ...]:
         if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
             raise bad_bank(path, f"has credential_groups[{i}] without a require_one_of list of names")
         group = {"name": str(g.get("name") or "_or_".join(members)), "require_one_of": list(members)}
-        if g.get("preferred"):
-            group["preferred"] = str(g["preferred"])
+        for key in ("preferred", "description", "how_to_get"):
+            if g.get(key):
+                group[key] = str(g[key])
         out.append(group)
     return tuple(out)
 
@@ -206,6 +223,11 @@ def _storage(value: Any, path: Path) -> dict[str, str]:
     return {k: str(v) for k, v in _scalars(value, path, "storage").items() if v is not None}
 
 
+def _hints(record: Mapping[str, Any], path: Path) -> dict[str, tuple[str, ...]]:
+    """dataset_examples and preflight_checks, when the bank gives them (else the earlier record's stay)."""
+    return {key: _names(record[key], path, key) for key in ("dataset_examples", "preflight_checks") if record.get(key)}
+
+
 def _overlay(records: list[PlatformRecord], name: str, fields: dict[str, Any], aliases: Iterable[str]) -> None:
     """A bank record overrides the built-in (or earlier) record sharing its name or an alias; else it is added.
 
@@ -220,6 +242,10 @@ def _overlay(records: list[PlatformRecord], name: str, fields: dict[str, Any], a
             optional = fields.pop("optional", None)
             required = fields.get("required")
             builtin = next((r for r in builtin_platforms() if r.name == base.name), None)
+            if required is not None:  # a bank entry without its own text keeps the earlier record's
+                known = {c["name"]: c for c in (*base.required, *base.optional)}
+                required = tuple({**known.get(c["name"], {}), **{k: v for k, v in c.items() if v}} for c in required)
+                fields["required"] = required
             if required is not None and builtin is not None:
                 # A variable the driver treats as optional (built-in record) stays optional whatever the bank
                 # says: the driver runs without it, and each variable is listed once.
@@ -278,6 +304,7 @@ def _legacy(records: list[PlatformRecord], path: Path) -> None:
             fields["storage"] = _storage(p["storage"], path)
         if p.get("resource_defaults"):
             fields["resource_defaults"] = _scalars(p["resource_defaults"], path, "resource_defaults")
+        fields |= _hints(p, path)
         _overlay(records, p["name"], fields, _names(p.get("aliases"), path, "aliases"))
 
 
@@ -311,6 +338,7 @@ def _current(records: list[PlatformRecord], folder: Path) -> None:
             fields[key] = info[key]
     if info.get("cloud_storage") or info.get("storage"):
         fields["storage"] = _storage(info.get("cloud_storage") or info.get("storage"), info_path)
+    fields |= _hints(info, info_path)
     _overlay(records, name, fields, _names(info.get("aliases"), info_path, "aliases"))
 
 
