@@ -367,12 +367,20 @@ class DockerDriver:
                 from docker.types import DeviceRequest
 
                 args["device_requests"] = [DeviceRequest(count=gpus, capabilities=[["gpu"]])]
+            create = functools.partial(client.containers.create, **args)
             try:
-                container = await self._run(functools.partial(client.containers.create, **args))
+                container = await self._run(create)
             except APIError as exc:
-                if exc.status_code == 409:  # a launch that happened already (same deterministic name)
-                    return await self._adopt(client, req)
-                raise self._rejected(exc, req) from None
+                if exc.status_code != 409:
+                    raise self._rejected(exc, req) from None
+                # a launch that happened already (same deterministic name)
+                adopted = await self._adopt(client, req)
+                if adopted:
+                    return adopted
+                try:
+                    container = await self._run(create)
+                except APIError as again:
+                    raise self._rejected(again, req) from None
             try:
                 await self._run(container.start)
                 return str(container.id)
@@ -389,7 +397,13 @@ class DockerDriver:
                 raise self._rejected(exc, req) from None
         raise BackendRejected(PLATFORM, f"the container could not start: {last_error}", "use an image with a shell")
 
-    async def _adopt(self, client: Any, req: LaunchRequest) -> str:
+    async def _adopt(self, client: Any, req: LaunchRequest) -> str | None:
+        """The id of this job's container from an earlier launch; None when that launch never started it.
+
+        A launch interrupted between create and start (server killed) leaves a container that never ran. It may
+        have been created for a shell the image lacks (the /bin/bash attempt), so it is removed and created
+        again rather than started: nothing ran, so nothing is launched twice.
+        """
         container = await self._run(lambda: client.containers.get(req.backend_name))
         if container.labels.get(LABEL_JOB) != req.job_id:
             raise BackendRejected(
@@ -398,7 +412,8 @@ class DockerDriver:
                 f"remove it (docker rm {req.backend_name}) and submit again",
             )
         if container.status == "created":
-            await self._run(container.start)
+            await self._run(functools.partial(container.remove, force=True))
+            return None
         return str(container.id)
 
     def _rejected(self, exc: Any, req: LaunchRequest) -> TaoError:

@@ -215,6 +215,25 @@ async def test_relaunch_same_name_adopts_instead_of_duplicating(driver: DockerDr
     assert len(docker_client.containers.list(all=True, filters={"label": f"tao-mcp.job-id={req.job_id}"})) == 1
 
 
+async def test_relaunch_after_a_kill_between_create_and_start_runs_the_job_once(
+    driver: DockerDriver, docker_settings: dict[str, str], docker_client: Any
+) -> None:
+    """The server died after creating the container (with /bin/bash, which this image lacks) and before starting
+    it: the retried launch must not start that container (it cannot run) but replace it and run the job once."""
+    req = request(driver, "echo ran-once", docker_settings["TAO_MCP_TEST_IMAGE"])
+    docker_client.containers.create(
+        req.image,
+        ["/bin/bash", "-c", "echo never"],
+        name=req.backend_name,
+        labels={"tao-mcp.job-id": req.job_id, "tao-mcp.managed": "true"},
+    )
+    ref = ref_of(req, await driver.launch(req))
+    obs = await until_terminal(driver, ref)
+    assert (obs.status, obs.exit_code) == ("Complete", 0)
+    assert (await driver.read_log(ref, start=None, limit=5)).lines == ["ran-once"]
+    assert len(docker_client.containers.list(all=True, filters={"label": f"tao-mcp.job-id={req.job_id}"})) == 1
+
+
 async def test_gpu_request_without_nvidia_toolkit_is_coded_rejection(
     driver: DockerDriver, docker_settings, docker_client
 ):

@@ -140,7 +140,9 @@ async def run_all(run: Callable[[Scenario], Awaitable[None]], cases: list[Scenar
         try:
             async with limiter:
                 await run(case)
-        except (Exception, pytest.fail.Exception) as exc:  # collected: one failing point must not hide the others
+        # collected: one failing point must not hide the others. pytest.fail raised inside the client's task groups
+        # arrives as a BaseExceptionGroup (Failed is a BaseException), so that is caught too.
+        except (Exception, pytest.fail.Exception, BaseExceptionGroup) as exc:
             # An exception group (a task group in the client) says nothing by itself: show the innermost errors.
             inner = "".join(line for leaf in leaves(exc) for line in traceback.format_exception_only(leaf))
             failures.append(f"{case.point} (delay {case.delay_s:.3f}s): {inner}\n{logs.tail(15)}")

@@ -33,6 +33,9 @@ ANSWER_S = 10.0  # a call that needs no backend (list_jobs) answers within this 
 # the Kubernetes client's read timeout, the S3 client's read timeout; Lepton's is set below.
 CLIENT_TIMEOUT_S = {"slurm": 60.0, "kubernetes": 30.0, "s3": 30.0, "lepton": 2.0}
 LEPTON_TOKEN = "lepton-wire-token-0123456789"
+# The submit-time readiness probe is not under test here: on a loaded machine a healthy API server through the
+# proxy can take longer than the 3 s default to answer, which would refuse the submit before any fault.
+PROBE = {"TAO_MCP_PROBE_TIMEOUT_S": "30"}
 
 
 def stall_for(name: str) -> float:
@@ -71,7 +74,7 @@ def slurm_through(proxy_dir: Path, base_env: dict[str, str]) -> Wired:
         "SLURM_SSH_PORT": str(proxy.port),
         "SLURM_SSH_KNOWN_HOSTS": str(known_hosts),
     }
-    return Wired("slurm", env, proxy, ["refuse", "reset", "stall"])
+    return Wired("slurm", env | PROBE, proxy, ["refuse", "reset", "stall"])
 
 
 def kubernetes_through(proxy_dir: Path, base_env: dict[str, str]) -> Wired:
@@ -91,7 +94,10 @@ def kubernetes_through(proxy_dir: Path, base_env: dict[str, str]) -> Wired:
     kubeconfig = proxy_dir / "kubeconfig"
     kubeconfig.write_text(yaml.safe_dump(config))
     return Wired(
-        "kubernetes", {**base_env, **settings, "KUBECONFIG": str(kubeconfig)}, proxy, ["refuse", "reset", "stall"]
+        "kubernetes",
+        {**base_env, **settings, "KUBECONFIG": str(kubeconfig), **PROBE},
+        proxy,
+        ["refuse", "reset", "stall"],
     )
 
 
@@ -104,7 +110,7 @@ def lepton_through(fake: FakeLepton, base_env: dict[str, str]) -> Wired:
         "LEPTON_AUTH_TOKEN": LEPTON_TOKEN,
         "LEPTON_HTTP_TIMEOUT_S": str(CLIENT_TIMEOUT_S["lepton"]),
     }
-    return Wired("lepton", env, proxy, ["refuse", "reset", "stall", "http5xx"])
+    return Wired("lepton", env | PROBE, proxy, ["refuse", "reset", "stall", "http5xx"])
 
 
 @pytest.fixture
