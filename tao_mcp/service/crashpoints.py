@@ -38,6 +38,9 @@ CANCEL_POINTS = (
 POINTS = SUBMIT_POINTS + CANCEL_POINTS
 # The workflow driver (service/workflows.py): a step's job was launched, its job id not yet stored with the step.
 WORKFLOW_POINTS = ("workflow.after_launch",)
+# The AutoML adapter (service/automl/adapter.py): the job of a recommendation after the first was launched and the
+# engine has not registered it in its workspace yet (the resume that follows must adopt it, not launch it again).
+AUTOML_POINTS = ("automl.after_launch",)
 
 _ARMED = os.environ.get(ENV_POINT) or None
 _DELAY = float(os.environ.get(ENV_DELAY) or 0)

@@ -24,6 +24,7 @@ import anyio.from_thread
 
 from tao_mcp.errors import TaoError
 from tao_mcp.service.automl.metric import metric_from_lines
+from tao_mcp.service.crashpoints import crashpoint
 from tao_mcp.service.jobs import JobService, SubmitParams
 from tao_mcp.service.principal import Principal, acting_as
 
@@ -155,6 +156,8 @@ class JobServiceSDK:
             result = self._call(self.jobs.submit, params)
             assert result.job_id is not None  # a launch always has one (only a dry run has none)
             job_id = result.job_id
+            if rec_id >= 1:  # the engine keeps its search state from the first result on (see crashpoints)
+                crashpoint("automl.after_launch")
         except (Detach, StopRun):
             raise
         except (TaoError, ValueError) as exc:
