@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2
 import jwt
 import pytest
@@ -190,6 +191,51 @@ async def test_each_principal_sees_only_its_own_jobs(
     owners = dict(db.execute("SELECT job_id, principal FROM jobs").fetchall())
     db.close()
     assert owners == {job_id: "alice", bobs["job_id"]: "bob"}
+
+
+async def test_a_workflow_and_its_jobs_belong_to_the_principal_that_submitted_it(
+    token_env: dict[str, str], tokens: dict[str, str], tmp_path: Path, fake_lepton: FakeLepton
+) -> None:
+    env = {
+        **token_env,
+        "LEPTON_WORKSPACE_URL": fake_lepton.url,
+        "LEPTON_WORKSPACE_ID": fake_lepton.workspace_id,
+        "LEPTON_AUTH_TOKEN": LEPTON_TOKEN,
+    }
+    step = {"platform": "lepton", "image": IMAGE, "env": {"FAKE_DURATION_S": "1"}}
+    steps = [{**step, "id": "a", "command": "x"}, {**step, "id": "b", "depends_on": ["a"], "command": "y"}]
+    async with http_server(env, tmp_path / "server.log") as url:
+        async with bearer_client(url, tokens["alice"]) as alice:
+            started = await call(alice, "submit_workflow", name="mine", steps=steps, idempotency_key="k1")
+            workflow_id = started["workflow_id"]
+            with anyio.fail_after(90):
+                while not (done := await call(alice, "wait_for_workflow", workflow_id=workflow_id))["done"]:
+                    pass
+            assert done["status"] == "Complete"
+        async with bearer_client(url, tokens["bob"]) as bob:
+            missing = await call_error(bob, "workflow_status", workflow_id="0123456789ab")
+            for tool in ("workflow_status", "wait_for_workflow", "cancel_workflow"):
+                refused = await call_error(bob, tool, workflow_id=workflow_id)
+                assert refused.replace(workflow_id, "0123456789ab") == missing, (tool, refused)
+                assert refused.startswith("E_UNKNOWN_WORKFLOW")
+            assert (await call(bob, "list_workflows"))["workflows"] == []
+            assert (await call(bob, "list_jobs"))["jobs"] == []
+            # bob's "k1" is bob's own workflow
+            bobs = await call(bob, "submit_workflow", name="mine", steps=steps[:1], idempotency_key="k1")
+            assert bobs["workflow_id"] != workflow_id and not bobs["reused"]
+    import sqlite3
+
+    db = sqlite3.connect(Path(env["TAO_MCP_STATE_DIR"]) / "jobs.sqlite3")
+    owners = dict(db.execute("SELECT workflow_id, principal FROM workflows").fetchall())
+    job_owners = [
+        owner
+        for (owner,) in db.execute(
+            "SELECT principal FROM jobs WHERE job_id IN (?, ?)", [s["job_id"] for s in done["steps"]]
+        )
+    ]
+    db.close()
+    assert owners == {workflow_id: "alice", bobs["workflow_id"]: "bob"}
+    assert job_owners == ["alice", "alice"]  # the driver launched the later step as alice
 
 
 # ---- OAuth 2.1: JWTs from an issuer ------------------------------------------------------------------------------
