@@ -74,6 +74,19 @@ class PlatformList(BaseModel):
     next: str
 
 
+class JobProgress(BaseModel):
+    """Training progress as the job's own status.json reported it (the runner forwards each record)."""
+
+    epoch: int | None = None
+    max_epoch: int | None = None
+    percent: float | None = Field(None, description="epoch / max_epoch in percent")
+    eta: str | None = None
+    time_per_epoch: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict, description="the latest kpi (and graphical) values")
+    message: str = Field(description="one line, e.g. 'epoch 7/50 — loss 0.412 — val_mAP 0.61 — eta 1:32:10'")
+    status: str | None = Field(None, description="the record's status: STARTED, RUNNING, SUCCESS, FAILURE, SKIPPED")
+
+
 class JobStatus(BaseModel):
     job_id: str
     platform: str
@@ -90,6 +103,9 @@ class JobStatus(BaseModel):
     updated_at: str
     results_location: str | None = None
     backend_reachable: bool = True
+    progress: JobProgress | None = Field(
+        None, description="epoch, metrics and eta from the job's status.json (jobs run through the tao-mcp runner)"
+    )
     next: str
 
 
@@ -134,13 +150,18 @@ class SubmitResult(BaseModel):
 class WaitResult(JobStatus):
     done: bool
     waited_s: float
-    outcome: Literal["finished", "running", "still_waiting", "backend_unreachable"] = Field(
-        description="finished: terminal state; running: until='running' reached; still_waiting: the timeout ended "
-        "the wait, call again; backend_unreachable: no reading for longer than the grace period, stop polling"
+    outcome: Literal["finished", "running", "update", "still_waiting", "backend_unreachable"] = Field(
+        description="finished: terminal state; running: until='running' reached; update: until='update' reached an "
+        "interval boundary or a state change, post `update`; still_waiting: the timeout ended the wait, call again; "
+        "backend_unreachable: no reading for longer than the grace period, stop polling"
     )
     since_last_reading_s: float | None = Field(
         None, description="seconds since the backend last reported this job (set while it is unreachable)"
     )
+    final: bool | None = Field(
+        None, description="until='update' only: true once the job is terminal (post the final update and stop)"
+    )
+    update: str | None = Field(None, description="until='update' only: a one-line update to post to the user")
 
 
 class LogPage(BaseModel):
@@ -476,4 +497,27 @@ class AutomlRunSummary(BaseModel):
 class AutomlRunList(BaseModel):
     runs: list[AutomlRunSummary]
     next_cursor: str | None = None
+    next: str
+
+
+class MetricSeries(BaseModel):
+    name: str
+    epochs: list[int]
+    values: list[float]
+    min: float
+    max: float
+    last: float
+    best: float
+    best_epoch: int
+    goal: Literal["min", "max"] = Field(description="min for losses and errors, else max")
+
+
+class JobMetrics(BaseModel):
+    job_id: str
+    status: JobStateField
+    series: list[MetricSeries] = Field(description="one per metric: the values per epoch (kpi and graphical keys)")
+    available: list[str] = Field(description="every metric name the job reported")
+    chart: bool = Field(description="a PNG chart of the chosen metrics is attached as image content")
+    lines_read: int = Field(description="log lines read to rebuild the series")
+    complete: bool = Field(description="false when the log was longer than one bounded read: older epochs missing")
     next: str

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import zlib
 from fnmatch import fnmatch
@@ -1411,6 +1412,125 @@ def resume_from_checkpoint(job: dict, plan: dict, results_dir: str, remote: str 
         plan["args"][key] = local
 
 
+# ---------------------------------------------------------------- progress: status.json records as log lines
+# (untrusted job output: docs/entrypoint.md says what passes and why a record cannot pass for a runner line)
+
+PROGRESS_TAG = "[tao-progress]"
+PROGRESS_LINE_CHARS = 3800  # < PIPE_BUF: one write(2)
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def progress_text(value: object, limit: int = 200) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None
+    text = CONTROL.sub(" ", str(value)).replace(TAG, "(tao-runner)").replace(PROGRESS_TAG, "(tao-progress)")
+    return text.strip()[:limit] or None
+
+
+def progress_number(value: object) -> float | None:
+    with contextlib.suppress(TypeError, ValueError):
+        number = float(value) if not isinstance(value, bool) else None  # type: ignore[arg-type]
+        if number is not None and abs(number) < 1e300:
+            return number
+    return None
+
+
+def progress_record(raw: dict, source: str) -> dict:
+    record: dict = {"src": source}
+    for key in ("status", "message", "eta", "time_per_epoch"):
+        text = progress_text(raw.get(key))
+        if text:
+            record[key] = text
+    for key in ("epoch", "max_epoch"):
+        number = progress_number(raw.get(key))
+        if number is not None and number >= 0:
+            record[key] = int(number)
+    for key in ("kpi", "graphical"):
+        values = raw.get(key)
+        values = values if isinstance(values, dict) else {}
+        pairs = [(progress_text(k, 64), progress_number(v)) for k, v in values.items()]
+        metrics = dict([(k, v) for k, v in pairs if k and v is not None][:32])
+        if metrics:
+            record[key] = metrics
+    return record
+
+
+def progress_line(record: dict) -> str:
+    for drop in ((), ("graphical",), ("graphical", "kpi", "message")):
+        line = json.dumps({k: v for k, v in record.items() if k not in drop}, sort_keys=True, separators=(",", ":"))
+        if len(line) <= PROGRESS_LINE_CHARS:
+            break
+    return f"{PROGRESS_TAG} {redact(line)}\n"
+
+
+class StatusFollower:
+    def __init__(self, root: str, interval: float) -> None:
+        self.root, self.interval, self.offsets = root, interval, {}  # type: ignore[var-annotated]
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        while not self.stop.wait(self.interval):
+            with contextlib.suppress(Exception):
+                self.scan()
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+        if not self.thread.is_alive():
+            self.scan()
+
+    def scan(self) -> None:
+        found = 0
+        for folder, dirs, names in os.walk(self.root):
+            dirs.sort()
+            if folder[len(self.root) :].count(os.sep) >= 3:
+                dirs[:] = []
+            if "status.json" in names and found < 32:
+                found += 1
+                source = os.path.relpath(folder, self.root)
+                for raw in self.new_records(os.path.join(folder, "status.json")):
+                    emit_progress(progress_record(raw, "" if source == "." else source))
+
+    def new_records(self, path: str) -> list:
+        offset = self.offsets.get(path, 0)
+        try:
+            with open(path, "rb") as fh:
+                if os.fstat(fh.fileno()).st_size < offset:
+                    offset = 0  # rewritten from the start
+                fh.seek(offset)
+                chunk = fh.read(MIB)
+        except OSError:
+            return []
+        end = chunk.rfind(b"\n") + 1
+        if not end and len(chunk) >= MIB:
+            end = len(chunk)  # one endless line: skip it
+        self.offsets[path] = offset + end
+        records = []
+        for line in chunk[:end].split(b"\n"):
+            with contextlib.suppress(ValueError):
+                raw = json.loads(line.decode("utf-8", "replace")) if 0 < len(line) <= 65536 else None
+                if isinstance(raw, dict):
+                    records.append(raw)
+        return records
+
+
+def emit_progress(record: dict) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+        os.write(sys.stdout.fileno(), progress_line(record).encode())
+
+
+def follow_status(results_dir: str) -> StatusFollower | None:
+    """TAO_RUNNER_STATUS_POLL_S: seconds between scans (default 5; 0 = off)."""
+    interval = progress_number(os.environ.get("TAO_RUNNER_STATUS_POLL_S") or 5)
+    if not interval or interval <= 0:
+        return None
+    follower = StatusFollower(results_dir, max(interval, 0.2))
+    follower.thread.start()
+    return follower
+
+
 # ---------------------------------------------------------------- results location and the main program
 
 
@@ -1661,7 +1781,12 @@ def run_job(job: dict) -> int:
         if plan["config_path"]:
             env["TAO_CONFIG_PATH"] = plan["config_path"]
         started = time.time()
-        rc = run_command(final_command(job, plan), env)
+        follower = follow_status(results_dir)
+        try:
+            rc = run_command(final_command(job, plan), env)
+        finally:
+            if follower:
+                follower.finish()
         if rc is not None:
             say(f"command exited with {rc} after {time.time() - started:.1f}s")
     except Stopped:

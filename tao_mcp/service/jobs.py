@@ -11,6 +11,7 @@ import copy
 import hashlib
 import json
 import logging
+import math
 import re
 import time
 import uuid
@@ -37,7 +38,8 @@ from tao_mcp.models import (
     WaitResult,
 )
 from tao_mcp.secret_names import is_secret_name
-from tao_mcp.service import logs, principal
+from tao_mcp.service import logs, monitor, principal
+from tao_mcp.service import progress as training
 from tao_mcp.service.crashpoints import crashpoint
 from tao_mcp.service.leases import LaunchLeases
 from tao_mcp.service.metadata import actions
@@ -100,6 +102,7 @@ class SubmitParams:
     spec_overrides: dict[str, Any] | None = None
     workflow: dict[str, str] | None = None  # {workflow_id, step}: set by service/workflows.py for a step's job
     resume_from: str | None = None  # an earlier job id: resume from its latest checkpoint
+    monitor: dict[str, Any] | None = None  # long-running monitoring: {"enabled", "interval_minutes"}
 
 
 @dataclass(frozen=True)
@@ -176,6 +179,8 @@ class JobService:
         self.readiness = Readiness(self.settings, drivers)
         self.watches = JobWatches()  # one reader per job: facts shared by every waiter and status call
         self.plans = PlanService(self.settings, store)
+
+        self.updates = monitor.UpdateClock()  # wait_for_job(until="update"): the interval boundary last reported
 
     # ---- lifecycle ----
     async def start(self, task_group: anyio.abc.TaskGroup) -> None:
@@ -343,6 +348,7 @@ class JobService:
         asked = copy.deepcopy(p)  # a plan stores the arguments as given (the action record fills p in below)
         action_plan = self._model_action(p)
         platform_record, minutes = self._validate(p)
+        monitor.monitor_choice(p.monitor, self.settings)  # a bad monitor is refused before anything happens
         p.platform = platform_record.name
         digest = self._digest(p)
         job_id = confirmed.arguments["job_id"] if confirmed else None
@@ -386,6 +392,7 @@ class JobService:
                 "workflow": p.workflow,
                 "resume_from": p.resume_from,
                 "plan_id": confirmed.plan_id if confirmed else None,
+                "monitor": monitor.monitor_choice(p.monitor, self.settings),
             },
         )
         crashpoint("submit.before_record")
@@ -652,12 +659,15 @@ class JobService:
 
     async def _status_model(self, record: JobRecord, unreachable: str | None) -> JobStatus:
         message = record.message
+        found: training.Record | None = None
         if unreachable:
             message = f"backend unreachable ({unreachable}); last known status {record.status}: {record.message}"
-        elif record.status == JobState.RUNNING and record.request.get("mode", "plain") != "plain":
-            progress = await self._runner_progress(record)
-            if progress:
-                message = f"{record.message} — {progress}"
+        else:
+            if record.status == JobState.RUNNING and self._has_runner(record):
+                runner_line = await self._runner_progress(record)
+                if runner_line:
+                    message = f"{record.message} — {runner_line}"
+            found = await self._training_progress(record)
         return JobStatus(
             job_id=record.job_id,
             platform=record.platform,
@@ -674,6 +684,7 @@ class JobService:
             updated_at=iso(record.updated_at) or "",
             results_location=record.results_location,
             backend_reachable=unreachable is None,
+            progress=training.summary(found) if found else None,
             next=next_hint(record),
         )
 
@@ -695,7 +706,14 @@ class JobService:
                     text = logs.redact_lines([raw.strip().replace("\n", " ")], self.redactor)[0]
                     return text.split(RUNNER_TAG, 1)[-1].strip()[:200] or None
             found = await logs.grep(
-                driver, record.ref(), self.redactor, RUNNER_TAG, start=None, limit=1, scan=RUNNER_SCAN_LINES
+                driver,
+                record.ref(),
+                self.redactor,
+                RUNNER_TAG,
+                start=None,
+                limit=1,
+                scan=RUNNER_SCAN_LINES,
+                skip=training.is_marked,  # a status.json record never passes for a runner line
             )
         except TaoError:
             return None
@@ -703,20 +721,61 @@ class JobService:
             return None
         return found.lines[-1].split(RUNNER_TAG, 1)[-1].strip()[:200]
 
+    @staticmethod
+    def _has_runner(record: JobRecord) -> bool:
+        """Only jobs wrapped by the runner print its phase and status.json lines."""
+        return record.backend_id is not None and record.request.get("mode", "plain") != "plain"
+
+    async def _training_progress(self, record: JobRecord) -> training.Record | None:
+        """The job's latest status.json record (service/progress.py), read from the log's tail at most once per
+        LOG_HINT_EVERY_S whoever asks; a finished job's tail is read once more after it ended, then remembered."""
+        if not self._has_runner(record):
+            return None
+        known = self.watches.peek(record.job_id, training.PROGRESS)
+        if known is not None and known.value.final:
+            return known.value.record  # type: ignore[no-any-return]
+        final = record.terminal
+
+        async def read() -> training.Reading:
+            lines = await self._tail_lines(record)
+            previous = known.value.record if known is not None else None
+            return training.Reading(training.latest(lines or []) or previous, final and lines is not None)
+
+        reading = await self.watches.fact(record.job_id, training.PROGRESS, 0 if final else LOG_HINT_EVERY_S, read)
+        return reading.record
+
+    async def _tail_lines(self, record: JobRecord) -> list[str] | None:
+        """The log's last RUNNER_SCAN_LINES lines, redacted; None when the log cannot be read now."""
+        try:
+            driver = await self.drivers.get(record.platform)
+            window = await logs.read(driver, record.ref(), self.redactor, start=None, limit=RUNNER_SCAN_LINES)
+        except TaoError:
+            return None
+        return window.lines
+
     # ---- wait ----
     async def wait(
         self,
         job_id: str,
         timeout_s: float,
         until: str,
-        progress: Callable[[float, str], Awaitable[None]],
+        progress: Callable[[float, float | None, str], Awaitable[None]],
     ) -> WaitResult:
+        """Wait for the job to end (until="terminal"), to run ("running"), or for its next monitoring update
+        ("update": the next status-interval boundary or a state change, whichever comes first)."""
         record = self.record(job_id)
         grace = unreachable_grace(self.settings)
         started = time.monotonic()
         deadline = started + timeout_s
+        boundary = math.inf
+        if until == "update":
+            interval = monitor.interval_s(record.request, self.settings)
+            boundary = started + self.updates.seconds_left(job_id, record.created_at, interval, time.time())
+        first_status = record.status
         last_hint_at = 0.0
         last_line: str | None = None
+        known = self.watches.peek(job_id, training.PROGRESS)
+        found: training.Record | None = known.value.record if known is not None else None
         unreachable: str | None = None
         gone_for = 0.0
         confirm = False  # an outage past the grace ends the wait only after a sweep of its own confirms it
@@ -724,8 +783,9 @@ class JobService:
             # This job only (never a platform sweep), shared with every other caller watching it.
             record, unreachable = await (self.read_again(record) if confirm else self.current(record))
             done = record.terminal or (until == "running" and record.status in (JobState.RUNNING, JobState.PAUSED))
-            gone_for = time.time() - record.updated_at if unreachable else 0.0
             now = time.monotonic()
+            done = done or (until == "update" and (record.status != first_status or now >= boundary))
+            gone_for = time.time() - record.updated_at if unreachable else 0.0
             if done or now >= deadline or (gone_for > grace and confirm):
                 break
             if gone_for > grace:
@@ -734,8 +794,15 @@ class JobService:
             if record.status == JobState.RUNNING and now - last_hint_at >= LOG_HINT_EVERY_S:
                 last_hint_at = now
                 last_line = await self.last_log_line(record) or last_line
-            await progress(now - started, self._progress_message(record, unreachable, last_line))
-            await anyio.sleep(min(WAIT_POLL_S, max(0.0, deadline - time.monotonic())))
+                found = await self._training_progress(record) or found
+            message = self._progress_message(record, unreachable, last_line, found)
+            if found is not None and found.epoch is not None:
+                await progress(found.epoch, found.max_epoch, message)
+            elif self._has_runner(record):  # epochs may come: stay below epoch 1 until they do
+                await progress((now - started) / (now - started + 60), None, message)
+            else:
+                await progress(now - started, None, message)
+            await anyio.sleep(min(WAIT_POLL_S, max(0.0, min(deadline, boundary) - time.monotonic())))
         status = await self._status_model(record, unreachable)
         waited = round(time.monotonic() - started, 1)
         since = round(gone_for, 1) if unreachable else None
@@ -748,12 +815,15 @@ class JobService:
                 waited_s=waited,
                 outcome="backend_unreachable",
                 since_last_reading_s=since,
+                final=False if until == "update" else None,
                 next=(
                     f"stop polling: tell the user the {record.platform} backend has not answered for "
                     f"{human_duration(gone_for)} ({unreachable}); the job's last known status is {record.status}. "
                     f"Once they have restored the backend, job_status(job_id='{job_id}') reads it again"
                 ),
             )
+        if until == "update":
+            return self._update_result(status, record, done, waited, since)
         if done:
             outcome, hint = ("finished" if record.terminal else "running"), status.next
         else:
@@ -768,13 +838,59 @@ class JobService:
             next=hint,
         )
 
-    def _progress_message(self, record: JobRecord, unreachable: str | None, last_line: str | None) -> str:
+    def _update_result(
+        self, status: JobStatus, record: JobRecord, done: bool, waited: float, since: float | None
+    ) -> WaitResult:
+        """wait_for_job(until="update"): the monitoring loop's answer, with the line to post when one is due."""
+        job_id = record.job_id
+        again = f"wait_for_job(job_id='{job_id}', until='update')"
+        if record.terminal:
+            outcome, update, hint = "finished", self._update_line(status, record), f"post `update`; then {status.next}"
+        elif done:
+            interval = monitor.interval_s(record.request, self.settings)
+            self.updates.reported(job_id, record.created_at, interval, time.time() + 1.0)
+            outcome, update = "update", self._update_line(status, record)
+            hint = f"post `update` to the user, then {again} (the job is still {record.status}: do not finalise)"
+        else:
+            outcome, update = "still_waiting", None
+            hint = f"{again} again: no update is due yet (still {record.status} after {waited}s)"
+        return WaitResult(
+            **status.model_dump(exclude={"next"}),
+            done=done,
+            waited_s=waited,
+            outcome=outcome,
+            since_last_reading_s=since,
+            final=record.terminal,
+            update=update,
+            next=hint,
+        )
+
+    @staticmethod
+    def _update_line(status: JobStatus, record: JobRecord) -> str:
+        since = record.ended_at if record.terminal else None
+        elapsed = human_duration((since or time.time()) - (record.started_at or record.created_at))
+        parts = [f"job {record.job_id} {record.status} {elapsed}"]
+        if status.progress is not None:
+            parts.append(status.progress.message)
+        if record.terminal:
+            parts.append(status.message or f"exit code {record.exit_code}")
+            if record.status == JobState.COMPLETE and record.results_location:
+                parts.append(f"results at {record.results_location}")
+        elif record.status == JobState.PENDING and record.pending_reason:
+            parts.append(f"pending: {record.pending_reason}")
+        return " — ".join(p for p in parts if p)[:400]
+
+    def _progress_message(
+        self, record: JobRecord, unreachable: str | None, last_line: str | None, found: training.Record | None
+    ) -> str:
         if unreachable:
             return f"{record.status.upper()} — backend unreachable: {unreachable}"
         if record.status == JobState.PENDING:
             reason = f" ({record.pending_reason})" if record.pending_reason else ""
             return f"PENDING{reason} {human_duration(time.time() - record.created_at)}"
         if record.status == JobState.RUNNING:
+            if found is not None and found.epoch is not None:
+                return training.message(found)
             text = f"RUNNING {human_duration(time.time() - (record.started_at or record.created_at))}"
             return f"{text} — last log line: {last_line[:160]}" if last_line else text
         return f"{record.status.upper()} {record.message}".strip()
@@ -792,7 +908,7 @@ class JobService:
         return window.lines[-1] if window.lines else None
 
     # ---- logs ----
-    async def logs(self, job_id: str, tail: int, cursor: str | None, grep: str | None) -> LogPage:
+    async def logs(self, job_id: str, tail: int, cursor: str | None, grep: str | None, raw: bool = False) -> LogPage:
         record = self.record(job_id)
         start = log_cursor_start(cursor, job_id) if cursor else None
         logs.check_grep(grep)
@@ -810,10 +926,12 @@ class JobService:
             )
         driver = await self.drivers.get(record.platform)
         if grep:
-            return await self._grep_page(record, driver, grep, start, tail)
+            return await self._grep_page(record, driver, grep, start, tail, raw)
         window = await logs.read(driver, record.ref(), self.redactor, start=start, limit=tail)
         lines, first_line = fit_page(window.lines, window.first_line, from_end=start is None, tail=tail)
-        after = first_line + len(lines)
+        after = first_line + len(lines)  # positions count every line, the hidden progress lines too
+        if not raw:
+            lines = [line for line in lines if not training.is_marked(line)]
         truncated = first_line > 0 if start is None else after < window.total_lines
         next_cursor = cursor_codec.encode("log", job_id, after)
         more = "older lines exist: use a smaller window with cursor" if truncated else "no older lines"
@@ -827,9 +945,12 @@ class JobService:
             next=f"job_logs(job_id='{job_id}', cursor='{next_cursor}') for new lines; {more}",
         )
 
-    async def _grep_page(self, record: JobRecord, driver: Driver, grep: str, start: int | None, tail: int) -> LogPage:
+    async def _grep_page(
+        self, record: JobRecord, driver: Driver, grep: str, start: int | None, tail: int, raw: bool
+    ) -> LogPage:
         """grep runs here, on the redacted window, never on the backend: no answer depends on a secret."""
-        found = await logs.grep(driver, record.ref(), self.redactor, grep, start=start, limit=tail)
+        skip = None if raw else training.is_marked
+        found = await logs.grep(driver, record.ref(), self.redactor, grep, start=start, limit=tail, skip=skip)
         next_cursor = cursor_codec.encode("log", record.job_id, found.end_line)
         unsearched = found.first_line > 0 if start is None else found.end_line < found.total_lines
         more = "older matches exist: narrow grep" if found.more else "all lines searched"

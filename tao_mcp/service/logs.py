@@ -11,6 +11,7 @@ So no answer (lines, matches, line numbers) is a function of a secret's characte
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tao_mcp.drivers.base import LOG_LINE_CHARS, MAX_LOG_LINES, RAW_CUT, Driver, JobRef
@@ -99,12 +100,18 @@ async def grep(
     start: int | None,
     limit: int,
     scan: int = GREP_SCAN_LINES,
+    skip: Callable[[str], bool] | None = None,
 ) -> Matches:
     """The last `limit` redacted lines containing `needle` among `scan` lines: the log's last ones
-    (start=None) or those from position `start`. Searching redacted text only is what makes grep safe."""
+    (start=None) or those from position `start`; `skip` drops lines the caller hides (progress lines).
+    Searching redacted text only is what makes grep safe."""
     check_grep(needle)
     window = await read(driver, ref, redactor, start=start, limit=scan)
-    hits = [(window.first_line + i, line) for i, line in enumerate(window.lines) if needle in line]
+    hits = [
+        (window.first_line + i, line)
+        for i, line in enumerate(window.lines)
+        if needle in line and not (skip and skip(line))
+    ]
     kept = hits[-limit:] if limit else []
     return Matches(
         lines=[line for _, line in kept],

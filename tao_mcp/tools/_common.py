@@ -55,9 +55,9 @@ def respond(ctx: Context, model: BaseModel, text: str) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=redactor.text(text))], structured_content=data)
 
 
-async def report_progress(ctx: Context, progress: float, message: str) -> None:
+async def report_progress(ctx: Context, progress: float, message: str, total: float | None = None) -> None:
     """A progress notification, redacted like every result (backend messages ride in it)."""
-    await ctx.report_progress(progress, None, app(ctx).redactor.text(message))
+    await ctx.report_progress(progress, total, app(ctx).redactor.text(message))
 
 
 def coded_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:

@@ -42,6 +42,8 @@ def render_status(s: JobStatus) -> str:
         lines.append(f"  exit code: {s.exit_code}")
     if s.results_location:
         lines.append(f"  results: {s.results_location}")
+    if s.progress:
+        lines.append(f"  progress: {s.progress.message}")
     lines.append(f"  backend: {s.backend_name} id={s.backend_id or '-'}; created {s.created_at}")
     lines.append(f"Next: {s.next}")
     return "\n".join(lines)
@@ -183,6 +185,13 @@ def register(server: MCPServer) -> None:
                 max_length=64,
             ),
         ] = None,
+        monitor: Annotated[
+            dict[str, Any] | None,
+            Field(
+                description="long-running monitoring recorded with the job: {'enabled': true, 'interval_minutes': 5} "
+                "(defaults: the skill bank's intake defaults); wait_for_job(until='update') reports at that interval"
+            ),
+        ] = None,
     ) -> Annotated[CallToolResult, SubmitResult]:
         """Launch one GPU job and return at once with its job_id. First call it with dry_run=True: that launches
         nothing and returns a plan_id; show the plan, and once the user confirms, submit_job(plan_id=...) launches
@@ -242,6 +251,7 @@ def register(server: MCPServer) -> None:
             backend=backend,
             spec_overrides=spec_overrides,
             resume_from=resume_from,
+            monitor=monitor,
         )
         jobs = app(ctx).jobs
         result = await (jobs.submit_plan(plan_id, params) if plan_id else jobs.submit(params))
@@ -269,21 +279,30 @@ def register(server: MCPServer) -> None:
         job_id: JobId,
         timeout_s: Annotated[int, Field(ge=1, le=MAX_WAIT_S, description="seconds to wait in this call (max 50)")] = 45,
         until: Annotated[
-            Literal["terminal", "running"], Field(description="return when the job ends (terminal) or once it runs")
+            Literal["terminal", "running", "update"],
+            Field(
+                description="return when the job ends (terminal), once it runs (running), or at its next monitoring "
+                "update (update: the submit's monitor interval boundary or a state change, whichever comes first)"
+            ),
         ] = "terminal",
     ) -> Annotated[CallToolResult, WaitResult]:
-        """Wait up to timeout_s (≤50 s) for a job to finish (or start running), sending progress notifications;
-        returns the status with done=true/false. When done is false call wait_for_job again; canceling this call
-        never cancels the job. Next: job_logs or failure_analysis."""
-        last = 0.0
+        """Wait up to timeout_s (≤50 s) for a job to finish (or start running, or reach its next monitoring update),
+        sending progress notifications (epoch of max_epoch once the job reports training progress); returns the
+        status with done=true/false. When done is false call wait_for_job again; with until='update' post each
+        `update` and stop only when final is true. Canceling this call never cancels the job. Next: job_logs
+        or failure_analysis."""
+        last = -1.0
 
-        async def progress(elapsed: float, message: str) -> None:
+        async def progress(value: float, total: float | None, message: str) -> None:
             nonlocal last
-            last = max(elapsed, last + 0.001)  # progress must strictly increase
-            await report_progress(ctx, round(last, 3), message)
+            last = max(float(value), last + 0.001)  # progress must strictly increase within a call
+            await report_progress(ctx, round(last, 3), message, total if total and last <= total else None)
 
         result = await app(ctx).jobs.wait(job_id, timeout_s, until, progress)
-        return respond(ctx, result, f"done={result.done} after {result.waited_s}s\n" + render_status(result))
+        head = f"done={result.done} after {result.waited_s}s"
+        if result.update:
+            head += f"\nUPDATE{' (final)' if result.final else ''}: {result.update}"
+        return respond(ctx, result, head + "\n" + render_status(result))
 
     @server.tool(title="Read a job's log", meta=LARGE_RESULT, annotations=READ_ONLY_BACKEND)
     @coded_errors
@@ -305,11 +324,15 @@ def register(server: MCPServer) -> None:
                 max_length=200,
             ),
         ] = None,
+        raw: Annotated[
+            bool,
+            Field(description="also show the [tao-progress] lines (hidden by default)"),
+        ] = False,
     ) -> Annotated[CallToolResult, LogPage]:
         """Read a job's log (stdout+stderr), redacted: the last `tail` lines, or the lines after `cursor`, or only
         lines containing `grep`. Results say `truncated` and give next_cursor. Next: failure_analysis after an
         Error."""
-        page = await app(ctx).jobs.logs(job_id, tail, cursor, grep)
+        page = await app(ctx).jobs.logs(job_id, tail, cursor, grep, raw)
         head = f"Job {page.job_id} ({page.status}) — {len(page.lines)} lines" + (
             " (truncated)" if page.truncated else ""
         )

@@ -44,8 +44,9 @@ INTAKE = (
         "needs by name with secret_env.",
     ),
     (
-        "submit_job(..., dry_run=True) and show the plan",
-        "Dry run: call submit_job(..., dry_run=True) (model=/action= for a TAO action) and show the rendered plan "
+        "submit_job(..., dry_run=True, monitor={enabled, interval_minutes}) and show the plan",
+        "Dry run: call submit_job(..., dry_run=True, monitor={'enabled': <choice>, 'interval_minutes': <interval>}) "
+        "(model=/action= for a TAO action) and show the rendered plan "
         "(its files are the tao://plans/... resources it lists); check inputs with check_path first when they are "
         "s3:// or lustre:// paths.",
     ),
@@ -59,10 +60,17 @@ INTAKE = (
         "follow it with wait_for_workflow(workflow_id), and workflow_status(metric=...) names the best job of a sweep.",
     ),
     (
-        "wait_for_job while done is false, then job_logs / failure_analysis / list_path",
-        "Monitor: call wait_for_job(job_id) again while done is false (each call waits at most 50 s), posting a "
-        "status line every chosen interval; on Error call failure_analysis and job_logs; on Complete report the "
-        "results location (list_path shows it).",
+        "monitor with wait_for_job(job_id, until='update'): post each update, never finalise while the job is "
+        "not terminal (final: false); if you cannot stay attached, say so and give the job_id to re-attach; then "
+        "job_logs / failure_analysis / list_path",
+        "Monitor: loop on wait_for_job(job_id, until='update') (each call waits at most 50 s; call again while done "
+        "is false). Each answer with outcome 'update' carries a one-line `update` (epoch, metrics, eta): post it "
+        "to the user as a progress message and call again. Never finalise your turn while final is false: the job "
+        "is still running, including long PENDING waits. If this host cannot stay attached (a runtime limit, the "
+        "user detaches), say so plainly and give the job_id, so anyone can re-attach later with "
+        "wait_for_job(job_id, until='update') or job_status. When final is true post the last update; on Error "
+        "call failure_analysis and job_logs; on Complete report the results location (list_path "
+        "shows it).",
     ),
 )
 STEPS = tuple(step for _, step in INTAKE)

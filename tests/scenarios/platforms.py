@@ -4,6 +4,7 @@ same scenarios on every one of them."""
 
 from __future__ import annotations
 
+import base64
 import json
 import sqlite3
 from pathlib import Path
@@ -16,6 +17,7 @@ from tests.backends import FakeBrev, kubectl, kubectl_json, sacct_names
 from tests.helpers import FAILING_COMMAND, assert_no_canary, call, wait_status
 
 TAO_IMAGE = "nvcr.io/nvidia/tao/tao-toolkit:5.5.0-pyt"  # the fakes never pull it
+STANDIN = Path(__file__).resolve().parents[2] / "fixtures" / "standin" / "tao_standin.py"
 
 
 class Platform:
@@ -56,6 +58,19 @@ class Platform:
 
     def printing_secrets(self) -> dict[str, Any]:
         return {**self.base(), "command": "env | sort; echo NGC=$NGC_KEY", "secret_env": list(self.secret_names)}
+
+    def python_image(self) -> dict[str, Any]:
+        return {}
+
+    def training(self, epochs: int, seconds: float) -> dict[str, Any]:
+        """The stand-in TAO CLI writing `epochs` status.json records, `seconds` apart, under the runner (which the
+        {results_dir} placeholder brings in) with its status.json follower scanning every second."""
+        script = base64.b64encode(STANDIN.read_bytes()).decode()
+        command = (
+            f"echo {script} | base64 -d > {{results_dir}}/standin.py && "
+            f"python3 {{results_dir}}/standin.py epochs {{results_dir}}/train {epochs} {seconds:g}"
+        )
+        return {**self.base(), **self.python_image(), "command": command, "env": {"TAO_RUNNER_STATUS_POLL_S": "1"}}
 
     def expected_lines(self, sub: dict[str, Any], printed: list[str]) -> list[str]:
         return printed
@@ -148,6 +163,9 @@ class Docker(Platform):
     def failing(self) -> dict[str, Any]:
         return {**super().failing(), "image": self.env["TAO_MCP_TEST_PY_IMAGE"]}
 
+    def python_image(self) -> dict[str, Any]:
+        return {"image": self.env["TAO_MCP_TEST_PY_IMAGE"]}
+
     def check_backend_id(self, sub: dict[str, Any]) -> None:
         assert len(sub["backend_id"]) == 64, sub
 
@@ -186,6 +204,9 @@ class Kubernetes(Platform):
 
     def failing(self) -> dict[str, Any]:
         return {**super().failing(), "image": self.env["TAO_MCP_TEST_PY_IMAGE"]}
+
+    def python_image(self) -> dict[str, Any]:
+        return {"image": self.env["TAO_MCP_TEST_PY_IMAGE"]}
 
     def long_running(self) -> dict[str, Any]:
         command = "trap 'echo got-term; exit 143' TERM; echo started; while true; do sleep 1; done"
@@ -271,6 +292,17 @@ class Lepton(Platform):
 
     def printing_secrets(self) -> dict[str, Any]:
         return {**self.base(), "env": {"FAKE_PRINT_SECRETS": "1"}, "secret_env": list(self.secret_names)}
+
+    def training(self, epochs: int, seconds: float) -> dict[str, Any]:
+        """The fake runs no command: it prints the lines the runner would forward, spread over the run."""
+        records = [
+            "[tao-progress] "
+            + json.dumps({"epoch": e, "max_epoch": epochs, "kpi": {"loss": round(1 / e, 4)}, "status": "RUNNING"})
+            for e in range(1, epochs + 1)
+        ]
+        records.append("[tao-progress] " + json.dumps({"status": "SUCCESS", "message": "done"}))
+        env = {"FAKE_LOG_TEXT": "|".join(records), "FAKE_DURATION_S": f"{epochs * seconds:g}"}
+        return {**self.base(), "command": "python train.py --results {results_dir}", "env": env}
 
     def expected_lines(self, sub: dict[str, Any], printed: list[str]) -> list[str]:
         return [f"fake-lepton: job {sub['backend_name']} replica start", *printed, "fake-lepton: done"]

@@ -290,8 +290,9 @@ def test_list_values_are_inputs_one_by_one() -> None:
 
 def test_runner_is_small_enough_to_travel_inline() -> None:
     compressed = len(base64.b64decode(runner_blob()))  # every job command carries it (120k chars at most)
-    assert compressed <= 18 * 1024, f"runner is {compressed} bytes compressed"
-    assert len(runner_blob()) <= 24 * 1024
+    # 20 KiB since the status.json follower (training progress): ~27 KiB of base64 leaves ~90k for the job itself
+    assert compressed <= 20 * 1024, f"runner is {compressed} bytes compressed"
+    assert len(runner_blob()) <= 27 * 1024
     shipped = zlib.decompress(base64.b64decode(runner_blob())).decode()
     assert ast.dump(ast.parse(shipped, feature_version=(3, 8))) == ast.dump(
         ast.parse(shipped_runner(RUNNER.read_text()))

@@ -178,7 +178,7 @@ async def test_wait_progress_is_strictly_increasing(service) -> None:  # type: i
     job_id = (await svc.submit(SubmitParams(platform="slurm", command="echo"))).job_id
     seen: list[tuple[float, str]] = []
 
-    async def progress(value: float, message: str) -> None:
+    async def progress(value: float, total: float | None, message: str) -> None:
         seen.append((value, message))
 
     result = await svc.wait(job_id, 3, "terminal", progress)

@@ -150,7 +150,7 @@ async def _waiters(tmp_path: Path, count: int) -> tuple[int, list[int]]:
         driver.log_reads = 0
         driver.observe_calls.clear()
 
-        async def progress(value: float, message: str) -> None:
+        async def progress(value: float, total: float | None, message: str) -> None:
             pass
 
         async def wait() -> None:

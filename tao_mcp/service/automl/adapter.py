@@ -193,5 +193,5 @@ class JobServiceSDK:
         """The job's validation metric as TAO writes it: its status.json kpi records, read from the job's log."""
         if job_id in self.failed:
             return None
-        page = self._call(self.jobs.logs, job_id, 2000, None, METRIC_GREP)
+        page = self._call(self.jobs.logs, job_id, 2000, None, METRIC_GREP, True)  # raw: the runner's records too
         return metric_from_lines(page.lines, name)

@@ -1,0 +1,52 @@
+"""Training progress on every platform: the stand-in TAO CLI writes status.json records under the runner, whose
+follower forwards them through the log; wait_for_job reports epoch of max_epoch, job_status the latest record,
+and job_logs hides the marked lines unless raw=true."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+from tests.helpers import mcp_client, structured
+from tests.scenarios.platforms import Platform
+from tests.scenarios.test_scenarios import platform, process_env  # noqa: F401  (platform: the parametrised fixture)
+
+pytestmark = [pytest.mark.anyio]
+MARK = "[tao-progress]"
+
+
+async def wait_collecting(c: Any, job_id: str, budget_s: float) -> tuple[dict[str, Any], list[tuple[float, Any, str]]]:
+    seen: list[tuple[float, Any, str]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total, message or ""))
+
+    with anyio.fail_after(budget_s):
+        while True:
+            result = structured(
+                await c.call_tool("wait_for_job", {"job_id": job_id, "timeout_s": 30}, progress_callback=on_progress)
+            )
+            if result["done"]:
+                return result, seen
+
+
+async def test_training_progress_carries_epoch_and_total(platform: Platform) -> None:  # noqa: F811
+    async with mcp_client(process_env(platform)) as c:  # a loaded machine can outlast the 3 s default probe
+        sub = structured(await c.call_tool("submit_job", platform.training(epochs=6, seconds=4)))
+        done, seen = await wait_collecting(c, sub["job_id"], budget_s=300)
+        assert done["status"] == "Complete", done
+        with_total = [(p, t, m) for p, t, m in seen if t == 6]
+        assert with_total, seen  # progress=epoch, total=max_epoch while it trained
+        assert all(m.startswith("epoch ") and "/6" in m and "loss" in m and p <= 6 for p, _, m in with_total), seen
+
+        status = structured(await c.call_tool("job_status", {"job_id": sub["job_id"]}))
+        progress = status["progress"]
+        assert (progress["epoch"], progress["max_epoch"], progress["percent"]) == (6, 6, 100.0), status
+        assert progress["metrics"]["loss"] == round(1 / 6, 4) and progress["status"] == "SUCCESS", progress
+
+        logs = structured(await c.call_tool("job_logs", {"job_id": sub["job_id"]}))
+        assert logs["lines"] and not any(MARK in line for line in logs["lines"]), logs
+        raw = structured(await c.call_tool("job_logs", {"job_id": sub["job_id"], "raw": True}))
+        assert sum(line.startswith(MARK) for line in raw["lines"]) >= 7, raw  # six epochs and the final record
