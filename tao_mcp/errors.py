@@ -216,10 +216,15 @@ class TaoError(Exception):
 
 
 class BackendUnreachable(TaoError):
-    """A transport failure (SSH drop, timeout, 5xx). Never a job state: callers keep the last known status."""
+    """A transport failure (SSH drop, timeout, 5xx). Never a job state: callers keep the last known status.
 
-    def __init__(self, platform: str, cause: str, fix: str | None = None) -> None:
+    `sent` is False when the driver knows the request never left (the connection could not be made, or an earlier
+    step of the launch failed): a launch that failed so launched nothing. None: it may have been sent.
+    """
+
+    def __init__(self, platform: str, cause: str, fix: str | None = None, *, sent: bool | None = None) -> None:
         self.platform = platform
+        self.sent = sent
         super().__init__(
             "E_BACKEND_UNREACHABLE",
             f"{platform} backend unreachable: {cause}",

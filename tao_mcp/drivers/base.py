@@ -7,12 +7,14 @@ Transport failures raise BackendUnreachable; they are never turned into a job st
 
 from __future__ import annotations
 
+import contextlib
 import re
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from tao_mcp.errors import BackendUnreachable
 from tao_mcp.states import JobState
 
 # Bounds of one read_log answer on every platform: cost stays bounded whatever the job printed. A driver cuts
@@ -236,3 +238,46 @@ class HasShell(Protocol):
 
     async def browse_roots(self) -> list[str]:
         """The folders the shell may browse (the job results and data folders unless a setting names others)."""
+
+
+# Exception classes (by name: the clients are imported lazily) raised while a connection is being made, before any
+# byte of a request left: refused, unresolvable, connect timeout, a missing unix socket.
+_CONNECT_FAILURES = frozenset(
+    {
+        "ConnectionRefusedError",
+        "NewConnectionError",
+        "ConnectTimeoutError",
+        "ConnectTimeout",
+        "NameResolutionError",
+        "gaierror",
+        "NoValidConnectionsError",
+        "FileNotFoundError",
+    }
+)
+
+
+def never_connected(exc: BaseException) -> bool:
+    """Whether a transport failure happened while connecting (the request never left), searched through the
+    exception's causes, urllib3's `reason` and exceptions carried in `args`. A read timeout or a reset after
+    connecting is not: the request may have arrived."""
+    todo, seen = [exc], set()
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if any(cls.__name__ in _CONNECT_FAILURES for cls in type(current).__mro__):
+            return True
+        linked = (current.__cause__, current.__context__, getattr(current, "reason", None), *current.args)
+        todo.extend(x for x in linked if isinstance(x, BaseException))
+    return False
+
+
+@contextlib.contextmanager
+def nothing_sent() -> Iterator[None]:
+    """Around the steps of a launch before the request that creates the job: an outage there launched nothing."""
+    try:
+        yield
+    except BackendUnreachable as exc:
+        exc.sent = False
+        raise

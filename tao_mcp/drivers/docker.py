@@ -32,6 +32,8 @@ from tao_mcp.drivers.base import (
     Observation,
     Preview,
     clip_text,
+    never_connected,
+    nothing_sent,
     with_distributed_env,
 )
 from tao_mcp.drivers.docker_options import (
@@ -154,6 +156,7 @@ class DockerDriver:
             PLATFORM,
             f"the docker engine at {self.host} does not answer ({type(exc).__name__}: {text})",
             "start dockerd (or fix DOCKER_HOST) and retry; jobs are unaffected and are read again when it answers",
+            sent=False if never_connected(exc) else None,
         )
 
     async def _docker(self) -> Any:
@@ -355,10 +358,13 @@ class DockerDriver:
         from docker.errors import APIError, NotFound
 
         self._create_args(req, "/bin/bash")  # validates (an image is required) before the engine is touched
-        client = await self._docker()
         gpus = self._gpu_count(req)
         pull = str(req.options.get("pull") or self.default_pull)
-        await self._ensure_image(client, req.image or "", pull)
+        with nothing_sent():  # before the container is created: an outage here launched nothing
+            client = await self._docker()
+            await self._ensure_image(client, req.image or "", pull)
+        # create: sent=False only when the engine could not be connected to; after a create, start's outage is
+        # "unknown" (the container exists and is found again by its name)
         last_error = ""
         for shell in ("/bin/bash", "/bin/sh"):
             args = self._create_args(req, shell)

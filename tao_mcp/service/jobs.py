@@ -410,9 +410,18 @@ class JobService:
         try:
             backend_id = await launch.driver.launch(launch.request)
         except BackendUnreachable as exc:
+            self.readiness.forget(launch.platform)
+            if exc.sent is False:
+                # The backend went away between the probe and the launch, and the driver knows the job-creating
+                # request never left (no connection, or an earlier step failed): nothing to reconcile.
+                self.store.forget_unsent(record.job_id)
+                raise TaoError(
+                    "E_BACKEND_UNREACHABLE",
+                    f"{exc.cause}; nothing was sent, so no job was launched or recorded",
+                    f"{exc.fix} (nothing needs cleaning up)",
+                ) from None
             # The request went out and its answer was lost (the probe just answered): the launch may or may not
             # have happened. The poller reconciles by name; never launch twice.
-            self.readiness.forget(launch.platform)
             self.poller(launch.platform).kick()
             return launch.result(
                 JobState.UNKNOWN,

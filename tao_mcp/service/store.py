@@ -340,6 +340,14 @@ class JobStore:
                 (launch_state, backend_id, time.time(), job_id),
             )
 
+    def forget_unsent(self, job_id: str) -> None:
+        """A launch that provably sent nothing: its record goes (no open job, and the idempotency key is free for a
+        retry). Only a record still launching, without a backend id, is removed."""
+        with self._tx() as db:
+            db.execute(
+                "DELETE FROM jobs WHERE job_id = ? AND launch_state = 'launching' AND backend_id IS NULL", (job_id,)
+            )
+
     def mark_failed_launch(self, job_id: str, message: str) -> None:
         """The backend refused the launch: nothing runs, the record ends as Error."""
         with self._tx() as db:

@@ -20,7 +20,17 @@ import anyio
 import yaml
 
 from tao_mcp.drivers import logfile
-from tao_mcp.drivers.base import Evidence, JobRef, LaunchRequest, LogChunk, Observation, Preview, clip_text
+from tao_mcp.drivers.base import (
+    Evidence,
+    JobRef,
+    LaunchRequest,
+    LogChunk,
+    Observation,
+    Preview,
+    clip_text,
+    never_connected,
+    nothing_sent,
+)
 from tao_mcp.drivers.k8s import manifest, status
 from tao_mcp.drivers.k8s.options import KubernetesOptions, KubernetesSettings
 from tao_mcp.errors import BackendRejected, BackendUnreachable, TaoError
@@ -149,6 +159,7 @@ class KubernetesDriver:
             PLATFORM,
             f"{what}: cannot reach {self.server} ({type(exc).__name__}: {text})",
             "check that the Kubernetes API server is up and KUBECONFIG points at it, then retry; jobs are unaffected",
+            sent=False if never_connected(exc) else None,
         )
 
     async def _call(self, what: str, method: tuple[str, str], *args: Any, **kwargs: Any) -> Any:
@@ -244,19 +255,21 @@ class KubernetesDriver:
     async def launch(self, req: LaunchRequest) -> str:
         ns = req.options["namespace"]
         name = req.backend_name
-        if req.num_nodes > 1:
-            await self._require_indexed_jobs()
-        if req.secret_env:
-            secret = manifest.render_secret(req, req.secret_env)
-            try:
-                await self._call("creating the job's Secret", ("core", "create_namespaced_secret"), ns, secret)
-            except _Conflict:  # an interrupted launch of this same job id: refresh its values
-                patch = {"stringData": secret["stringData"]}
-                await self._call("updating the job's Secret", ("core", "patch_namespaced_secret"), name, ns, patch)
-            except _NotFound as exc:
-                raise BackendRejected(
-                    PLATFORM, f"namespace {ns} does not exist ({exc})", "create the namespace or choose another one"
-                ) from None
+        with nothing_sent():  # before the Job is created (the Secret alone runs nothing)
+            if req.num_nodes > 1:
+                await self._require_indexed_jobs()
+            if req.secret_env:
+                secret = manifest.render_secret(req, req.secret_env)
+                try:
+                    await self._call("creating the job's Secret", ("core", "create_namespaced_secret"), ns, secret)
+                except _Conflict:  # an interrupted launch of this same job id: refresh its values
+                    patch = {"stringData": secret["stringData"]}
+                    await self._call("updating the job's Secret", ("core", "patch_namespaced_secret"), name, ns, patch)
+                except _NotFound as exc:
+                    raise BackendRejected(
+                        PLATFORM, f"namespace {ns} does not exist ({exc})", "create the namespace or choose another one"
+                    ) from None
+        # creating the Job: sent=False only when the API server could not be connected to
         body = manifest.render_job(req)
         try:
             created = await self._json_call("creating the Job", ("batch", "create_namespaced_job"), ns, body)

@@ -15,7 +15,7 @@ from typing import Any
 
 import anyio
 
-from tao_mcp.drivers.base import clip_text
+from tao_mcp.drivers.base import clip_text, never_connected
 from tao_mcp.errors import BackendRejected, BackendUnreachable, TaoError
 
 log = logging.getLogger(__name__)
@@ -93,15 +93,17 @@ class LeptonClient:
         url = self.base + path
         attempts = READ_ATTEMPTS if read else 1
         what = f"{method} {path}"
+        unconnected = False  # the last attempt could not even connect: the request never left
         for attempt in range(attempts):
             delay = min(0.5 * 2**attempt, 4.0)
             try:
                 resp = self.session().request(method, url, params=params, json=body, timeout=self.timeout)
-            except requests.Timeout:
-                problem = f"{what} timed out after {self.timeout:g}s"
+            except requests.Timeout as exc:
+                problem, unconnected = f"{what} timed out after {self.timeout:g}s", never_connected(exc)
             except requests.RequestException as exc:
-                problem = f"{what} failed: {type(exc).__name__}"
+                problem, unconnected = f"{what} failed: {type(exc).__name__}", never_connected(exc)
             else:
+                unconnected = False
                 code = resp.status_code
                 if code < 300:
                     if not resp.content:
@@ -137,11 +139,11 @@ class LeptonClient:
                 log.info("lepton: %s; retrying in %.1fs", problem, delay)
                 time.sleep(delay)
         fix = None
-        if method == "POST" and path == "/jobs":
+        if method == "POST" and path == "/jobs" and not unconnected:
             fix = "do not resubmit: whether the job was created is unknown; it is reconciled by its name shortly"
         elif not read:
             fix = f"retry shortly; check the {PLATFORM} settings with list_platforms(platform='lepton') if it persists"
-        raise BackendUnreachable(PLATFORM, problem, fix)
+        raise BackendUnreachable(PLATFORM, problem, fix, sent=False if unconnected else None)
 
     async def http(
         self, method: str, path: str, *, params: Mapping[str, Any] | None = None, body: Any = None, read: bool = True

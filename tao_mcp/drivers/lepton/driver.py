@@ -17,7 +17,16 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from tao_mcp.drivers import logfile
-from tao_mcp.drivers.base import Evidence, JobRef, LaunchRequest, LogChunk, Observation, Preview, clip_text
+from tao_mcp.drivers.base import (
+    Evidence,
+    JobRef,
+    LaunchRequest,
+    LogChunk,
+    Observation,
+    Preview,
+    clip_text,
+    nothing_sent,
+)
 from tao_mcp.drivers.lepton import render, status
 from tao_mcp.drivers.lepton.client import PLATFORM, Conflict, LeptonClient, NotFound, reject_fix
 from tao_mcp.drivers.lepton.logs import LokiLogs
@@ -233,26 +242,30 @@ class LeptonDriver:
 
     async def launch(self, req: LaunchRequest) -> str:
         self._require_image(req)
-        group = await self._node_group(req.options.get("node_group"))
-        shape = await self._shape(req, group)
-        mounts = await self._mounts(req.options, group)
-        pull = self._ngc_pull_secret(req)
-        if pull:
-            await self._ensure_pull_secret(pull)
-        body = render.job_body(req, shape, group, mounts, [pull] if pull else None)
-        if req.secret_env:
-            items = [{"name": secret_ref_name(req.job_id, n), "value": v} for n, v in sorted(req.secret_env.items())]
-            try:
-                await self.client.http("POST", "/usersecrets", body=items, read=False)
-            except NotFound:
-                raise BackendRejected(
-                    PLATFORM,
-                    "this workspace has no secret store (POST /usersecrets answered 404); secrets are never sent as "
-                    "plain environment values",
-                    "drop secret_env, or use a workspace with user secrets",
-                ) from None
-            except Conflict as exc:
-                raise BackendRejected(PLATFORM, f"POST /usersecrets: {exc.message}", "retry submit_job") from None
+        with nothing_sent():  # before POST /jobs: an outage here created no job
+            group = await self._node_group(req.options.get("node_group"))
+            shape = await self._shape(req, group)
+            mounts = await self._mounts(req.options, group)
+            pull = self._ngc_pull_secret(req)
+            if pull:
+                await self._ensure_pull_secret(pull)
+            body = render.job_body(req, shape, group, mounts, [pull] if pull else None)
+            if req.secret_env:
+                items = [
+                    {"name": secret_ref_name(req.job_id, n), "value": v} for n, v in sorted(req.secret_env.items())
+                ]
+                try:
+                    await self.client.http("POST", "/usersecrets", body=items, read=False)
+                except NotFound:
+                    raise BackendRejected(
+                        PLATFORM,
+                        "this workspace has no secret store (POST /usersecrets answered 404); secrets are never sent "
+                        "as plain environment values",
+                        "drop secret_env, or use a workspace with user secrets",
+                    ) from None
+                except Conflict as exc:
+                    raise BackendRejected(PLATFORM, f"POST /usersecrets: {exc.message}", "retry submit_job") from None
+        # POST /jobs: the client says sent=False only when it could not connect
         try:
             answer = await self.client.http("POST", "/jobs", body=body, read=False)
         except Conflict:

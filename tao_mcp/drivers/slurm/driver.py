@@ -16,7 +16,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tao_mcp.drivers import logfile
-from tao_mcp.drivers.base import Evidence, JobRef, LaunchRequest, LogChunk, Observation, Preview, clip_text
+from tao_mcp.drivers.base import (
+    Evidence,
+    JobRef,
+    LaunchRequest,
+    LogChunk,
+    Observation,
+    Preview,
+    clip_text,
+    nothing_sent,
+)
 from tao_mcp.drivers.slurm import parse, script
 from tao_mcp.drivers.slurm.options import SlurmOptions, SlurmSettings
 from tao_mcp.drivers.slurm.ssh import SSHConfig, SSHPool
@@ -128,14 +137,15 @@ class SlurmDriver:
         return Preview(files=script.preview_files(job, req.secret_env), submit=job.submit)
 
     async def launch(self, req: LaunchRequest) -> str:
-        job = script.render(req, await self._base_dir(), req.options, self.settings.limits())
-        await self.ssh.mkdir(job.job_dir, 0o700)
-        await self.ssh.write_file(job.command_path, job.command, 0o700)
-        await self.ssh.write_file(job.env_path, job.env, 0o600)
-        if req.secret_env:
-            await self.ssh.write_file(job.secrets_path, script.render_secrets(req.secret_env), 0o600)
-        await self.ssh.write_file(job.sbatch_path, job.sbatch, 0o600)
-
+        with nothing_sent():  # staging: an outage here leaves files at most, never a queued job
+            job = script.render(req, await self._base_dir(), req.options, self.settings.limits())
+            await self.ssh.mkdir(job.job_dir, 0o700)
+            await self.ssh.write_file(job.command_path, job.command, 0o700)
+            await self.ssh.write_file(job.env_path, job.env, 0o600)
+            if req.secret_env:
+                await self.ssh.write_file(job.secrets_path, script.render_secrets(req.secret_env), 0o600)
+            await self.ssh.write_file(job.sbatch_path, job.sbatch, 0o600)
+        # sbatch: the pool says sent=False only when the command never reached the login node
         rc, out, err = await self.ssh.run(job.submit, failover=False, timeout=SUBMIT_TIMEOUT)
         backend_id = parse.parse_sbatch(out) if rc == 0 else None
         if backend_id:

@@ -234,6 +234,7 @@ class SSHPool:
     def _run_sync(self, cmd: str, *, failover: bool, timeout: float, stdin: bytes | None) -> tuple[int, str, str]:
         log.debug("ssh: run %s", clip_text(cmd, 2000))
         errors: list[str] = []
+        dropped = False  # a command that was sent and whose answer was lost (failover reads only get here)
         for host in self._host_order():
             for attempt in (1, 2):  # a stale pooled connection gets one fresh retry on the same host
                 try:
@@ -260,10 +261,14 @@ class SSHPool:
                             "(job_status / wait_for_job)",
                         ) from None
                     errors.append(f"{host}: {exc}")
+                    dropped = True
                     break
                 self._mark_good(host)
                 return result
-        raise BackendUnreachable(PLATFORM, "; ".join(errors) or "no login node reachable")
+        # Only _NotSent failures (no connection, or the channel would not open): the command never left.
+        raise BackendUnreachable(
+            PLATFORM, "; ".join(errors) or "no login node reachable", sent=None if dropped else False
+        )
 
     async def _sftp(self, op: Any, what: str, timeout: float) -> None:
         await anyio.to_thread.run_sync(partial(self._sftp_sync, op, what, timeout), abandon_on_cancel=True)
