@@ -323,7 +323,8 @@ class Lepton(Platform):
         assert envs["TAO_JOB_ID"] == {"name": "TAO_JOB_ID", "value": sub["job_id"]}
         assert envs["FAKE_DURATION_S"]["value"] == "3"
         assert spec["completions"] == spec["parallelism"] == 1 and spec["intra_job_communication"] is False
-        assert spec["ttl_seconds_after_finished"] == 600
+        assert spec["ttl_seconds_after_finished"] == 3 * 24 * 3600  # the platform's own default
+        assert spec["image_pull_secrets"] == ["tao-mcp-nvcr"]  # nvcr.io image + NGC_KEY: the workspace pull secret
 
     async def after_cancel(self, sub: dict[str, Any], first: dict[str, Any]) -> None:
         assert "cancel_job" in first["message"], first
@@ -352,9 +353,10 @@ class Lepton(Platform):
         for name, entry in refs.items():
             assert set(entry) == {"name", "value_from"}
             assert stored[entry["value_from"]["secret_name_ref"]] == canaries[name]
-        # the values travelled only in the POST /usersecrets body
+        # the values travelled only in the POST /usersecrets body (and NGC_KEY once into the nvcr.io pull secret)
         carriers = [r for r in self.fake.requests if canaries["NGC_KEY"] in json.dumps(r)]
-        assert [(r["method"], r["path"]) for r in carriers] == [("POST", "/usersecrets")]
+        assert [(r["method"], r["path"]) for r in carriers] == [("POST", "/imagepullsecrets"), ("POST", "/usersecrets")]
+        assert self.fake.pull_secrets["tao-mcp-nvcr"]["password"] == canaries["NGC_KEY"]
 
 
 class Brev(Platform):
