@@ -344,7 +344,7 @@ class JobService:
         params.dry_run, params.idempotency_key = False, given.idempotency_key
         return await self.submit(params, confirmed=plan)
 
-    async def submit(self, p: SubmitParams, *, confirmed: Plan | None = None) -> SubmitResult:
+    async def submit(self, p: SubmitParams, *, confirmed: Plan | None = None, keep_plan: bool = True) -> SubmitResult:
         asked = copy.deepcopy(p)  # a plan stores the arguments as given (the action record fills p in below)
         action_plan = self._model_action(p)
         platform_record, minutes = self._validate(p)
@@ -366,7 +366,7 @@ class JobService:
                 raise reading.error or unreachable_error(platform_record.name, reading)
         launch = await self._prepare(p, action_plan, minutes, job_id=job_id)
         if p.dry_run:
-            return await self._dry_run(launch, asked)
+            return await self._dry_run(launch, asked, keep_plan)
         record = JobRecord.launching(
             launch.request,
             platform=p.platform,
@@ -555,7 +555,7 @@ class JobService:
         names = resource_names(list(files))
         return {names[path]: self.redactor.text(text) for path, text in files.items()}
 
-    async def _dry_run(self, launch: PreparedLaunch, asked: SubmitParams) -> SubmitResult:
+    async def _dry_run(self, launch: PreparedLaunch, asked: SubmitParams, keep_plan: bool = True) -> SubmitResult:
         files = await self._plan_files(launch)
         shown = without_blobs(files, launch.plan)
         command = launch.action_plan.command if launch.action_plan else asked.command  # before the runner wraps it
@@ -563,26 +563,34 @@ class JobService:
         if launch.request.image:
             preview["image"] = launch.request.image
         preview |= {key: shown[key] for key in ("entrypoint", "launch", "runner") if key in shown}
+        result = SubmitResult(
+            job_id=None,
+            platform=launch.platform,
+            status=JobState.PENDING,
+            backend_name=launch.request.backend_name,
+            results_location=launch.results_location,
+            outputs=launch.plan.output_uris(launch.results_location) or None,
+            dry_run=True,
+            message="; ".join(["dry run: nothing was launched; secrets appear as names only", *launch.plan.warnings]),
+            preview=preview,
+            next="submit_job(...) again without dry_run to launch it",
+        )
+        if not keep_plan:  # a check only (service/workflows.py dry-runs each job of a workflow): no plan to confirm
+            return result
         plan = self.plans.create(
             "job",
             {"job_id": launch.request.job_id, "params": asdict(asked)},
             files,
             {"platform": launch.platform, "preview": preview},
         )
-        return SubmitResult(
-            job_id=None,
-            plan_id=plan.plan_id,
-            plan_expires_at=iso(plan.expires_at),
-            platform=launch.platform,
-            status=JobState.PENDING,
-            backend_name=launch.request.backend_name,
-            results_location=launch.results_location,
-            dry_run=True,
-            message="; ".join(["dry run: nothing was launched; secrets appear as names only", *launch.plan.warnings]),
-            preview=preview,
-            files=plan.listing(),
-            next=f"show this plan to the user; once they confirm, submit_job(plan_id='{plan.plan_id}') launches "
-            f"exactly it (until {iso(plan.expires_at)}); the full files are the resources in files[].uri",
+        return result.model_copy(
+            update={
+                "plan_id": plan.plan_id,
+                "plan_expires_at": iso(plan.expires_at),
+                "files": plan.listing(),
+                "next": f"show this plan to the user; once they confirm, submit_job(plan_id='{plan.plan_id}') "
+                f"launches exactly it (until {iso(plan.expires_at)}); the full files are the resources in files[].uri",
+            }
         )
 
     async def _check_plan(

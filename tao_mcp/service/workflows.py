@@ -660,7 +660,7 @@ class WorkflowService:
             params = unit_params(unit, produced, workflow_id)
             params.dry_run = True
             try:
-                result = await self.jobs.submit(params)
+                result = await self.jobs.submit(params, keep_plan=False)
             except TaoError as exc:
                 raise step_error(unit, exc) from None
             results[unit.key] = params, result

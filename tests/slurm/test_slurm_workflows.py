@@ -134,6 +134,8 @@ async def test_train_evaluate_export_chain_reads_each_previous_output(model_env:
         assert [(w["workflow_id"], w["status"], w["steps"]) for w in workflows["workflows"]] == [
             (started["workflow_id"], "Complete", 3)
         ]
+    with sqlite3.connect(Path(model_env["TAO_MCP_STATE_DIR"]) / "jobs.sqlite3") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM plans").fetchone() == (0,)  # checking a step stores no plan
 
 
 async def test_sweep_runs_every_combination_at_most_max_parallel_at_once(slurm_env: dict[str, str]) -> None:
