@@ -140,6 +140,11 @@ class SubmitResult(BaseModel):
     files: list[PlanFile] | None = Field(
         None, description="dry run only: every rendered file: size, sha256 and the resource URI of its full text"
     )
+    automl: AutomlRun | None = Field(
+        None,
+        description="the AutoML route (an AutoML-capable model's train with automl_policy='auto'): the review; "
+        "start_automl(plan_id) starts it; no job was launched",
+    )
     message: str = ""
     warnings: list[str] = Field(
         default_factory=list, description="what may surprise: e.g. results kept only on a Brev instance's disk"
@@ -521,3 +526,6 @@ class JobMetrics(BaseModel):
     lines_read: int = Field(description="log lines read to rebuild the series")
     complete: bool = Field(description="false when the log was longer than one bounded read: older epochs missing")
     next: str
+
+
+SubmitResult.model_rebuild()  # its `automl` field names a model defined after it

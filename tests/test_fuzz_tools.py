@@ -131,6 +131,11 @@ TOOLS = [
     "wait_for_workflow",
     "cancel_workflow",
     "list_workflows",
+    "start_automl",
+    "automl_status",
+    "wait_for_automl",
+    "stop_automl",
+    "list_automl_runs",
 ]
 
 WORDS = [

@@ -68,7 +68,8 @@ def register(server: MCPServer) -> None:
             Literal["maximize", "minimize"] | None, Field(description="default: from the name")
         ] = None,
         algorithm: Annotated[
-            str, Field(description="bayesian | hyperband | asha | bohb | pbt | ... (the engine's algorithms)")
+            Literal["bayesian", "bfbo", "hyperband", "hyperband_es", "bohb", "asha", "dehb", "pbt"],
+            Field(description="the engine's search algorithm"),
         ] = "bayesian",
         max_recommendations: Annotated[int, Field(ge=1, le=200, description="budget: jobs to run")] = 8,
         max_concurrent: Annotated[

@@ -10,6 +10,7 @@ from pydantic import Field
 
 from tao_mcp.errors import TaoError
 from tao_mcp.models import FailureAnalysis, JobList, JobStatus, LogPage, SubmitResult, WaitResult
+from tao_mcp.service.automl.service import render_review
 from tao_mcp.service.jobs import LOG_DEFAULT_TAIL, SubmitParams
 from tao_mcp.states import JobStateField
 from tao_mcp.tools._common import (
@@ -59,6 +60,8 @@ def render_submit(r: SubmitResult) -> str:
     if r.results_location:
         lines.append(f"  results: {r.results_location}")
     lines += [f"  WARNING: {w}" for w in r.warnings if w not in r.message]
+    if r.automl and r.automl.review:
+        lines.append(f"  AutoML review: {render_review(r.automl.review)}")
     for path, text in (r.preview or {}).items():
         lines += [f"--- {path}", text.rstrip()]
     if r.files:
@@ -192,6 +195,13 @@ def register(server: MCPServer) -> None:
                 "(defaults: the skill bank's intake defaults); wait_for_job(until='update') reports at that interval"
             ),
         ] = None,
+        automl_policy: Annotated[
+            Literal["auto", "off"],
+            Field(
+                description="with model and action='train': auto routes an AutoML-capable model through AutoML (a "
+                "review, then start_automl(plan_id)); off runs one plain training job"
+            ),
+        ] = "auto",
     ) -> Annotated[CallToolResult, SubmitResult]:
         """Launch one GPU job and return at once with its job_id. First call it with dry_run=True: that launches
         nothing and returns a plan_id; show the plan, and once the user confirms, submit_job(plan_id=...) launches
@@ -254,6 +264,9 @@ def register(server: MCPServer) -> None:
             monitor=monitor,
         )
         jobs = app(ctx).jobs
+        routed = None if plan_id else await app(ctx).automl.route(params, automl_policy)
+        if routed is not None:
+            return respond(ctx, routed, render_submit(routed))
         result = await (jobs.submit_plan(plan_id, params) if plan_id else jobs.submit(params))
         if named:
             result.message += (

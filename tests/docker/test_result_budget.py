@@ -68,6 +68,7 @@ async def test_every_tool_result_fits_the_budget(docker_env: dict[str, str], tmp
             platform="docker",
             model="dino",
             action="train",
+            automl_policy="off",
             dry_run=True,
             spec_overrides={
                 "dataset.train_data_sources[0].image_dir": "s3://bucket/coco/images/",

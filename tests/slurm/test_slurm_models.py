@@ -40,6 +40,7 @@ def request(env: dict[str, str], **extra: Any) -> dict[str, Any]:
         "platform": "slurm",
         "model": "dino",
         "action": "train",
+        "automl_policy": "off",  # one plain run (dino is AutoML-capable: auto would answer with a review)
         "gpu_count": 0,
         "env": {"PATH": str(Path(env["SLURM_BASE_RESULTS_DIR"]) / "standin-bin") + ":/usr/bin:/bin"},
         "spec_overrides": {

@@ -64,6 +64,8 @@ def search_space(
         if not isinstance(custom, Mapping):
             raise TaoError("E_BAD_INPUT", f"param_ranges[{name!r}] is not a mapping", "e.g. {'min': 1e-5, 'max': 1e-2}")
         options = custom.get("options", leaf.get("enum"))
+        if options is not None and (not isinstance(options, list) or not options):
+            raise TaoError("E_BAD_INPUT", f"param_ranges[{name!r}] options is not a non-empty list", "e.g. [8, 16]")
         kind = "categorical" if options else TYPES.get(str(leaf.get("type")), str(leaf.get("type") or "float"))
         low = _number(custom.get("min", leaf.get("minimum")))
         high = _number(custom.get("max", leaf.get("maximum")))

@@ -29,6 +29,7 @@ from tao_mcp.models import (
     AutomlRun,
     AutomlRunList,
     AutomlRunSummary,
+    SubmitResult,
 )
 from tao_mcp.service import principal
 from tao_mcp.service.automl import engine, review
@@ -37,10 +38,10 @@ from tao_mcp.service.automl.runs import AutomlRuns, RunRecord
 from tao_mcp.service.jobs import JobService, SubmitParams, iso, parse_time_limit
 from tao_mcp.service.metadata import actions
 from tao_mcp.service.metadata.models import find_model
+from tao_mcp.states import JobState
 
 log = logging.getLogger(__name__)
 POLL_S = 30.0  # default of TAO_MCP_AUTOML_POLL_S: how often the engine reads its running job
-PLAN_TTL_S = 3600.0
 WAIT_STEP_S = 1.0
 
 
@@ -69,38 +70,6 @@ class AutomlRequest:
     idempotency_key: str | None = None
 
 
-class _LocalPlans:
-    """Confirmed-review bookkeeping until the shared plan service (service/plans.py) is present."""
-
-    def __init__(self) -> None:
-        self._plans: dict[str, tuple[str, dict[str, Any], float, str | None]] = {}
-
-    def create(self, kind: str, arguments: dict[str, Any]) -> str:
-        plan_id = "plan-" + uuid.uuid4().hex[:12]
-        self._plans[plan_id] = (kind, arguments, time.time() + PLAN_TTL_S, principal.owner())
-        return plan_id
-
-    def take(self, plan_id: str, kind: str) -> dict[str, Any]:
-        found = self._plans.get(plan_id)
-        if found is None or found[0] != kind or not principal.may_see(found[3]):
-            raise TaoError(
-                "E_BAD_INPUT",
-                f"no AutoML plan with id '{plan_id}' (plans live for one hour, in this server process)",
-                "dry run again (dry_run=True), show the review to the user and pass its plan_id",
-            )
-        if time.time() > found[2]:
-            raise TaoError("E_BAD_INPUT", f"plan '{plan_id}' expired", "dry run again and confirm the new review")
-        return found[1]
-
-
-def _plans(settings: Mapping[str, str], store: Any) -> Any:
-    try:
-        from tao_mcp.service.plans import PlanService  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return None
-    return PlanService(settings, store)
-
-
 def poll_interval(settings: Mapping[str, str]) -> float:
     raw = settings.get("TAO_MCP_AUTOML_POLL_S") or ""
     try:
@@ -117,8 +86,7 @@ class AutomlService:
         self.settings = dict(settings)
         self.jobs = jobs
         self.runs = AutomlRuns(jobs.store)
-        self.shared_plans = _plans(settings, jobs.store)
-        self.local_plans = _LocalPlans()
+        self.plans = jobs.plans  # reviews are plans of kind "automl" (service/plans.py)
         self.handles: dict[str, Handle] = {}
         self._tg: anyio.abc.TaskGroup | None = None
 
@@ -164,8 +132,9 @@ class AutomlService:
         if not metric:
             raise TaoError(
                 "E_BAD_INPUT",
-                f"no metric was given and {record.skill}'s metadata names none",
-                "pass metric= (the kpi name the model writes to status.json, e.g. val_acc or mAP) and direction=",
+                f"no metric was given and {record.skill}'s metadata names none (automl_metric)",
+                "call start_automl(..., metric=<the kpi the model writes to status.json, e.g. mAP>, direction=...), "
+                "or pass automl_policy='off' to submit_job for one plain run",
             )
         direction = review.direction_of(str(metric), req.direction or record.data.get("automl_direction"))
         assert record.directory is not None  # automl_capable: a packaged schema
@@ -241,20 +210,12 @@ class AutomlService:
         return self._model_of_review(rev, plan_id, "review only: nothing was launched")
 
     def _create_plan(self, launch: dict[str, Any], rev: AutomlReview) -> str:
-        if self.shared_plans is not None:
-            plan = self.shared_plans.create(
-                "automl",
-                launch,
-                {"review.json": json.dumps(rev.model_dump(mode="json"), indent=2)},
-                rev.model_dump(mode="json"),
-            )
-            return str(plan.plan_id)
-        return self.local_plans.create("automl", launch)
+        summary = rev.model_dump(mode="json")
+        plan = self.plans.create("automl", launch, {"review.json": json.dumps(summary, indent=2)}, summary)
+        return str(plan.plan_id)
 
     def _take_plan(self, plan_id: str) -> dict[str, Any]:
-        if self.shared_plans is not None:
-            return dict(self.shared_plans.take(plan_id, "automl").arguments)
-        return self.local_plans.take(plan_id, "automl")
+        return dict(self.plans.take(plan_id, "automl").arguments)
 
     def _model_of_review(self, rev: AutomlReview, plan_id: str, message: str) -> AutomlRun:
         return AutomlRun(
@@ -307,6 +268,55 @@ class AutomlService:
         if run.state == "running" and run.run_id not in self.handles:
             self._launch_engine(run)
         return self._model(run, "AutoML run started")
+
+    # ---- submit_job's AutoML route ----
+    async def route(self, p: SubmitParams, policy: str) -> SubmitResult | None:
+        """submit_job(model, action='train'): an AutoML-capable model goes through AutoML unless the caller said
+        automl_policy='off' (a model without AutoML or without a packaged train schema runs plainly). The route
+        never launches by itself: a dry run answers the review and its plan_id; any other call answers
+        E_CONFIRM_REQUIRED with the review. None = the plain path."""
+        if policy == "off" or p.action != "train" or not p.model:
+            return None
+        record = find_model(self.settings, p.model)
+        if not record.automl_capable("train"):
+            return None
+        engine.require_engine()
+        declared = [k for k in ("command", "args", "inputs", "outputs", "specs") if getattr(p, k)]
+        if declared:
+            raise TaoError(
+                "E_BAD_INPUT",
+                f"the AutoML route takes spec_overrides, not {', '.join(declared)}",
+                "give fixed spec values in spec_overrides, or pass automl_policy='off' for one plain run",
+            )
+        req = AutomlRequest(
+            model=p.model,
+            platform=p.platform,
+            image=p.image,
+            gpu_count=p.gpu_count,
+            num_nodes=p.num_nodes,
+            time_limit=p.time_limit,
+            options=dict(p.options),
+            env=dict(p.env),
+            secret_env=list(p.secret_env),
+            spec_overrides=p.spec_overrides,
+            results_uri=p.results_uri,
+            idempotency_key=p.idempotency_key,
+        )
+        if not p.dry_run:
+            raise await self.confirm_required(req)
+        run = await self.plan(req)
+        return SubmitResult(
+            job_id=None,
+            plan_id=run.plan_id,
+            platform=run.platform,
+            status=JobState.PENDING,
+            backend_name="",
+            dry_run=True,
+            automl=run,
+            message=f"{run.model} train is AutoML-capable: this is the review of an AutoML run (nothing launched; "
+            "automl_policy='off' runs one plain job instead)",
+            next=f"show this review to the user; once they confirm, start_automl(plan_id='{run.plan_id}')",
+        )
 
     # ---- the engine thread ----
     def _launch_engine(self, run: RunRecord) -> None:
