@@ -94,8 +94,11 @@ PLATFORM_HINTS = (
 )
 
 
-def render(goal: str | None, defaults: IntakeDefaults | None = None) -> str:
+def render(goal: str | None, defaults: IntakeDefaults | None = None, **chosen_values: str | None) -> str:
     head = f"Help me launch this TAO workflow: {goal}" if goal else "Help me launch a TAO workflow."
+    known = [f"{name}: {value}" for name, value in chosen_values.items() if value]
+    if known:  # what the user already chose (completion/complete offers the values): confirm, do not ask again
+        head += f"\nAlready chosen ({'; '.join(known)}): confirm these instead of asking for them."
     chosen = defaults or IntakeDefaults()
     steps = "\n".join(f"{i}. {with_defaults(step, chosen)}" for i, step in enumerate(STEPS, 1))
     return (
@@ -118,6 +121,17 @@ def register(server: MCPServer) -> None:
                 "omit to let the intake ask"
             ),
         ] = None,
+        platform: Annotated[
+            str | None,
+            Field(description="the platform to launch on (completion offers the platforms that are ready now)"),
+        ] = None,
+        model: Annotated[
+            str | None, Field(description="the TAO model, as list_models names it (completion offers the skill bank's)")
+        ] = None,
+        action: Annotated[
+            str | None, Field(description="the model's action, e.g. train (completion offers the chosen model's)")
+        ] = None,
     ) -> str:
         """Launch a TAO workflow step by step."""
-        return render(goal, IntakeDefaults(**intake_defaults(app(ctx).settings)))
+        defaults = IntakeDefaults(**intake_defaults(app(ctx).settings))
+        return render(goal, defaults, platform=platform, model=model, action=action)
