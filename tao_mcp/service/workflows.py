@@ -764,7 +764,8 @@ class WorkflowService:
         for s in states:
             if s.job is not None and s.job.status == JobState.RUNNING:
                 with contextlib.suppress(TaoError):
-                    found[s.unit.key] = (await self.jobs.status(s.job.job_id)).message
+                    status = await self.jobs.status(s.job.job_id)
+                    found[s.unit.key] = status.progress.message if status.progress else status.message
         return found
 
     def _status_model(
@@ -822,11 +823,16 @@ class WorkflowService:
         )
 
     async def _metric_values(self, states: list[UnitState], metric: str) -> dict[str, float]:
-        """The last value of `metric` each step's (redacted) log shows, as `metric: 0.61`, `metric=0.61` or JSON."""
+        """The latest value of `metric` per step: from its TAO status.json records (kpi, graphical), else the last
+        `metric: 0.61`, `metric=0.61` or JSON value its (redacted) log shows."""
         pattern = re.compile(rf"[\"']?{re.escape(metric)}[\"']?\s*[:=]\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)")
         values: dict[str, float] = {}
         for s in states:
             if s.job is None or s.job.backend_id is None:
+                continue
+            record = await self.jobs._training_progress(s.job)  # the job's status.json kpi, when it writes one
+            if record is not None and metric in record.metrics:
+                values[s.unit.key] = record.metrics[metric]
                 continue
             try:
                 driver = await self.jobs.drivers.get(s.job.platform)

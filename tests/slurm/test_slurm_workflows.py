@@ -126,6 +126,10 @@ async def test_train_evaluate_export_chain_reads_each_previous_output(model_env:
         assert onnx.startswith(steps["export"]["results_location"])
         assert Path(onnx.removeprefix("lustre://")).read_text() == "onnx of weights"
 
+        # train's metric comes from its status.json kpi (the runner forwards the records); the others report none
+        scored = await call(c, "workflow_status", workflow_id=started["workflow_id"], metric="val_acc")
+        assert [s["metric"] is not None for s in scored["steps"]] == [True, False, False]
+        assert scored["best"]["step"] == "train" and scored["best"]["value"] == scored["steps"][0]["metric"]
         listed = {j["job_id"]: j for j in (await call(c, "list_jobs"))["jobs"]}
         assert {(j["workflow_id"], j["step"]) for j in listed.values()} == {
             (started["workflow_id"], s) for s in ("train", "evaluate", "export")
