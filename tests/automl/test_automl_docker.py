@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ def env(docker_env: dict[str, str], docker_cleanup: None, tmp_path: Path) -> dic
 
 
 def docker_args(
-    settings: dict[str, str], tmp_path: Path, budget: int, job_env: dict[str, str] | None = None
+    settings: dict[str, str], tmp_path: Path, budget: int, job_env: dict[str, str] | None = None, **extra: Any
 ) -> dict[str, Any]:
     return automl_args(
         "/standin",
@@ -36,11 +37,21 @@ def docker_args(
         image=settings["TAO_MCP_TEST_PY_IMAGE"],
         options={"mounts": [f"{tmp_path / 'standin'}:/standin:ro"]},
         env={"PATH": "/standin/bin:/usr/local/bin:/usr/bin:/bin", **(job_env or {})},
+        **extra,
     )
 
 
-async def test_review_gate_and_budget_of_five_reports_the_best_observed(env: dict[str, str], tmp_path: Path) -> None:
-    args = docker_args(env, tmp_path, 5)
+def assert_no_canary(canaries: dict[str, str], where: str, text: str) -> None:
+    for name, value in canaries.items():
+        assert value not in text, f"the {name} canary leaked into {where}"
+
+
+async def test_review_gate_and_budget_of_five_reports_the_best_observed(
+    env: dict[str, str], tmp_path: Path, canaries: dict[str, str]
+) -> None:
+    # every job receives NGC_KEY and prints it: the value must stay out of the workspace, the store and results
+    args = docker_args(env, tmp_path, 5, {"STANDIN_ECHO_ENV": "NGC_KEY"}, secret_env=["NGC_KEY"])
+    seen: list[str] = []
     async with Client(build_server(env), mode="legacy") as c:
         refused = await call_error(c, "start_automl", **args)
         assert refused.startswith("E_CONFIRM_REQUIRED") and "plan_id=" in refused
@@ -72,6 +83,17 @@ async def test_review_gate_and_budget_of_five_reports_the_best_observed(env: dic
         assert {r["job_id"] for r in recs} <= mine  # every recommendation is an ordinary tao-mcp job
         listed = await call(c, "list_automl_runs")
         assert listed["runs"][0]["run_id"] == run["run_id"] and listed["runs"][0]["best_metric"] == best["metric"]
+        logs = await call(c, "job_logs", job_id=best["job_id"])
+        assert any(line.startswith("careless: ") for line in logs["lines"])  # the job did print its secret
+        seen += [json.dumps(x) for x in (review, run, done, jobs, listed, logs)]
+    state = Path(env["TAO_MCP_STATE_DIR"])
+    workspace = state / "automl" / run["run_id"]
+    files = [p for p in workspace.rglob("*") if p.is_file()]
+    assert any(p.name == "active_jobs.json" for p in files) and any(".automl" in p.parts for p in files)
+    for path in [*files, *state.glob("jobs.sqlite3*")]:
+        assert_no_canary(canaries, str(path), path.read_bytes().decode("utf-8", "replace"))
+    for text in seen:
+        assert_no_canary(canaries, "a tool result", text)
 
 
 async def test_three_metricless_jobs_end_the_run_coded(env: dict[str, str], tmp_path: Path) -> None:
