@@ -12,7 +12,7 @@ import pytest
 from mcp.client import Client
 
 from tao_mcp.server import build_server
-from tests.helpers import call, call_error, dev_settings, wait_done
+from tests.helpers import call, call_error, dev_settings, plan_files, wait_done
 from tests.s3_round_trip import s3_client, with_s3
 from tests.slurm.test_slurm_models import request
 
@@ -124,7 +124,7 @@ async def test_resume_from_an_earlier_job(model_env: dict[str, str]) -> None:
         assert (await wait_done(c, earlier["job_id"], budget_s=180))["status"] == "Complete"
         second = {**first, "spec_overrides": {**first["spec_overrides"], "train.num_epochs": 5}}
         dry = await call(c, "submit_job", **second, resume_from=earlier["job_id"], dry_run=True)
-        job_env = next(v for k, v in dry["preview"].items() if k.endswith("job.env"))
+        job_env = next(v for k, v in (await plan_files(c, dry)).items() if k.endswith("job.env"))
         assert (
             f"TAO_RESUME_FROM=lustre://{model_env['SLURM_BASE_RESULTS_DIR']}/results/{earlier['job_id']}\n" in job_env
         )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,7 +41,7 @@ def request(env: dict[str, str], **extra: Any) -> dict[str, Any]:
         "action": "train",
         "automl_policy": "off",  # one plain run (dino is AutoML-capable: auto would answer with a review)
         "gpu_count": 0,
-        "env": {"PATH": str(Path(env["SLURM_BASE_RESULTS_DIR"]) / "standin-bin") + ":/usr/bin:/bin"},
+        "env": {"PATH": env["STANDIN_BIN"] + ":/usr/bin:/bin"},  # tests/slurm/conftest.py installs it
         "spec_overrides": {
             "dataset.train_data_sources[0].image_dir": images,
             "dataset.train_data_sources[0].json_file": annotations,
