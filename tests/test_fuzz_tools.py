@@ -116,6 +116,7 @@ TOOLS = [
     "job_status",
     "wait_for_job",
     "job_logs",
+    "job_metrics",
     "failure_analysis",
     "cancel_job",
     "list_jobs",

@@ -177,20 +177,19 @@ def series(lines: Iterable[str]) -> dict[str, dict[int, float]]:
     return out
 
 
-def describe(name: str, points: dict[int, float], last: int | None = None) -> MetricSeries:
+def describe(name: str, points: dict[int, float], last: int) -> MetricSeries:
+    """min/max/last/best over every epoch seen; the values of the last `last` epochs."""
     epochs = sorted(points)
-    if last:
-        epochs = epochs[-last:]
-    values = [points[e] for e in epochs]
     lower = lower_is_better(name)
     best_epoch = (min if lower else max)(epochs, key=lambda e: points[e])
+    shown = epochs[-last:]
     return MetricSeries(
         name=name,
-        epochs=epochs,
-        values=values,
-        min=min(values),
-        max=max(values),
-        last=values[-1],
+        epochs=shown,
+        values=[points[e] for e in shown],
+        min=min(points.values()),
+        max=max(points.values()),
+        last=points[epochs[-1]],
         best=points[best_epoch],
         best_epoch=best_epoch,
         goal="min" if lower else "max",

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp_types import CallToolResult
+from mcp_types import CallToolResult, ImageContent
 from pydantic import Field
 
 from tao_mcp.errors import TaoError
-from tao_mcp.models import FailureAnalysis, JobList, JobStatus, LogPage, SubmitResult, WaitResult
+from tao_mcp.models import FailureAnalysis, JobList, JobMetrics, JobStatus, LogPage, SubmitResult, WaitResult
 from tao_mcp.service.automl.service import render_review
 from tao_mcp.service.jobs import LOG_DEFAULT_TAIL, SubmitParams
+from tao_mcp.service.metrics import job_metrics as metrics_of
 from tao_mcp.states import JobStateField
 from tao_mcp.tools._common import (
     LARGE_RESULT,
@@ -68,6 +70,21 @@ def render_submit(r: SubmitResult) -> str:
         lines.append("--- files (full text: read the resource)")
         lines += [f"  {f.uri}  {f.size} bytes  sha256 {f.sha256[:16]}…" for f in r.files]
     lines.append(f"Next: {r.next}")
+    return "\n".join(lines)
+
+
+def render_metrics(m: JobMetrics) -> str:
+    lines = [f"Job {m.job_id} ({m.status}): {len(m.series)} metrics" + ("" if m.complete else " (latest epochs only)")]
+    if m.series:
+        lines.append(f"  {'metric':<24} {'epochs':>6} {'min':>10} {'max':>10} {'last':>10} {'best':>10} @epoch")
+    for s in m.series:
+        lines.append(
+            f"  {s.name[:24]:<24} {len(s.epochs):>6} {s.min:>10.4g} {s.max:>10.4g} {s.last:>10.4g} {s.best:>10.4g} "
+            f"@{s.best_epoch} ({s.goal})"
+        )
+    if m.chart:
+        lines.append("  chart: attached as PNG image content")
+    lines.append(f"Next: {m.next}")
     return "\n".join(lines)
 
 
@@ -351,6 +368,31 @@ def register(server: MCPServer) -> None:
         )
         text = "\n".join([head, *page.lines, f"Next: {page.next}"])
         return respond(ctx, page, text)
+
+    @server.tool(title="Training metrics of a job", annotations=READ_ONLY_BACKEND)
+    @coded_errors
+    async def job_metrics(
+        ctx: Context,
+        job_id: JobId,
+        metrics: Annotated[
+            list[str] | None,
+            Field(description="metric names to show and chart (default: every metric, the first four charted)"),
+        ] = None,
+        last: Annotated[
+            int | None,
+            Field(ge=1, le=1000, description="epochs of each series to return (default 100; stats cover all)"),
+        ] = None,
+    ) -> Annotated[CallToolResult, JobMetrics]:
+        """A job's training metrics per epoch (every kpi/graphical value its status.json reported: min, max, last
+        and best epoch of each) as a table, plus a PNG chart as image content. Works while it runs, after it ended
+        and after a server restart (rebuilt from the log). Next: job_status, or compare jobs by their best values."""
+        result, png = await metrics_of(app(ctx).jobs, job_id, metrics, last)
+        answer = respond(ctx, result, render_metrics(result))
+        if png is not None:
+            answer.content.append(
+                ImageContent(type="image", data=base64.b64encode(png).decode(), mime_type="image/png")
+            )
+        return answer
 
     @server.tool(title="Explain a job failure", meta=LARGE_RESULT, annotations=READ_ONLY_BACKEND)
     @coded_errors

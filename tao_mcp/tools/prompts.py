@@ -69,7 +69,7 @@ INTAKE = (
         "is still running, including long PENDING waits. If this host cannot stay attached (a runtime limit, the "
         "user detaches), say so plainly and give the job_id, so anyone can re-attach later with "
         "wait_for_job(job_id, until='update') or job_status. When final is true post the last update; on Error "
-        "call failure_analysis and job_logs; on Complete report the results location (list_path "
+        "call failure_analysis and job_logs; on Complete show job_metrics and report the results location (list_path "
         "shows it).",
     ),
 )

@@ -4,13 +4,16 @@ and job_logs hides the marked lines unless raw=true."""
 
 from __future__ import annotations
 
+import base64
+import io
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
-from tests.helpers import mcp_client, structured
-from tests.scenarios.platforms import Platform
+from tests.helpers import mcp_client, stdio_client, structured
+from tests.scenarios.platforms import Platform, Slurm
 from tests.scenarios.test_scenarios import platform, process_env  # noqa: F401  (platform: the parametrised fixture)
 
 pytestmark = [pytest.mark.anyio]
@@ -50,3 +53,40 @@ async def test_training_progress_carries_epoch_and_total(platform: Platform) -> 
         assert logs["lines"] and not any(MARK in line for line in logs["lines"]), logs
         raw = structured(await c.call_tool("job_logs", {"job_id": sub["job_id"], "raw": True}))
         assert sum(line.startswith(MARK) for line in raw["lines"]) >= 7, raw  # six epochs and the final record
+        await check_metrics(c, sub["job_id"], epochs=6)
+
+
+async def check_metrics(c: Any, job_id: str, epochs: int) -> None:
+    """job_metrics: the loss series of every epoch, its best epoch, and a decodable PNG under 100 KB."""
+    result = await c.call_tool("job_metrics", {"job_id": job_id})
+    metrics = structured(result)
+    loss = next(s for s in metrics["series"] if s["name"] == "loss")
+    assert loss["epochs"] == list(range(1, epochs + 1)) and loss["values"][0] == 1.0, loss
+    assert (loss["best_epoch"], loss["goal"], loss["last"]) == (epochs, "min", round(1 / epochs, 4)), loss
+    assert metrics["chart"] is True and metrics["complete"] is True, metrics
+    (image,) = [item for item in result.content if item.type == "image"]
+    png = base64.b64decode(image.data)
+    assert image.mime_type == "image/png" and len(png) <= 100_000
+    from matplotlib.image import imread
+
+    pixels = imread(io.BytesIO(png), format="png")
+    assert pixels.shape[0] > 100 and pixels.shape[1] > 300, pixels.shape
+    assert "loss" in result.content[0].text
+
+
+@pytest.mark.slurm
+async def test_metrics_after_a_server_restart(
+    slurm_env: dict[str, str], request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The series is rebuilt from the log by a new server process: nothing of it was kept in memory."""
+    slurm = Slurm(slurm_env, request)
+    with open(tmp_path / "stderr1.log", "w") as err:
+        async with stdio_client(process_env(slurm), err) as c:
+            sub = structured(await c.call_tool("submit_job", slurm.training(epochs=4, seconds=1)))
+            done, _ = await wait_collecting(c, sub["job_id"], budget_s=240)
+            assert done["status"] == "Complete", done
+    with open(tmp_path / "stderr2.log", "w") as err:
+        async with stdio_client(process_env(slurm), err) as c:
+            await check_metrics(c, sub["job_id"], epochs=4)
+            status = structured(await c.call_tool("job_status", {"job_id": sub["job_id"]}))
+            assert status["progress"]["epoch"] == 4 and status["progress"]["percent"] == 100.0, status

@@ -109,7 +109,7 @@ def test_message_series_and_best_epoch() -> None:
     assert record is not None
     assert training.message(record) == "epoch 7/50 — loss 0.412 — val_mAP 0.61 — eta 1:32:10"
     points = training.series(lines)
-    loss, mAP = training.describe("loss", points["loss"]), training.describe("val_mAP", points["val_mAP"])
+    loss, mAP = training.describe("loss", points["loss"], 100), training.describe("val_mAP", points["val_mAP"], 100)
     assert (loss.best_epoch, loss.goal, mAP.best_epoch, mAP.goal) == (7, "min", 6, "max")
     assert training.parse("[tao-progress] not json") is None and training.parse("epoch 3") is None
 
