@@ -661,6 +661,13 @@ class JobService:
         if poller.fresh(record.job_id, record.created_at):
             return record, None
         unreachable = await poller.read_one(record.ref())
+        return self._seen(record, unreachable)
+
+    def _seen(self, record: JobRecord, unreachable: str | None) -> tuple[JobRecord, str | None]:
+        """The record as stored after a reading; an outage the reading met drops the platform's cached "ready"
+        (list_platforms must not promise a backend a job has just failed to reach)."""
+        if unreachable:
+            self.readiness.forget(record.platform)
         return self.record(record.job_id), unreachable
 
     async def read_again(self, record: JobRecord) -> tuple[JobRecord, str | None]:
@@ -668,7 +675,7 @@ class JobService:
         if record.terminal:
             return record, None
         unreachable = await self.poller(record.platform).read_one(record.ref())
-        return self.record(record.job_id), unreachable
+        return self._seen(record, unreachable)
 
     async def status(self, job_id: str) -> JobStatus:
         record, unreachable = await self.current(self.record(job_id))
