@@ -96,7 +96,19 @@ def build_server(environ: Mapping[str, str] | None = None, *, http: HttpPlan | N
         auth=http.auth if http else None,
         token_verifier=http.verifier if http else None,
     )
-    from tao_mcp.tools import automl, catalog, completions, extras, jobs, plans, platforms, prompts, storage, workflows
+    from tao_mcp.tools import (
+        automl,
+        catalog,
+        completions,
+        extras,
+        job_resources,
+        jobs,
+        plans,
+        platforms,
+        prompts,
+        storage,
+        workflows,
+    )
 
     platforms.register(server)
     catalog.register(server)
@@ -107,6 +119,7 @@ def build_server(environ: Mapping[str, str] | None = None, *, http: HttpPlan | N
     automl.register(server)
     prompts.register(server)
     plans.register(server)
+    job_resources.register(server)
     completions.register(server)
     forbid_unknown_arguments(server)
     server.middleware.append(coded_tool_errors(server))  # inside redact_results: its texts are redacted too

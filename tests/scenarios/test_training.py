@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,17 @@ async def test_training_progress_carries_epoch_and_total(platform: Platform) -> 
         raw = structured(await c.call_tool("job_logs", {"job_id": sub["job_id"], "raw": True}))
         assert sum(line.startswith(MARK) for line in raw["lines"]) >= 7, raw  # six epochs and the final record
         await check_metrics(c, sub["job_id"], epochs=6)
+        await check_resources(c, sub["job_id"], epochs=6)
+
+
+async def check_resources(c: Any, job_id: str, epochs: int) -> None:
+    """tao://jobs/{job_id}[/logs,/metrics]: the status with progress, the log tail, the series."""
+    status = json.loads((await c.read_resource(f"tao://jobs/{job_id}")).contents[0].text)
+    assert status["job_id"] == job_id and status["progress"]["epoch"] == epochs, status
+    log = (await c.read_resource(f"tao://jobs/{job_id}/logs")).contents[0].text
+    assert log and MARK not in log, log
+    metrics = json.loads((await c.read_resource(f"tao://jobs/{job_id}/metrics")).contents[0].text)
+    assert [s["name"] for s in metrics["series"]][:1] == ["loss"], metrics
 
 
 async def check_metrics(c: Any, job_id: str, epochs: int) -> None:
