@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +103,33 @@ async def test_metrics_after_a_server_restart(
             await check_metrics(c, sub["job_id"], epochs=4)
             status = structured(await c.call_tool("job_status", {"job_id": sub["job_id"]}))
             assert status["progress"]["epoch"] == 4 and status["progress"]["percent"] == 100.0, status
+
+
+@pytest.mark.slow
+async def test_update_returns_on_the_interval_boundary(
+    lepton_env: dict[str, str], request: pytest.FixtureRequest
+) -> None:
+    """monitor interval 1 minute: wait_for_job(until='update') calls (each ≤ 50 s) return still_waiting before the
+    job's first boundary, then an update to post at the boundary (60 s after submission), not final."""
+    request.getfixturevalue("fake_lepton")
+    env = {"FAKE_LOG_TEXT": "started", "FAKE_DURATION_S": "150"}
+    args = {"platform": "lepton", "image": "nvcr.io/nvidia/tao/tao-toolkit:5.5.0-pyt", "command": "python t.py"}
+    async with mcp_client(lepton_env) as c:
+        submitted = time.monotonic()
+        sub = structured(
+            await c.call_tool("submit_job", {**args, "env": env, "monitor": {"enabled": True, "interval_minutes": 1}})
+        )
+        await c.call_tool("wait_for_job", {"job_id": sub["job_id"], "until": "running", "timeout_s": 30})
+        with anyio.fail_after(150):
+            while True:
+                r = structured(
+                    await c.call_tool("wait_for_job", {"job_id": sub["job_id"], "until": "update", "timeout_s": 50})
+                )
+                if r["outcome"] != "still_waiting":
+                    break
+                assert r["final"] is False and r["update"] is None, r
+        elapsed = time.monotonic() - submitted
+        assert r["outcome"] == "update" and r["done"] is True and r["final"] is False, r
+        assert r["update"].startswith(f"job {sub['job_id']} Running"), r
+        assert 59 <= elapsed <= 70, elapsed  # on the boundary, not at a call's timeout
+        await c.call_tool("cancel_job", {"job_id": sub["job_id"]})
