@@ -78,6 +78,7 @@ async def test_review_gate_and_budget_of_five_reports_the_best_observed(
             assert rec["metric"] == pytest.approx(expected_val_acc(rec["parameters"]["train.optim.lr"]))
         best = max(recs, key=lambda r: r["metric"])
         assert done["best"]["rec_id"] == best["rec_id"] and done["best"]["metric"] == best["metric"]
+        assert f"job_status(job_id='{best['job_id']}')" in done["next"]
         jobs = await call(c, "list_jobs")
         mine = {j["job_id"] for j in jobs["jobs"]}
         assert {r["job_id"] for r in recs} <= mine  # every recommendation is an ordinary tao-mcp job
@@ -104,6 +105,7 @@ async def test_three_metricless_jobs_end_the_run_coded(env: dict[str, str], tmp_
     assert done["state"] == "failed"
     assert done["error"].startswith("E_AUTOML_NO_METRIC:") and "val_acc" in done["error"] and "Fix:" in done["error"]
     assert len(done["recommendations"]) == 3
+    assert f"failure_analysis(job_id='{done['recommendations'][-1]['job_id']}')" in done["next"]
 
 
 async def test_stop_cancels_the_running_job(env: dict[str, str], tmp_path: Path) -> None:

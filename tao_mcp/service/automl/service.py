@@ -579,8 +579,24 @@ def render_review(rev: AutomlReview) -> str:
 
 
 def next_hint(run: RunRecord) -> str:
+    """The next call, with the literal arguments the agent needs (the walk's contract)."""
     if run.state in ("running", "stopping"):
         return f"wait_for_automl(run_id='{run.run_id}')"
+    jobs = [r["job_id"] for r in run.recommendations if r.get("job_id") and not str(r["job_id"]).startswith("failed-")]
     if run.state == "failed":
-        return "automl_status shows the recommendations; failure_analysis(job_id) explains a failed one"
-    return "job_status(job_id) of the best recommendation; its results are in its results location"
+        failed = [
+            r["job_id"]
+            for r in run.recommendations
+            if r.get("status") in ("failure", "error") and r.get("job_id") in jobs
+        ]
+        if failed:
+            return f"failure_analysis(job_id='{failed[-1]}') explains the last failed recommendation"
+        return f"automl_status(run_id='{run.run_id}') lists the recommendations"
+    review = run.request.get("review") or {}
+    recs = [AutomlRecommendation.model_validate(r) for r in run.recommendations]
+    best = best_of(recs, str(review.get("direction", "maximize")))
+    if best and best.job_id:
+        return f"job_status(job_id='{best.job_id}') of the best recommendation: its results location holds the model"
+    if jobs:
+        return f"job_logs(job_id='{jobs[-1]}') of the last recommendation"
+    return "list_automl_runs() lists the runs"
