@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tao_mcp.drivers.base import Evidence, JobRef, LaunchRequest, LogChunk, Observation, Preview
+from tao_mcp.drivers import logfile
+from tao_mcp.drivers.base import Evidence, JobRef, LaunchRequest, LogChunk, LogMark, LogMode, Observation, Preview
 
 
 class CountingFakeDriver:
@@ -51,8 +52,10 @@ class CountingFakeDriver:
             for i, ref in enumerate(refs)
         }
 
-    async def read_log(self, ref: JobRef, *, start: int | None, limit: int, grep: str | None) -> LogChunk:
-        return LogChunk(lines=[], first_line=0, total_lines=0)
+    async def read_log(
+        self, ref: JobRef, *, mode: LogMode, at: LogMark | None, limit: int, context: int, max_bytes: int
+    ) -> LogChunk:
+        return logfile.window_of([])
 
     async def cancel(self, ref: JobRef) -> None:
         pass

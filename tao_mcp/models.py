@@ -172,9 +172,10 @@ class WaitResult(JobStatus):
 class LogPage(BaseModel):
     job_id: str
     lines: list[str]
-    first_line: int = Field(description="0-based position of the first returned line in the log")
     truncated: bool = Field(description="more lines exist than were returned")
     next_cursor: str | None = Field(description="pass as cursor to read the lines after this page")
+    prev_cursor: str | None = Field(None, description="pass as cursor to read the lines before this page")
+    searched: str | None = Field(None, description="grep: how much of the log was searched, from where")
     status: JobStateField
     next: str
 

@@ -103,7 +103,7 @@ async def run_leaky_job(
             if expect_printed:  # the job really printed them; the server masked them on the way out
                 assert "leak-job done" in page["lines"] or "fake-lepton: done" in page["lines"], page["lines"][-5:]
                 assert any(line.startswith("plain [REDACTED]") for line in page["lines"]), page["lines"][:5]
-            first_page = cursor_codec.encode("log", job_id, 0)
+            first_page = cursor_codec.encode("log", job_id, "after", 0, 0)  # the first page: from position 0
             seen.result(await c.call_tool("job_logs", {"job_id": job_id, "cursor": first_page, "tail": 2000}))
             for needle in ("[REDACTED]", "b64", "BEGIN", "p" * 50, *(v[:6] for v in canaries.values())):
                 seen.result(await c.call_tool("job_logs", {"job_id": job_id, "grep": needle, "tail": 2000}))

@@ -106,14 +106,33 @@ class Observation:
         self.status = JobState(self.status)  # a misspelled state fails here, in the driver, not in the store
 
 
+@dataclass(frozen=True, order=True)
+class LogMark:
+    """A position in a job's log, meaningful only to the driver that made it: a byte offset (log files: SLURM,
+    Brev) or a timestamp in ns plus the lines already taken at that instant (log streams: Docker, Kubernetes,
+    Lepton, where lines may share a timestamp). Marks of one log compare in log order."""
+
+    at: int
+    skip: int = 0
+
+
 @dataclass
 class LogChunk:
-    """A window of a job's raw log (lines as printed, RAW_CUT-marked when cut). Line numbers are 0-based
-    positions in the whole log. Drivers never filter: grep runs in the service, on redacted text only."""
+    """A window of a job's raw log (lines as printed, RAW_CUT-marked when cut). `marks[i]` is where lines[i]
+    begins; the first `context` lines come before the position asked for (redaction context: the service
+    redacts them with the rest and drops them). Drivers never filter: grep runs in the service, on redacted text."""
 
     lines: list[str]
-    first_line: int  # position of lines[0]
-    total_lines: int  # lines in the whole log when read
+    marks: list[LogMark]
+    begin: LogMark  # where the window (after its context) begins: marks[context] when it has lines
+    end: LogMark  # after its last complete line: where the next page begins
+    older: bool  # lines exist before `begin`
+    newer: bool  # lines existed after `end` when read
+    context: int = 0
+    scanned: int = 0  # bytes the window covers (grep reports how much of the log it searched)
+
+
+LogMode = Literal["tail", "after", "before"]
 
 
 @dataclass
@@ -156,9 +175,14 @@ class Driver(Protocol):
     async def observe(self, refs: list[JobRef]) -> dict[str, Observation]:
         """Batched state of many jobs (one backend round per sweep). Missing key = backend has no record."""
 
-    async def read_log(self, ref: JobRef, *, start: int | None, limit: int) -> LogChunk:
-        """start=None: the last `limit` lines; else `limit` lines from position `start`. Raw text: the
-        service redacts it (never return, log or filter it anywhere else)."""
+    async def read_log(
+        self, ref: JobRef, *, mode: LogMode, at: LogMark | None, limit: int, context: int, max_bytes: int
+    ) -> LogChunk:
+        """`limit` lines: the log's last ones (tail), the first ones at or after `at` (after), or the last ones
+        before `at` (before); plus up to `context` lines before them. Read backward from the end wherever the
+        platform can (cost independent of the log's size); at most about `max_bytes` of log. Raw text: the service
+        redacts it (never return, log or filter it anywhere else). drivers/logfile.py does the work for files and
+        streams."""
 
     async def cancel(self, ref: JobRef) -> None:
         """Ask the backend to stop the job. Confirmation comes from a later observe()."""

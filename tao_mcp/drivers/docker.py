@@ -29,6 +29,8 @@ from tao_mcp.drivers.base import (
     JobRef,
     LaunchRequest,
     LogChunk,
+    LogMark,
+    LogMode,
     Observation,
     Preview,
     clip_text,
@@ -497,12 +499,17 @@ class DockerDriver:
 
     # --- logs ---------------------------------------------------------------------------------------------------
 
-    async def read_log(self, ref: JobRef, *, start: int | None, limit: int) -> LogChunk:
-        limit = logfile.clamp(limit)
+    async def read_log(
+        self, ref: JobRef, *, mode: LogMode, at: LogMark | None, limit: int, context: int, max_bytes: int
+    ) -> LogChunk:
         container = await self._container(ref)
         if container is None:
-            return logfile.empty(start)
-        return await self._run(lambda: _scan_log(container, start=start, limit=limit))
+            return logfile.empty(at)
+
+        async def tail(n: int, until: int | None) -> list[logfile.Row]:
+            return await self._run(lambda: _log_tail(container, n))
+
+        return await logfile.read_stream(tail, mode=mode, at=at, limit=limit, context=context)
 
     # --- cancel / evidence --------------------------------------------------------------------------------------
 
@@ -617,24 +624,17 @@ def _explain(exc: Any) -> str:
     return clip_text(" ".join(str(text).split()), 800)
 
 
-def _scan_log(container: Any, *, start: int | None, limit: int) -> LogChunk:
-    """Stream the whole log once (bounded memory): count lines, keep only the window asked for."""
-    window = logfile.Window(start=start, limit=limit)
-    total = 0
-
-    def take(text: str) -> None:
-        nonlocal total
-        window.take(total, logfile.clip(text))
-        total += 1
-
+def _log_tail(container: Any, n: int) -> list[logfile.Row]:
+    """The container's last n lines with their timestamps (`logs(tail=n)`: the daemon reads them backward from
+    the end), streamed so one enormous line keeps only its head (clip marks the cut)."""
+    rows: list[logfile.Row] = []
     pending = b""
-    for chunk in container.logs(stdout=True, stderr=True, stream=True, follow=False):
+    for chunk in container.logs(stdout=True, stderr=True, stream=True, follow=False, timestamps=True, tail=n):
         pending += chunk
         *complete, pending = pending.split(b"\n")
-        for raw in complete:
-            take(raw.decode("utf-8", errors="replace").rstrip("\r"))
-        if len(pending) > RAW_LINE_CHARS * 4:  # one enormous line: keep its head only (clip marks the cut)
+        rows += (logfile.stamped(raw) for raw in complete)
+        if len(pending) > RAW_LINE_CHARS * 4:
             pending = pending[: RAW_LINE_CHARS * 4]
     if pending:
-        take(pending.decode("utf-8", errors="replace").rstrip("\r"))
-    return window.chunk(total)
+        rows.append(logfile.stamped(pending))
+    return rows

@@ -25,7 +25,15 @@ import anyio
 
 from tao_mcp import cursor as cursor_codec
 from tao_mcp.drivers import DRIVERS, platform_models
-from tao_mcp.drivers.base import Driver, Evidence, HasEphemeralResults, HasRunnerPhase, LaunchRequest
+from tao_mcp.drivers.base import (
+    Driver,
+    Evidence,
+    HasEphemeralResults,
+    HasRunnerPhase,
+    LaunchRequest,
+    LogMark,
+    LogMode,
+)
 from tao_mcp.entrypoint import EntrypointPlan, build_entrypoint, runner_blob
 from tao_mcp.errors import BackendUnreachable, TaoError
 from tao_mcp.models import (
@@ -729,21 +737,12 @@ class JobService:
                 if raw is not None:  # None: no phase file (an older job, a container without the job folder)
                     text = logs.redact_lines([raw.strip().replace("\n", " ")], self.redactor)[0]
                     return text.split(RUNNER_TAG, 1)[-1].strip()[:200] or None
-            found = await logs.grep(
-                driver,
-                record.ref(),
-                self.redactor,
-                RUNNER_TAG,
-                start=None,
-                limit=1,
-                scan=RUNNER_SCAN_LINES,
-                skip=training.is_marked,  # a status.json record never passes for a runner line
-            )
+            window = await logs.read(driver, record.ref(), self.redactor, limit=RUNNER_SCAN_LINES)
         except TaoError:
             return None
-        if not found.lines:
-            return None
-        return found.lines[-1].split(RUNNER_TAG, 1)[-1].strip()[:200]
+        # a status.json record never passes for a runner line
+        found = [line for line in window.lines if RUNNER_TAG in line and not training.is_marked(line)]
+        return found[-1].split(RUNNER_TAG, 1)[-1].strip()[:200] if found else None
 
     @staticmethod
     def _has_runner(record: JobRecord) -> bool:
@@ -772,7 +771,7 @@ class JobService:
         """The log's last RUNNER_SCAN_LINES lines, redacted; None when the log cannot be read now."""
         try:
             driver = await self.drivers.get(record.platform)
-            window = await logs.read(driver, record.ref(), self.redactor, start=None, limit=RUNNER_SCAN_LINES)
+            window = await logs.read(driver, record.ref(), self.redactor, limit=RUNNER_SCAN_LINES)
         except TaoError:
             return None
         return window.lines
@@ -926,7 +925,7 @@ class JobService:
     async def _read_last_line(self, record: JobRecord) -> str | None:
         try:
             driver = await self.drivers.get(record.platform)
-            window = await logs.read(driver, record.ref(), self.redactor, start=None, limit=1)
+            window = await logs.read(driver, record.ref(), self.redactor, limit=1)
         except TaoError:
             return None
         return window.lines[-1] if window.lines else None
@@ -934,7 +933,10 @@ class JobService:
     # ---- logs ----
     async def logs(self, job_id: str, tail: int, cursor: str | None, grep: str | None, raw: bool = False) -> LogPage:
         record = self.record(job_id)
-        start = log_cursor_start(cursor, job_id) if cursor else None
+        mode: LogMode = "tail"
+        at: LogMark | None = None
+        if cursor:
+            mode, at = log_cursor(cursor, job_id)
         logs.check_grep(grep)
         if record.backend_id is None:
             record, _ = await self.current(record)
@@ -942,55 +944,70 @@ class JobService:
             return LogPage(
                 job_id=job_id,
                 lines=[],
-                first_line=0,
                 truncated=False,
                 next_cursor=None,
+                prev_cursor=None,
                 status=record.status,
                 next=f"job_status(job_id='{job_id}') — the job has not reached the backend yet",
             )
         driver = await self.drivers.get(record.platform)
         if grep:
-            return await self._grep_page(record, driver, grep, start, tail, raw)
-        window = await logs.read(driver, record.ref(), self.redactor, start=start, limit=tail)
-        lines, first_line = fit_page(window.lines, window.first_line, from_end=start is None, tail=tail)
-        after = first_line + len(lines)  # positions count every line, the hidden progress lines too
-        if not raw:
+            return await self._grep_page(record, driver, grep, mode, at, tail, raw)
+        window = await logs.read(driver, record.ref(), self.redactor, mode=mode, at=at, limit=tail)
+        kept = fit_page(window.lines, from_end=mode != "after", tail=tail)
+        lines = window.lines[kept]
+        begin = window.marks[kept.start] if lines else window.begin
+        end = window.end if kept.stop >= len(window.lines) else window.marks[kept.stop]
+        older = window.older or kept.start > 0
+        if not raw:  # positions count every line, the hidden progress lines too
             lines = [line for line in lines if not training.is_marked(line)]
-        truncated = first_line > 0 if start is None else after < window.total_lines
-        next_cursor = cursor_codec.encode("log", job_id, after)
-        more = "older lines exist: use a smaller window with cursor" if truncated else "no older lines"
+        next_cursor = log_cursor_for(job_id, "after", end)
+        prev_cursor = log_cursor_for(job_id, "before", begin) if older else None
+        more = f"older lines: cursor='{prev_cursor}'" if prev_cursor else "no older lines"
         return LogPage(
             job_id=job_id,
             lines=lines,
-            first_line=first_line,
-            truncated=truncated,
+            truncated=older or (mode == "after" and (window.newer or kept.stop < len(window.lines))),
             next_cursor=next_cursor,
+            prev_cursor=prev_cursor,
             status=record.status,
-            next=f"job_logs(job_id='{job_id}', cursor='{next_cursor}') for new lines; {more}",
+            next=f"job_logs(job_id='{job_id}', cursor='{next_cursor}') for newer lines; {more}",
         )
 
     async def _grep_page(
-        self, record: JobRecord, driver: Driver, grep: str, start: int | None, tail: int, raw: bool
+        self,
+        record: JobRecord,
+        driver: Driver,
+        grep: str,
+        mode: LogMode,
+        at: LogMark | None,
+        tail: int,
+        raw: bool,
     ) -> LogPage:
-        """grep runs here, on the redacted window, never on the backend: no answer depends on a secret."""
+        """grep runs here, on redacted windows, never on the backend: no answer depends on a secret."""
+        window = logs.grep_window_bytes(self.settings)
         skip = None if raw else training.is_marked
-        found = await logs.grep(driver, record.ref(), self.redactor, grep, start=start, limit=tail, skip=skip)
-        next_cursor = cursor_codec.encode("log", record.job_id, found.end_line)
-        unsearched = found.first_line > 0 if start is None else found.end_line < found.total_lines
-        more = "older matches exist: narrow grep" if found.more else "all lines searched"
-        if unsearched:
-            first_page = cursor_codec.encode("log", record.job_id, 0)
-            where, page = ("older", first_page) if start is None else ("later", next_cursor)
-            page = f"cursor='{page}'"
-            more = f"searched lines {found.first_line + 1}-{found.end_line}; for {where} lines grep again with {page}"
+        found = await logs.grep(
+            driver, record.ref(), self.redactor, grep, mode=mode, at=at, limit=tail, window_bytes=window, skip=skip
+        )
+        job_id = record.job_id
+        next_cursor = log_cursor_for(job_id, "after", found.end)
+        prev_cursor = log_cursor_for(job_id, "before", found.begin) if found.older else None
+        searched = f"searched {human_bytes(found.scanned)} of the log"
+        searched += " back from its end" if mode == "tail" else (" back from the cursor" if mode == "before" else "")
+        if found.older:
+            searched += f"; older lines were not searched: grep again with cursor='{prev_cursor}'"
+        if found.more and mode == "after":
+            searched += f"; more matches: grep again with cursor='{next_cursor}'"
         return LogPage(
-            job_id=record.job_id,
-            lines=[f"{n + 1}: {line}" for n, line in zip(found.line_numbers, found.lines, strict=True)],
-            first_line=found.first_line,
-            truncated=found.more or unsearched,
+            job_id=job_id,
+            lines=found.lines,
+            truncated=found.more or found.older,
             next_cursor=next_cursor,
+            prev_cursor=prev_cursor,
+            searched=searched,
             status=record.status,
-            next=f"job_logs(job_id='{record.job_id}', cursor='{next_cursor}') for new lines; {more}",
+            next=f"job_logs(job_id='{job_id}', grep=..., cursor='{next_cursor}') for newer lines; {searched}",
         )
 
     # ---- failure analysis ----
@@ -1004,8 +1021,8 @@ class JobService:
         if record.backend_id is not None:
             driver = await self.drivers.get(record.platform)
             try:
-                window = await logs.read(driver, record.ref(), self.redactor, start=None, limit=ANALYSIS_LOG_LINES)
-                log_lines, first = window.lines, window.first_line
+                window = await logs.read(driver, record.ref(), self.redactor, limit=ANALYSIS_LOG_LINES)
+                log_lines = window.lines  # numbered within this tail: counting the whole log would cost its size
                 if record.status not in (JobState.COMPLETE, JobState.PENDING):
                     # The failure scans run on redacted text only, like every filter the server offers.
                     raw = await driver.failure_evidence(record.ref())
@@ -1138,21 +1155,26 @@ def without_blobs(files: Mapping[str, str], plan: EntrypointPlan) -> dict[str, s
     return shown
 
 
-def fit_page(lines: list[str], first_line: int, *, from_end: bool, tail: int) -> tuple[list[str], int]:
-    """A log page within the result budget: at most LOG_PAGE_CHARS of line text (LOG_PAGE_CHARS_MAX when the
-    caller asked for more than the default tail); the newest lines win in tail mode, the oldest after a cursor."""
+def fit_page(lines: list[str], *, from_end: bool, tail: int) -> slice:
+    """The lines of a log page within the result budget: at most LOG_PAGE_CHARS of line text (LOG_PAGE_CHARS_MAX
+    when the caller asked for more than the default tail); the newest lines win in tail mode, the oldest after a
+    cursor."""
     budget = LOG_PAGE_CHARS if tail <= LOG_DEFAULT_TAIL else LOG_PAGE_CHARS_MAX
-    kept: list[str] = []
-    used = 0
+    count = used = 0
     for line in reversed(lines) if from_end else lines:
         used += len(line) + 1
-        if used > budget and kept:
+        if used > budget and count:
             break
-        kept.append(line)
-    if from_end:
-        kept.reverse()
-        return kept, first_line + len(lines) - len(kept)
-    return kept, first_line
+        count += 1
+    return slice(len(lines) - count, len(lines)) if from_end else slice(0, count)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
 
 
 def unreachable_grace(settings: Mapping[str, str]) -> float:
@@ -1169,12 +1191,18 @@ def unreachable_grace(settings: Mapping[str, str]) -> float:
     return value
 
 
-def log_cursor_start(cursor: str, job_id: str) -> int:
-    """The log position a job_logs cursor resumes at; a cursor of another job is refused, not misread."""
-    for_job, line = cursor_codec.decode(cursor, "log", str, int)
+def log_cursor(cursor: str, job_id: str) -> tuple[LogMode, LogMark]:
+    """Where a job_logs cursor resumes: lines after or before a position. A cursor of another job is refused."""
+    for_job, direction, at, skip = cursor_codec.decode(cursor, "log", str, str, int, int)
     if for_job != job_id:
         raise cursor_codec.bad_cursor(f"it was made for the log of job {for_job}, not {job_id}")
-    return int(line)
+    if direction not in ("after", "before"):
+        raise cursor_codec.bad_cursor("its content is not what this listing writes")
+    return ("after" if direction == "after" else "before"), LogMark(at, skip)
+
+
+def log_cursor_for(job_id: str, direction: LogMode, mark: LogMark) -> str:
+    return cursor_codec.encode("log", job_id, direction, mark.at, mark.skip)
 
 
 def next_hint(record: JobRecord) -> str:

@@ -1,52 +1,76 @@
 """Redacted log windows: the one way the service reads a job's log.
 
 Order matters and is the same for every platform:
-1. the driver returns a raw window (plus CONTEXT_LINES before it, so a PEM key the window cuts is still seen
-   whole enough to mask);
+1. the driver returns a raw window (plus up to CONTEXT_LINES before it, so a PEM key the window cuts is still
+   seen whole enough to mask); a window never begins inside a line (a partial line is dropped, not shown);
 2. a raw line the driver cut (RAW_CUT) loses its cut end: half a secret is not recognisable as one;
 3. the window is redacted as ONE text (multi-line secrets), keeping its line count;
 4. only then grep, and cut lines to LOG_LINE_CHARS.
-So no answer (lines, matches, line numbers) is a function of a secret's characters.
+So no answer (lines, matches, positions) is a function of a secret's characters.
+
+Positions are LogMarks (byte offsets or timestamps, see drivers/logfile.py): a page costs the same whatever the
+log's size. grep searches backward from the end (or from a mark), span by span, at most the grep window
+(TAO_MCP_GREP_WINDOW_MB, default 64 MiB) per call, and says where its search began.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from tao_mcp.drivers.base import LOG_LINE_CHARS, MAX_LOG_LINES, RAW_CUT, Driver, JobRef
+from tao_mcp.drivers.base import LOG_LINE_CHARS, RAW_CUT, Driver, JobRef, LogMark, LogMode
 from tao_mcp.errors import TaoError
 from tao_mcp.service.redaction import Redactor
 
 CONTEXT_LINES = 120  # an 8192-bit RSA key in PEM is ~100 lines
-GREP_SCAN_LINES = MAX_LOG_LINES - CONTEXT_LINES  # lines one grep call searches (with its context: one window)
 CUT_WORD_CHARS = 256  # how much of the word a raw cut fell in is dropped (tokens are shorter)
+PAGE_BYTES = 16 * 1024 * 1024  # the most of the log one page reads
+GREP_WINDOW_MB = 64  # default of TAO_MCP_GREP_WINDOW_MB
+GREP_SPAN_BYTES = 4 * 1024 * 1024  # bytes per read while grep walks back (file logs)
+GREP_SPAN_LINES = 50_000  # lines per read while grep walks back (a stream's read is counted in lines)
 
 
 @dataclass
 class Window:
-    """Redacted lines. `first_line`: position of lines[0]; `total_lines`: lines in the whole log when read."""
+    """Redacted lines with where each begins; `begin`/`end`: the window's bounds; older/newer: lines beyond."""
 
     lines: list[str]
-    first_line: int
-    total_lines: int
+    marks: list[LogMark]
+    begin: LogMark
+    end: LogMark
+    older: bool
+    newer: bool
 
 
 @dataclass
 class Matches:
-    """grep over a redacted window: the last `limit` matching lines with their positions."""
+    """grep over redacted windows: the last `limit` matching lines of the part of the log searched."""
 
     lines: list[str]
-    line_numbers: list[int]
-    first_line: int  # first line searched
-    end_line: int  # one past the last line searched
-    total_lines: int
+    marks: list[LogMark]
+    begin: LogMark  # every match between begin and end was returned (the search covered at least that)
+    end: LogMark
+    older: bool  # older lines were not searched
+    newer: bool
+    scanned: int  # bytes searched
     more: bool  # more matches in the searched range than returned
 
 
 def check_grep(grep: str | None) -> None:
     if grep is not None and ("\n" in grep or "\r" in grep or not grep):
         raise TaoError("E_BAD_INPUT", "grep must be one non-empty line of text", "give a fixed string to search for")
+
+
+def grep_window_bytes(settings: Mapping[str, str]) -> int:
+    """TAO_MCP_GREP_WINDOW_MB: how much of a log one grep call searches at most."""
+    raw = settings.get("TAO_MCP_GREP_WINDOW_MB") or ""
+    try:
+        value = float(raw) if raw else GREP_WINDOW_MB
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise TaoError("E_BAD_SETTING", f"TAO_MCP_GREP_WINDOW_MB={raw!r} is not a size in MiB > 0", "e.g. 64")
+    return int(value * 1024 * 1024)
 
 
 def redact_lines(lines: list[str], redactor: Redactor) -> list[str]:
@@ -75,20 +99,30 @@ def _drop_cut_end(line: str, longest: int) -> str:
     return line[:end]
 
 
-async def read(driver: Driver, ref: JobRef, redactor: Redactor, *, start: int | None, limit: int) -> Window:
-    """`limit` redacted lines: the tail (start=None) or from position `start`."""
-    limit = max(0, min(int(limit), MAX_LOG_LINES - CONTEXT_LINES))
-    if start is None:
-        chunk = await driver.read_log(ref, start=None, limit=limit + CONTEXT_LINES)
-        skip = max(len(chunk.lines) - limit, 0)
-    else:
-        start = max(int(start), 0)
-        lo = max(start - CONTEXT_LINES, 0)
-        chunk = await driver.read_log(ref, start=lo, limit=limit + (start - lo))
-        skip = max(start - chunk.first_line, 0)
-    lines = redact_lines(chunk.lines, redactor)[skip:]
-    total = chunk.total_lines if start is None else max(chunk.total_lines, start)
-    return Window(lines=lines, first_line=chunk.first_line + skip, total_lines=total)
+async def read(
+    driver: Driver,
+    ref: JobRef,
+    redactor: Redactor,
+    *,
+    limit: int,
+    mode: LogMode = "tail",
+    at: LogMark | None = None,
+    context: int = CONTEXT_LINES,
+    max_bytes: int = PAGE_BYTES,
+) -> Window:
+    """`limit` redacted lines: the tail, the lines from `at` (after) or the lines before `at` (before)."""
+    if at is None:
+        mode = "tail"
+    chunk = await driver.read_log(ref, mode=mode, at=at, limit=max(int(limit), 0), context=context, max_bytes=max_bytes)
+    lines = redact_lines(chunk.lines, redactor)[chunk.context :]
+    return Window(
+        lines=lines,
+        marks=chunk.marks[chunk.context :],
+        begin=chunk.begin,
+        end=chunk.end,
+        older=chunk.older,
+        newer=chunk.newer,
+    )
 
 
 async def grep(
@@ -97,27 +131,65 @@ async def grep(
     redactor: Redactor,
     needle: str,
     *,
-    start: int | None,
     limit: int,
-    scan: int = GREP_SCAN_LINES,
+    mode: LogMode = "tail",
+    at: LogMark | None = None,
+    window_bytes: int = GREP_WINDOW_MB * 1024 * 1024,
     skip: Callable[[str], bool] | None = None,
 ) -> Matches:
-    """The last `limit` redacted lines containing `needle` among `scan` lines: the log's last ones
-    (start=None) or those from position `start`; `skip` drops lines the caller hides (progress lines).
-    Searching redacted text only is what makes grep safe."""
+    """The last `limit` redacted lines containing `needle`, searching back from the end (tail) or from `at`
+    (before), or forward from `at` (after), at most `window_bytes` of log. Searching redacted text only is what
+    makes grep safe; each span is redacted whole, and a span never begins inside a line. `skip` drops lines the
+    caller hides (progress lines)."""
     check_grep(needle)
-    window = await read(driver, ref, redactor, start=start, limit=scan)
-    hits = [
-        (window.first_line + i, line)
-        for i, line in enumerate(window.lines)
-        if needle in line and not (skip and skip(line))
-    ]
-    kept = hits[-limit:] if limit else []
+    if at is None:
+        mode = "tail"
+    forward = mode == "after"
+    found: list[tuple[LogMark, str]] = []
+    scanned = 0
+    begin = end = at
+    older = newer = False
+    while True:
+        span = max(min(GREP_SPAN_BYTES, window_bytes - scanned), 1)
+        chunk = await driver.read_log(
+            ref, mode=mode, at=at, limit=GREP_SPAN_LINES, context=CONTEXT_LINES if forward else 0, max_bytes=span
+        )
+        lines = redact_lines(chunk.lines, redactor)[chunk.context :]
+        hits = [
+            (m, line)
+            for m, line in zip(chunk.marks[chunk.context :], lines, strict=True)
+            if needle in line and not (skip and skip(line))
+        ]
+        scanned += chunk.scanned or sum(len(line) + 1 for line in lines)
+        if forward:
+            found += hits
+            older = older if scanned > chunk.scanned else chunk.older  # the first span says what is before it
+            end, newer = chunk.end, chunk.newer
+            go_on = chunk.newer and bool(chunk.lines) and len(found) <= limit
+            at, mode = chunk.end, "after"
+        else:
+            found = hits + found
+            if scanned == chunk.scanned or scanned == 0:  # the first span: what lies after the search
+                end = at if mode == "before" and at is not None else chunk.end
+                newer = chunk.newer
+            begin, older = chunk.begin, chunk.older
+            go_on = chunk.older and bool(lines) and len(found) <= limit
+            at, mode = chunk.begin, "before"
+        if not go_on or scanned >= window_bytes:
+            break
+    kept = (found[:limit] if forward else found[-limit:]) if limit else []
+    more = len(found) > len(kept)
+    if more and forward:  # every match before the first one not returned was returned: resume there
+        end, newer = found[len(kept)][0], True
+    elif more:
+        begin, older = (kept[0][0] if kept else end or LogMark(0)), True
     return Matches(
         lines=[line for _, line in kept],
-        line_numbers=[n for n, _ in kept],
-        first_line=window.first_line,
-        end_line=window.first_line + len(window.lines),
-        total_lines=window.total_lines,
-        more=len(hits) > len(kept),
+        marks=[m for m, _ in kept],
+        begin=begin or LogMark(0),
+        end=end or LogMark(0),
+        older=older,
+        newer=newer,
+        scanned=scanned,
+        more=more,
     )

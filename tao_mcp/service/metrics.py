@@ -18,7 +18,7 @@ from tao_mcp.service.store import JobRecord
 if TYPE_CHECKING:
     from tao_mcp.service.jobs import JobService
 
-WINDOW_LINES = logs.GREP_SCAN_LINES  # one bounded read (with its redaction context)
+WINDOW_LINES = 4880  # one bounded read (with its redaction context)
 MAX_WINDOWS = 8  # ~39k log lines at most per call
 DEFAULT_POINTS = 100  # epochs per series in the answer (min/max/best cover every epoch)
 MAX_SERIES = 16
@@ -29,16 +29,16 @@ RUNNING_MAX_AGE_S = 10.0
 async def marked_lines(jobs: JobService, record: JobRecord) -> tuple[list[str], bool, int, bool]:
     """The job's [tao-progress] lines (redacted), oldest first: (lines, complete, log lines read, final)."""
     driver = await jobs.drivers.get(record.platform)
-    window = await logs.read(driver, record.ref(), jobs.redactor, start=None, limit=WINDOW_LINES)
+    window = await logs.read(driver, record.ref(), jobs.redactor, limit=WINDOW_LINES)
     parts = [[line for line in window.lines if training.is_marked(line)]]
-    read, first = len(window.lines), window.first_line
-    while first > 0 and len(parts) < MAX_WINDOWS:
-        start = max(0, first - WINDOW_LINES)
-        older = await logs.read(driver, record.ref(), jobs.redactor, start=start, limit=first - start)
-        kept = older.lines[: max(0, first - older.first_line)]
-        parts.append([line for line in kept if training.is_marked(line)])
-        read, first = read + len(kept), start
-    return [line for part in reversed(parts) for line in part], first <= 0, read, record.terminal
+    read, older, begin = len(window.lines), window.older, window.begin
+    while older and len(parts) < MAX_WINDOWS:  # older windows by position: backward from the tail's first line
+        prev = await logs.read(driver, record.ref(), jobs.redactor, mode="before", at=begin, limit=WINDOW_LINES)
+        if not prev.lines:
+            break
+        parts.append([line for line in prev.lines if training.is_marked(line)])
+        read, older, begin = read + len(prev.lines), prev.older, prev.begin
+    return [line for part in reversed(parts) for line in part], not older, read, record.terminal
 
 
 async def job_metrics(

@@ -836,12 +836,10 @@ class WorkflowService:
                 continue
             try:
                 driver = await self.jobs.drivers.get(s.job.platform)
-                found = await logs.grep(
-                    driver, s.job.ref(), self.jobs.redactor, metric, start=None, limit=50, scan=METRIC_SCAN_LINES
-                )
+                window = await logs.read(driver, s.job.ref(), self.jobs.redactor, limit=METRIC_SCAN_LINES)
             except TaoError:
                 continue
-            for line in reversed(found.lines):
+            for line in reversed([line for line in window.lines if metric in line][-50:]):
                 match = pattern.findall(line)
                 if match:
                     values[s.unit.key] = float(match[-1])

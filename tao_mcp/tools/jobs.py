@@ -344,13 +344,17 @@ def register(server: MCPServer) -> None:
             Field(ge=1, le=2000, description="lines to return (a page also stops at ~12k characters of log text)"),
         ] = LOG_DEFAULT_TAIL,
         cursor: Annotated[
-            str | None, Field(description="next_cursor from an earlier call: read the lines after it")
+            str | None,
+            Field(
+                description="next_cursor (the lines after that page) or prev_cursor (the lines before it) from an "
+                "earlier call"
+            ),
         ] = None,
         grep: Annotated[
             str | None,
             Field(
-                description="only lines containing this text, searched in the redacted log "
-                "(the last ~4900 lines, or from cursor on)",
+                description="only lines containing this text, searched in the redacted log back from its end (or "
+                "from cursor), at most TAO_MCP_GREP_WINDOW_MB (64 MiB) per call; `searched` says how far",
                 max_length=200,
             ),
         ] = None,
@@ -359,9 +363,9 @@ def register(server: MCPServer) -> None:
             Field(description="also show the [tao-progress] lines (hidden by default)"),
         ] = False,
     ) -> Annotated[CallToolResult, LogPage]:
-        """Read a job's log (stdout+stderr), redacted: the last `tail` lines, or the lines after `cursor`, or only
-        lines containing `grep`. Results say `truncated` and give next_cursor. Next: failure_analysis after an
-        Error."""
+        """Read a job's log (stdout+stderr), redacted: the last `tail` lines, or the lines after/before `cursor`,
+        or only lines containing `grep`. Results say `truncated` and give next_cursor (newer lines) and
+        prev_cursor (older lines). Next: failure_analysis after an Error."""
         page = await app(ctx).jobs.logs(job_id, tail, cursor, grep, raw)
         head = f"Job {page.job_id} ({page.status}) — {len(page.lines)} lines" + (
             " (truncated)" if page.truncated else ""

@@ -20,6 +20,7 @@ from tao_mcp.service import logs
 from tao_mcp.service.redaction import Redactor
 from tao_mcp.states import TERMINAL
 from tests.helpers import REPO
+from tests.logfakes import read_page
 
 pytestmark = [pytest.mark.anyio, pytest.mark.docker]
 
@@ -128,15 +129,15 @@ async def test_launch_complete_logs_find(driver: DockerDriver, docker_settings: 
     assert container.labels == {"tao-mcp.job-id": req.job_id, "tao-mcp.managed": "true"}
     assert container.attrs["Config"]["Cmd"][:2] == ["/bin/bash", "-c"]
 
-    tail = await driver.read_log(ref, start=None, limit=5)
+    tail = await read_page(driver, ref, limit=5)
     assert tail.lines == ["line-27", "line-28", "line-29", "line-30", "plain=visible"]
-    assert (tail.first_line, tail.total_lines) == (27, 32)
-    head = await driver.read_log(ref, start=0, limit=2)
-    assert head.lines[0].startswith("shell=5.") and head.lines[1] == "line-1"
-    window = await driver.read_log(ref, start=10, limit=3)
-    assert window.lines == ["line-10", "line-11", "line-12"] and window.first_line == 10
-    grep = await logs.grep(driver, ref, Redactor(), "line-2", start=None, limit=2)
-    assert grep.lines == ["line-28", "line-29"] and grep.line_numbers == [28, 29]
+    assert tail.older and not tail.newer
+    before = await read_page(driver, ref, "before", tail.begin, 3)
+    assert before.lines == ["line-24", "line-25", "line-26"] and before.newer
+    after = await read_page(driver, ref, "after", before.end, 2)
+    assert after.lines == ["line-27", "line-28"] and tail.marks[1] < after.end <= tail.marks[2]
+    grep = await logs.grep(driver, ref, Redactor(), "line-2", limit=2)
+    assert grep.lines == ["line-28", "line-29"] and grep.marks == tail.marks[1:3] and grep.more
     assert await driver.find([ref_of(req, None)]) == {req.job_id: backend_id}
 
 
@@ -145,7 +146,7 @@ async def test_shell_falls_back_to_sh_without_bash(driver: DockerDriver, docker_
     ref = ref_of(req, await driver.launch(req))
     obs = await until_terminal(driver, ref)
     assert (obs.status, obs.exit_code) == ("Error", 4)
-    assert (await driver.read_log(ref, start=None, limit=10)).lines == ["from-sh"]
+    assert (await read_page(driver, ref, limit=10)).lines == ["from-sh"]
     evidence = [e.text for e in await driver.failure_evidence(ref)]
     assert "exit code 4" in evidence
 
@@ -174,7 +175,7 @@ async def test_secrets_via_sdk_environment_not_in_preview(driver: DockerDriver, 
     assert secret not in rendered and "MY_TOKEN" in rendered and "-e MY_TOKEN " in preview.submit
     ref = ref_of(req, await driver.launch(req))
     assert (await until_terminal(driver, ref)).status == "Complete"
-    assert (await driver.read_log(ref, start=None, limit=5)).lines == [f"len={len(secret)}"]
+    assert (await read_page(driver, ref, limit=5)).lines == [f"len={len(secret)}"]
 
 
 async def test_cancel_confirmed_and_finished_job_keeps_outcome(driver: DockerDriver, docker_settings: dict[str, str]):
@@ -204,7 +205,7 @@ async def test_removed_container_is_not_success(driver: DockerDriver, docker_set
     docker_client.containers.get(ref.backend_id).remove(force=True)
     obs = (await driver.observe([ref]))[ref.job_id]
     assert obs.status == "Error" and obs.raw_state == "REMOVED" and "removed outside tao-mcp" in obs.message
-    assert (await driver.read_log(ref, start=None, limit=5)).lines == []
+    assert (await read_page(driver, ref, limit=5)).lines == []
 
 
 async def test_relaunch_same_name_adopts_instead_of_duplicating(driver: DockerDriver, docker_settings, docker_client):
@@ -272,7 +273,7 @@ async def test_unreachable_daemon_raises_and_diagnostics_do_not(tmp_path: Any) -
     for call in (
         lambda: d.observe([ref]),
         lambda: d.find([ref]),
-        lambda: d.read_log(ref, start=None, limit=5),
+        lambda: read_page(d, ref, limit=5),
     ):
         with pytest.raises(BackendUnreachable) as err:
             await call()

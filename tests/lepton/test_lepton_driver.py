@@ -313,7 +313,7 @@ async def test_transport_faults_raise_unreachable(fake_lepton: FakeLepton) -> No
     fake_lepton.fail_next_5xx = 0
     fake_lepton.logs_429 = 100
     with pytest.raises(BackendUnreachable, match="429"):
-        await d.read_log(r, start=None, limit=10)
+        await d.read_log(r, mode="tail", at=None, limit=10, context=0, max_bytes=1 << 20)
     fake_lepton.logs_429 = 0
     fake_lepton.delay_s = 0.6
     with pytest.raises(BackendUnreachable, match="timed out"):

@@ -9,7 +9,6 @@ import pytest
 from mcp.client import Client
 
 from fixtures.lepton.fake_lepton import FakeLepton
-from tao_mcp import cursor
 from tests.helpers import (
     assert_no_canary,
     call,
@@ -93,32 +92,26 @@ async def test_mount_point_not_found_is_node_failure(lepton_env: dict[str, str])
         await call(c, "cancel_job", job_id=sub["job_id"])
 
 
-async def test_log_tail_paging_and_grep(lepton_env: dict[str, str]) -> None:
+async def test_log_tail_paging_and_grep(lepton_env: dict[str, str], fake_lepton: FakeLepton) -> None:
     async with client(lepton_env) as c:
-        sub = await submit(c, env={"FAKE_LOG_LINES": "500", "FAKE_DURATION_S": "1"})
+        sub = await submit(c, env={"FAKE_LOG_LINES": "5000", "FAKE_DURATION_S": "1"})
         await wait_done(c, sub["job_id"])
+        fake_lepton.requests.clear()
         tail = await call(c, "job_logs", job_id=sub["job_id"], tail=50)
-        assert tail["lines"] == [f"line {i}" for i in range(452, 501)] + ["fake-lepton: done"]
-        assert tail["truncated"] is True and tail["first_line"] == 452
-        window = await call(
-            c, "job_logs", job_id=sub["job_id"], cursor=cursor.encode("log", sub["job_id"], 100), tail=10
-        )
-        assert window["lines"] == [f"line {i}" for i in range(100, 110)]
-        assert window["next_cursor"] == cursor.encode("log", sub["job_id"], 110) and window["truncated"] is True
+        assert tail["lines"] == [f"line {i}" for i in range(4952, 5001)] + ["fake-lepton: done"]
+        assert tail["truncated"] is True and tail["prev_cursor"]
+        reads = [r["query"] for r in fake_lepton.requests if r["path"] == "/logs"]
+        # one backward query with a limit: the tail and its context, never the log from its start
+        assert len(reads) == 1 and reads[0]["direction"] == "backward" and int(reads[0]["limit"]) <= 200, reads
+        back = await call(c, "job_logs", job_id=sub["job_id"], cursor=tail["prev_cursor"], tail=10)
+        assert back["lines"] == [f"line {i}" for i in range(4942, 4952)]
+        ahead = await call(c, "job_logs", job_id=sub["job_id"], cursor=back["next_cursor"], tail=3)
+        assert ahead["lines"] == ["line 4952", "line 4953", "line 4954"] and ahead["truncated"] is True
         grep = await call(c, "job_logs", job_id=sub["job_id"], grep="line 42", tail=100)
-        assert grep["lines"] == [
-            "43: line 42",
-            "421: line 420",
-            "422: line 421",
-            "423: line 422",
-            "424: line 423",
-            "425: line 424",
-            "426: line 425",
-            "427: line 426",
-            "428: line 427",
-            "429: line 428",
-            "430: line 429",
-        ]
+        assert grep["lines"][-3:] == ["line 4297", "line 4298", "line 4299"] and len(grep["lines"]) == 100
+        assert grep["truncated"] is True and grep["prev_cursor"], grep
+        older = await call(c, "job_logs", job_id=sub["job_id"], grep="line 42", cursor=grep["prev_cursor"], tail=100)
+        assert older["lines"] == ["line 42", *(f"line {i}" for i in range(420, 430))] and not older["truncated"]
 
 
 async def test_wrong_token_is_coded_error_naming_the_variable(

@@ -49,6 +49,10 @@ class Platform:
     def hello_extra(self) -> dict[str, Any]:
         return {}
 
+    def growing(self, first: str, then: str, pause_s: float) -> dict[str, Any]:
+        """A job that prints `first`, and `then` about pause_s later (its log grows while it is read)."""
+        return {**self.base(), "command": f"echo {first}; sleep {pause_s:g}; echo {then}"}
+
     def failing(self) -> dict[str, Any]:
         """Prints `about-to-fail`, then fails like user code (a Python traceback, exit 3)."""
         return {**self.base(), "command": f"echo about-to-fail; {FAILING_COMMAND}"}
@@ -282,6 +286,10 @@ class Lepton(Platform):
 
     def hello_extra(self) -> dict[str, Any]:
         return {"gpu_count": 2}
+
+    def growing(self, first: str, then: str, pause_s: float) -> dict[str, Any]:
+        # the fake spreads a job's 4 lines (start, first, then, done) over its run
+        return {**self.base(), "env": {"FAKE_LOG_TEXT": f"{first}|{then}", "FAKE_DURATION_S": f"{pause_s * 3:g}"}}
 
     def failing(self) -> dict[str, Any]:
         return {**self.base(), "env": {"FAKE_LOG_TEXT": "about-to-fail", "FAKE_OUTCOME": "fail"}}

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from dotenv import dotenv_values
 
-from tao_mcp.drivers.base import LOG_LINE_CHARS, RAW_CUT, RAW_LINE_CHARS, JobRef, LaunchRequest, Observation
+from tao_mcp.drivers import logfile
+from tao_mcp.drivers.base import LOG_LINE_CHARS, RAW_CUT, RAW_LINE_CHARS, JobRef, LaunchRequest, LogMark, Observation
 from tao_mcp.drivers.slurm import SlurmDriver, script
 from tao_mcp.drivers.slurm import ssh as ssh_module
 from tao_mcp.errors import BackendRejected, BackendUnreachable, TaoError
@@ -24,6 +25,7 @@ from tao_mcp.service import logs
 from tao_mcp.service.redaction import Redactor
 from tao_mcp.states import TERMINAL
 from tests.helpers import launch_request
+from tests.logfakes import read_page
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slurm]
 
@@ -102,7 +104,7 @@ async def remote(driver: SlurmDriver, cmd: str) -> str:
 
 
 async def log_text(driver: SlurmDriver, ref: JobRef) -> str:
-    chunk = await driver.read_log(ref, start=0, limit=1000)
+    chunk = await read_page(driver, ref, "after", LogMark(0), 1000)
     return "\n".join(chunk.lines)
 
 
@@ -160,8 +162,8 @@ async def test_hold_is_pending_job_held_user_and_cancel_is_canceled(driver: Slur
     obs, _ = await wait_until(driver, ref, lambda o: o.status == "Pending")
     assert (obs.pending_reason, obs.message) == ("JobHeldUser", "PENDING (JobHeldUser)")
     # no log yet: an empty chunk, not an error
-    chunk = await driver.read_log(ref, start=None, limit=10)
-    assert (chunk.lines, chunk.total_lines) == ([], 0)
+    chunk = await read_page(driver, ref, limit=10)
+    assert (chunk.lines, chunk.older, chunk.newer) == ([], False, False)
     await driver.cancel(ref)
     obs, _ = await wait_until(driver, ref, terminal)
     assert obs.status == "Canceled" and obs.raw_state.startswith("CANCELLED")
@@ -241,34 +243,65 @@ async def test_sbatch_drop_is_unknown_outcome_then_found_by_name(driver: SlurmDr
     await wait_until(driver, ref_of(req, found[req.job_id], created), terminal)
 
 
-async def test_read_log_tail_window_grep(driver: SlurmDriver) -> None:
+async def test_read_log_tail_pages_and_grep_by_byte_offset(driver: SlurmDriver) -> None:
     long = "x" * (RAW_LINE_CHARS + 500)
     cmd = f"for i in $(seq 0 49); do echo line-$i; done; echo {long}; printf 'no-newline-at-end'"
     ref = await launch(driver, make_request(driver, cmd))
     await wait_until(driver, ref, terminal)
+    jdir = script.job_dir(await driver._base_dir(), ref.job_id)
+    size = int(await remote(driver, f"stat -c %s {jdir}/job.log"))
 
-    tail = await driver.read_log(ref, start=None, limit=3)
-    assert tail.total_lines == 52
-    assert tail.first_line == 49
+    tail = await read_page(driver, ref, limit=3)
     assert tail.lines[0] == "line-49" and tail.lines[2] == "no-newline-at-end"
     assert tail.lines[1] == "x" * RAW_LINE_CHARS + RAW_CUT  # raw, cut and marked (the service redacts, then cuts)
+    assert tail.marks[2] == LogMark(size - len("no-newline-at-end")) and tail.end == tail.marks[2]
+    assert tail.older and not tail.newer
 
-    window = await driver.read_log(ref, start=10, limit=3)
-    assert (window.first_line, window.lines, window.total_lines) == (10, ["line-10", "line-11", "line-12"], 52)
-    past_end = await driver.read_log(ref, start=100, limit=5)
-    assert past_end.lines == [] and past_end.first_line == 100
+    window = await read_page(driver, ref, "after", LogMark(len("".join(f"line-{i}\n" for i in range(10)))), 3)
+    assert window.lines == ["line-10", "line-11", "line-12"]
+    back = await read_page(driver, ref, "before", window.begin, 2)
+    assert back.lines == ["line-8", "line-9"] and back.end == window.begin
+    past_end = await read_page(driver, ref, "after", LogMark(size + 100), 5)
+    assert past_end.lines == [] and not past_end.newer
 
     # grep is the service's, over the redacted window the driver returns
-    found = await logs.grep(driver, ref, Redactor(), "line-4", start=None, limit=3)
-    assert found.lines == ["line-47", "line-48", "line-49"]
-    assert found.line_numbers == [47, 48, 49]
-    every = await logs.grep(driver, ref, Redactor(), "line-4", start=None, limit=100)
-    assert every.line_numbers == [4, *range(40, 50)]
-    shifted = await logs.grep(driver, ref, Redactor(), "line-4", start=45, limit=100)
-    assert shifted.line_numbers == [45, 46, 47, 48, 49] and shifted.first_line == 45
-    assert (await logs.grep(driver, ref, Redactor(), "-e'; rm -rf ~ #", start=None, limit=10)).lines == []
-    cut = await logs.read(driver, ref, Redactor(), start=50, limit=1)
+    found = await logs.grep(driver, ref, Redactor(), "line-4", limit=3)
+    assert found.lines == ["line-47", "line-48", "line-49"] and found.more
+    every = await logs.grep(driver, ref, Redactor(), "line-4", limit=100)
+    assert every.lines == ["line-4", *(f"line-{i}" for i in range(40, 50))] and not every.older
+    assert (await logs.grep(driver, ref, Redactor(), "-e'; rm -rf ~ #", limit=10)).lines == []
+    cut = await logs.read(driver, ref, Redactor(), mode="before", at=tail.marks[2], limit=1)
     assert cut.lines[0].startswith("x" * 3000) and len(cut.lines[0]) == LOG_LINE_CHARS
+
+
+async def test_pages_cut_inside_lines_and_characters_and_a_growing_log(
+    driver: SlurmDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tiny spans put each range boundary inside a line and inside a multibyte character: pages back from the
+    end and forward from the start still give every line once; a page after the end gets the lines written since."""
+    monkeypatch.setattr(logfile, "FIRST_SPAN", 13)
+    printed = [f"l{i:02d}-{'é' * (i % 4)}{'日本' * (i % 3)}" for i in range(30)]
+    gate = f"/tmp/tao-mcp-gate-{uuid.uuid4().hex[:8]}"
+    cmd = "; ".join(f"echo {w}" for w in printed) + f"; while [ ! -e {gate} ]; do sleep 0.2; done; echo grown-é"
+    ref = await launch(driver, make_request(driver, cmd))
+    deadline = time.monotonic() + 60
+    while (tail := await read_page(driver, ref, limit=4)).lines[-1:] != [printed[-1]]:
+        assert time.monotonic() < deadline, tail.lines
+        await anyio_sleep(0.3)
+    seen = tail.lines
+    page = tail
+    while page.older:
+        page = await read_page(driver, ref, "before", page.begin, 4)
+        seen = page.lines + seen
+    assert seen == printed
+    forward, at = [], LogMark(0)
+    while (page := await read_page(driver, ref, "after", at, 7)).lines:
+        forward += page.lines
+        at = page.end
+    assert forward == printed and at == tail.end
+    await remote(driver, f"srun -N1 touch {gate} 2>/dev/null || touch {gate}")
+    await wait_until(driver, ref, terminal)
+    assert (await read_page(driver, ref, "after", at, 7)).lines == ["grown-é"]
 
 
 async def test_secret_reaches_the_job_but_no_rendered_file(driver: SlurmDriver) -> None:

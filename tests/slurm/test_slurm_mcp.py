@@ -35,11 +35,15 @@ async def test_log_paging_with_cursor(slurm_env: dict[str, str]) -> None:
         tail = await call(c, "job_logs", job_id=sub["job_id"], tail=50)
         assert tail["lines"] == [str(i) for i in range(451, 501)]
         assert tail["truncated"] is True
+        # a cursor is a byte offset: "1\n" .. "100\n" take 292 bytes, so offset 292 is where "101" begins
         window = await call(
-            c, "job_logs", job_id=sub["job_id"], cursor=cursor.encode("log", sub["job_id"], 100), tail=10
+            c, "job_logs", job_id=sub["job_id"], cursor=cursor.encode("log", sub["job_id"], "after", 292, 0), tail=10
         )
         assert window["lines"] == [str(i) for i in range(101, 111)]
-        assert window["next_cursor"] == cursor.encode("log", sub["job_id"], 110)
+        after = len("".join(f"{i}\n" for i in range(1, 111)))
+        assert window["next_cursor"] == cursor.encode("log", sub["job_id"], "after", after, 0)
+        back = await call(c, "job_logs", job_id=sub["job_id"], cursor=window["prev_cursor"], tail=3)
+        assert back["lines"] == ["98", "99", "100"]
 
 
 async def test_cuda_oom_is_gpu_oom(slurm_env: dict[str, str]) -> None:

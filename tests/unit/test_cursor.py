@@ -7,8 +7,9 @@ import base64
 import pytest
 
 from tao_mcp import cursor
+from tao_mcp.drivers.base import LogMark
 from tao_mcp.errors import TaoError
-from tao_mcp.service.jobs import log_cursor_start
+from tao_mcp.service.jobs import log_cursor, log_cursor_for
 from tao_mcp.storage.uri import decode_cursor, encode_cursor, parse_uri
 
 
@@ -58,10 +59,15 @@ def test_what_does_not_decode_is_bad_input(text: object) -> None:
     refused(text)
 
 
-def test_a_log_cursor_is_bound_to_its_job() -> None:
-    assert log_cursor_start(cursor.encode("log", "job-a", 42), "job-a") == 42
+def test_a_log_cursor_is_bound_to_its_job_and_says_which_way() -> None:
+    after = log_cursor_for("job-a", "after", LogMark(42, 1))
+    assert log_cursor(after, "job-a") == ("after", LogMark(42, 1))
+    assert log_cursor(log_cursor_for("job-a", "before", LogMark(7)), "job-a") == ("before", LogMark(7, 0))
     with pytest.raises(TaoError, match="E_BAD_INPUT: cursor: it was made for the log of job job-a"):
-        log_cursor_start(cursor.encode("log", "job-a", 42), "job-b")
+        log_cursor(after, "job-b")
+    for bad in (cursor.encode("log", "job-a", 42), cursor.encode("log", "job-a", "sideways", 1, 0)):
+        with pytest.raises(TaoError, match="E_BAD_INPUT: cursor: "):  # an older server's cursor, or a made-up one
+            log_cursor(bad, "job-a")
 
 
 def test_a_listing_cursor_is_bound_to_its_folder() -> None:

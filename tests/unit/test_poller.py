@@ -10,7 +10,8 @@ from typing import Any
 import anyio
 import pytest
 
-from tao_mcp.drivers.base import Evidence, JobRef, LaunchRequest, LogChunk, Observation, Preview
+from tao_mcp.drivers import logfile
+from tao_mcp.drivers.base import Evidence, JobRef, LaunchRequest, LogChunk, LogMark, LogMode, Observation, Preview
 from tao_mcp.errors import BackendUnreachable
 from tao_mcp.service.jobs import JobService, SubmitParams
 from tao_mcp.service.redaction import Redactor
@@ -57,8 +58,10 @@ class CountingDriver:
             raise BackendUnreachable("slurm", "ssh: connection refused")
         return {r.job_id: self.state[r.job_id] for r in refs if r.job_id in self.state}
 
-    async def read_log(self, ref: JobRef, *, start: int | None, limit: int) -> LogChunk:
-        return LogChunk(lines=["line"], first_line=0, total_lines=1)
+    async def read_log(
+        self, ref: JobRef, *, mode: LogMode, at: LogMark | None, limit: int, context: int, max_bytes: int
+    ) -> LogChunk:
+        return logfile.window_of(["line"])
 
     async def cancel(self, ref: JobRef) -> None:
         self.state[ref.job_id] = Observation("Canceled", "CANCELLED by 0")

@@ -7,7 +7,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from tao_mcp.drivers.base import JobRef, LogChunk, Observation
+from tao_mcp.drivers import logfile
+from tao_mcp.drivers.base import JobRef, LogChunk, LogMark, LogMode, Observation
 from tao_mcp.service.jobs import JobService, SubmitParams
 from tao_mcp.service.redaction import Redactor
 from tao_mcp.service.registry import DriverRegistry
@@ -121,9 +122,11 @@ class LogCountingDriver(CountingDriver):
         super().__init__()
         self.log_reads = 0
 
-    async def read_log(self, ref: JobRef, *, start: int | None, limit: int) -> LogChunk:
+    async def read_log(
+        self, ref: JobRef, *, mode: LogMode, at: LogMark | None, limit: int, context: int, max_bytes: int
+    ) -> LogChunk:
         self.log_reads += 1
-        return LogChunk(lines=["epoch 3/10"], first_line=0, total_lines=1)
+        return logfile.window_of(["epoch 3/10"])
 
 
 async def _waiters(tmp_path: Path, count: int) -> tuple[int, list[int]]:

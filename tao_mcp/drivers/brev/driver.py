@@ -25,7 +25,7 @@ from typing import Any
 import anyio
 
 from tao_mcp.drivers import logfile
-from tao_mcp.drivers.base import Evidence, JobRef, LaunchRequest, LogChunk, Observation, Preview
+from tao_mcp.drivers.base import Evidence, JobRef, LaunchRequest, LogChunk, LogMark, LogMode, Observation, Preview
 from tao_mcp.drivers.brev import remote
 from tao_mcp.drivers.brev.cli import PLATFORM, STARTING, BrevCLI, Instance, Result
 from tao_mcp.drivers.brev.options import INSTANCE_NAME, BrevOptions, BrevSettings
@@ -332,13 +332,21 @@ class BrevDriver:
 
     # --- logs -------------------------------------------------------------------------------------------------
 
-    async def read_log(self, ref: JobRef, *, start: int | None, limit: int) -> LogChunk:
+    async def read_log(
+        self, ref: JobRef, *, mode: LogMode, at: LogMark | None, limit: int, context: int, max_bytes: int
+    ) -> LogChunk:
         instance = self._instance_of(ref)
-        script = logfile.window_script(remote.log_path(ref.job_id), start=start, limit=logfile.clamp(limit))
-        out = (await self._exec(instance, script)).text
-        chunk = logfile.parse_window(out, start=start)
+        outputs: list[str] = []
+
+        async def run(cmd: str) -> str:
+            outputs.append((await self._exec(instance, cmd)).text)
+            return outputs[-1]
+
+        chunk = await logfile.read_file(
+            run, remote.log_path(ref.job_id), mode=mode, at=at, limit=limit, context=context, max_bytes=max_bytes
+        )
         if chunk is None:
-            raise BackendUnreachable(PLATFORM, f"reading the job log on {instance} failed ({out[-300:]!r})")
+            raise BackendUnreachable(PLATFORM, f"reading the job log on {instance} failed ({outputs[-1][-300:]!r})")
         return chunk
 
     # --- cancel / evidence ------------------------------------------------------------------------------------

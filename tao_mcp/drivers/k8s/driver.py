@@ -25,6 +25,8 @@ from tao_mcp.drivers.base import (
     JobRef,
     LaunchRequest,
     LogChunk,
+    LogMark,
+    LogMode,
     Observation,
     Preview,
     clip_text,
@@ -40,7 +42,6 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "kubernetes"
 REQUEST_TIMEOUT = (5.0, 30.0)  # connect, read
-LOG_READ_LINES = 100_000  # tail_lines for one pod's log: positions are exact for logs up to this many lines
 MAX_SELECTOR_IDS = 100
 
 
@@ -396,7 +397,8 @@ class KubernetesDriver:
         )
         return status.sort_pods(pods.get("items") or [])
 
-    async def _pod_log(self, ns: str, pod: str) -> list[str]:
+    async def _pod_log(self, ns: str, pod: str, n: int) -> list[logfile.Row]:
+        """The pod's last n lines with their timestamps (`tail_lines`: the kubelet reads them from the end)."""
         try:
             response = await self._call(
                 f"reading the log of pod {pod}",
@@ -404,7 +406,8 @@ class KubernetesDriver:
                 pod,
                 ns,
                 container=manifest.CONTAINER,
-                tail_lines=LOG_READ_LINES,
+                tail_lines=n,
+                timestamps=True,
             )
         except _NotFound:
             return []
@@ -412,23 +415,21 @@ class KubernetesDriver:
             # 400: the container has not started (ContainerCreating, ImagePullBackOff): no log yet
             log.debug("kubernetes: no log for %s: %s", pod, exc)
             return []
-        text = (response.data or b"").decode("utf-8", errors="replace")
-        lines = text.split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
-        return [logfile.clip(line) for line in lines]
+        return logfile.split_stamped(response.data or b"")
 
-    async def read_log(self, ref: JobRef, *, start: int | None, limit: int) -> LogChunk:
+    async def read_log(
+        self, ref: JobRef, *, mode: LogMode, at: LogMark | None, limit: int, context: int, max_bytes: int
+    ) -> LogChunk:
         ns = self._namespace(ref)
-        pods = await self._pods(ref)
-        lines: list[str] = []
-        for pod in pods:
-            name = pod["metadata"]["name"]
-            pod_lines = await self._pod_log(ns, name)
-            if len(pods) > 1:
-                lines.append(f"==> pod {name} <==")
-            lines.extend(pod_lines)
-        return logfile.window(lines, start=start, limit=logfile.clamp(limit))
+        pods = [p["metadata"]["name"] for p in await self._pods(ref)]
+
+        async def tail(n: int, until: int | None) -> list[logfile.Row]:
+            if len(pods) == 1:
+                return await self._pod_log(ns, pods[0], n)
+            rows = [(ts, f"[{pod}] {line}") for pod in pods for ts, line in await self._pod_log(ns, pod, n)]
+            return sorted(rows, key=lambda r: r[0])[-n:]  # several pods: one log in time order, each line named
+
+        return await logfile.read_stream(tail, mode=mode, at=at, limit=limit, context=context)
 
     # --- cancel / evidence / replicas -------------------------------------------------------------------------
 

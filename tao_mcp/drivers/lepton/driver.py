@@ -22,6 +22,8 @@ from tao_mcp.drivers.base import (
     JobRef,
     LaunchRequest,
     LogChunk,
+    LogMark,
+    LogMode,
     Observation,
     Preview,
     clip_text,
@@ -420,15 +422,21 @@ class LeptonDriver:
 
     # --- logs -------------------------------------------------------------------------------------------------
 
-    async def read_log(self, ref: JobRef, *, start: int | None, limit: int) -> LogChunk:
-        if not ref.backend_id:
-            return logfile.empty(start)
+    async def read_log(
+        self, ref: JobRef, *, mode: LogMode, at: LogMark | None, limit: int, context: int, max_bytes: int
+    ) -> LogChunk:
+        backend_id = ref.backend_id
+        if not backend_id:
+            return logfile.empty(at)
         since = int(max(ref.created_at - 300, 0) * 1e9)
+
+        async def tail(n: int, until: int | None) -> list[logfile.Row]:
+            return await self.logs.tail(backend_id, since, n, until)
+
         try:
-            cache = await self.logs.fetch_new_lines(ref.backend_id, since)
+            return await logfile.read_stream(tail, mode=mode, at=at, limit=limit, context=context, until_supported=True)
         except NotFound:
-            return logfile.empty(start)
-        return logfile.window(cache.lines, start=start, limit=logfile.clamp(limit), offset=cache.offset)
+            return logfile.empty(at)
 
     # --- cancel / evidence ------------------------------------------------------------------------------------
 

@@ -1,31 +1,18 @@
-"""Lepton job logs: Loki `GET /logs` pages read forward from the last timestamp seen, kept per job in memory.
-
-A few jobs' lines are cached (LOG_CACHE_JOBS, at most MAX_CACHED_LINES each; older lines are dropped and counted
-in `offset`) so that paging through a long log reads only what is new.
+"""Lepton job logs: Loki `GET /logs` read BACKWARD from an end time with a limit (`direction=backward`), so a
+tail costs its own lines whatever the log's size, and a page before a position asks for exactly that. Nothing is
+cached: the server keeps no copy of a job's log.
 """
 
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from tao_mcp.drivers import logfile
 from tao_mcp.drivers.lepton.client import LeptonClient
 
-LOG_PAGE = 2000
-MAX_CACHED_LINES = 200_000
-LOG_CACHE_JOBS = 8
-
-
-@dataclass
-class LogCache:
-    lines: list[str]
-    offset: int  # absolute position of lines[0] (older lines were dropped past MAX_CACHED_LINES)
-    last_ts: int  # newest timestamp read (ns)
-    at_last_ts: int  # lines already read whose timestamp is last_ts (Loki's start is inclusive)
+LOG_PAGE = 2000  # lines per request (Loki answers at most 5000)
 
 
 def loki_entries(answer: Any) -> list[tuple[int, str]]:
@@ -47,48 +34,32 @@ def loki_entries(answer: Any) -> list[tuple[int, str]]:
 
 
 class LokiLogs:
-    """The cached lines of the last few jobs whose logs were read."""
+    """The "last n lines" query of a job's log, for drivers/logfile.read_stream."""
 
     def __init__(self, client: LeptonClient) -> None:
         self.client = client
-        self._caches: OrderedDict[str, LogCache] = OrderedDict()
 
-    async def fetch_new_lines(self, backend_id: str, since_ns: int | None) -> LogCache:
-        """The job's cache after reading every line newer than the last one read (NotFound: no such job)."""
-        cache = self._caches.get(backend_id) or LogCache([], 0, since_ns or 0, 0)
-        end_ns = int((time.time() + 300) * 1e9)
-        while True:
+    async def tail(self, backend_id: str, since_ns: int, n: int, until_ns: int | None) -> list[logfile.Row]:
+        """The last n lines at or before until_ns (default: now), oldest first; pages backward LOG_PAGE at a
+        time. Loki's `end` is exclusive: asked one ns later and filtered here (the same on any server)."""
+        rows: list[logfile.Row] = []
+        newest = until_ns if until_ns is not None else int((time.time() + 300) * 1e9)
+        end = newest + 1
+        while len(rows) < n:
+            want = min(n - len(rows), LOG_PAGE)
             answer = await self.client.get(
                 "/logs",
                 job=backend_id,
-                start=cache.last_ts,
-                end=end_ns,
-                limit=LOG_PAGE,
-                direction="forward",
+                start=since_ns,
+                end=end,
+                limit=want,
+                direction="backward",
                 job_query_mode="alive_and_archive",
             )
-            entries = loki_entries(answer)
-            skip = cache.at_last_ts
-            fresh = []
-            for ts, line in entries:
-                if ts < cache.last_ts:
-                    continue
-                if ts == cache.last_ts and skip > 0:
-                    skip -= 1
-                    continue
-                fresh.append((ts, line))
-            for ts, line in fresh:
-                cache.lines.append(logfile.clip(line))
-                cache.at_last_ts = cache.at_last_ts + 1 if ts == cache.last_ts else 1
-                cache.last_ts = ts
-            if len(cache.lines) > MAX_CACHED_LINES:
-                drop = len(cache.lines) - MAX_CACHED_LINES
-                del cache.lines[:drop]
-                cache.offset += drop
-            if len(entries) < LOG_PAGE or not fresh:
+            answered = loki_entries(answer)
+            entries = [(ts, logfile.clip(line)) for ts, line in answered if ts < end and ts <= newest]
+            rows = entries + rows
+            if len(answered) < want or not entries:
                 break
-        self._caches[backend_id] = cache
-        self._caches.move_to_end(backend_id)
-        while len(self._caches) > LOG_CACHE_JOBS:
-            self._caches.popitem(last=False)
-        return cache
+            end = entries[0][0]  # the next page: lines older than the oldest one read
+        return rows[-n:] if n else []

@@ -21,6 +21,8 @@ from tao_mcp.drivers.base import (
     JobRef,
     LaunchRequest,
     LogChunk,
+    LogMark,
+    LogMode,
     Observation,
     Preview,
     clip_text,
@@ -250,13 +252,22 @@ class SlurmDriver:
 
     # --- logs -------------------------------------------------------------------------------------------------
 
-    async def read_log(self, ref: JobRef, *, start: int | None, limit: int) -> LogChunk:
+    async def read_log(
+        self, ref: JobRef, *, mode: LogMode, at: LogMark | None, limit: int, context: int, max_bytes: int
+    ) -> LogChunk:
         path = shlex.quote(f"{script.job_dir(await self._base_dir(), ref.job_id)}/job.log")
-        cmd = logfile.window_script(path, start=start, limit=logfile.clamp(limit))
-        rc, out, err = await self.ssh.run(cmd, failover=True, timeout=QUERY_TIMEOUT)
-        chunk = logfile.parse_window(out, start=start)
+        failed: list[str] = []
+
+        async def run(cmd: str) -> str | None:
+            rc, out, err = await self.ssh.run(cmd, failover=True, timeout=QUERY_TIMEOUT)
+            if rc != 0:
+                failed.append(f"exit {rc}: {clip_text(err.strip(), 300)}")
+                return None
+            return out
+
+        chunk = await logfile.read_file(run, path, mode=mode, at=at, limit=limit, context=context, max_bytes=max_bytes)
         if chunk is None:
-            raise BackendUnreachable(PLATFORM, f"reading the job log failed (exit {rc}: {clip_text(err.strip(), 300)})")
+            raise BackendUnreachable(PLATFORM, f"reading the job log failed ({(failed or ['no window'])[-1]})")
         return chunk
 
     async def runner_phase(self, ref: JobRef) -> str | None:
