@@ -231,7 +231,7 @@ async def test_relaunch_after_a_kill_between_create_and_start_runs_the_job_once(
     ref = ref_of(req, await driver.launch(req))
     obs = await until_terminal(driver, ref)
     assert (obs.status, obs.exit_code) == ("Complete", 0)
-    assert (await driver.read_log(ref, start=None, limit=5)).lines == ["ran-once"]
+    assert (await read_page(driver, ref, limit=5)).lines == ["ran-once"]
     assert len(docker_client.containers.list(all=True, filters={"label": f"tao-mcp.job-id={req.job_id}"})) == 1
 
 
