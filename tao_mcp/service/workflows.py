@@ -802,13 +802,15 @@ class WorkflowService:
         wid = workflow.workflow_id
         if workflow.status in OPEN_WORKFLOW:
             hint = f"wait_for_workflow(workflow_id='{wid}')"
-        elif workflow.status == "Error":
-            failed = next((s for s in states if s.job and s.status == JobState.ERROR.value), None)
-            hint = (
-                f"failure_analysis(job_id='{failed.job.job_id}')" if failed and failed.job else "job_logs(job_id=...)"
-            )
         else:
-            hint = "job_logs(job_id=...) or list_path(uri=<results_location>) for a step's results"
+            failed = next((s for s in states if s.job and s.status == JobState.ERROR.value), None)
+            last = next((s for s in reversed(states) if s.job), None)
+            if workflow.status == "Error" and failed and failed.job:
+                hint = f"failure_analysis(job_id='{failed.job.job_id}')"
+            elif last and last.job:
+                hint = f"job_logs(job_id='{last.job.job_id}') (step {last.unit.key}); job_logs of any step's job_id"
+            else:
+                hint = "list_workflows() (no step of this workflow launched a job)"
         return WorkflowStatus(
             workflow_id=wid,
             name=workflow.name,

@@ -43,8 +43,16 @@ async def wait_workflow(
                 return result, seen
 
 
-def sacct(job_ids: list[str]) -> list[dict[str, str]]:
-    """The backend's own record of these jobs (by their names tao-<job id>): one row per backend job."""
+async def sacct(job_ids: list[str]) -> list[dict[str, str]]:
+    """The backend's own record of these jobs (by their names tao-<job id>): one row per backend job, once
+    accounting shows at least one row per name (it lags the scheduler) or after 20 s."""
+    with anyio.move_on_after(20):
+        while len(rows := sacct_rows(job_ids)) < len(job_ids):
+            await anyio.sleep(0.5)
+    return rows
+
+
+def sacct_rows(job_ids: list[str]) -> list[dict[str, str]]:
     names = ",".join(f"tao-{j}" for j in job_ids)
     out = subprocess.run(
         ["sacct", "-n", "-P", "-X", "--allusers", "--name", names, "-S", "now-1days", "-o", "JobID,JobName,Submit,End"],
@@ -162,7 +170,7 @@ async def test_sweep_runs_every_combination_at_most_max_parallel_at_once(slurm_e
         status = await call(c, "workflow_status", workflow_id=started["workflow_id"], metric="val_acc")
     assert {s["step"]: s["metric"] for s in status["steps"]}["sweep[epochs=2,bs=8]"] == 16
     assert status["best"]["step"] == "sweep[epochs=3,bs=16]" and status["best"]["value"] == 48
-    rows = sacct([s["job_id"] for s in done["steps"]])
+    rows = await sacct([s["job_id"] for s in done["steps"]])
     assert len(rows) == 6
     assert most_in_flight(rows) == 2
 
@@ -218,7 +226,7 @@ async def test_a_server_killed_mid_workflow_resumes_it_without_launching_a_step_
     assert job_ids[0] == launched[0][0]  # the step launched before the kill kept its job
     with sqlite3.connect(db) as conn:
         assert sorted(j for (j,) in conn.execute("SELECT job_id FROM jobs")) == sorted(job_ids)
-    rows = sacct(job_ids)
+    rows = await sacct(job_ids)
     assert sorted(row["name"] for row in rows) == sorted(f"tao-{j}" for j in job_ids)  # one backend job each
 
 
