@@ -17,7 +17,7 @@ from pathlib import Path
 
 import anyio
 
-from benchmarks import measures
+from benchmarks import logs, measures
 from benchmarks.measures import Row, Sizes
 
 MEASURES = {
@@ -27,6 +27,7 @@ MEASURES = {
     "stall": measures.loop_stall,
     "rss": measures.rss,
     "slurm": measures.slurm_sweep,
+    "logs": logs.slurm_logs,
 }
 
 
