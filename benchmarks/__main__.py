@@ -28,6 +28,7 @@ MEASURES = {
     "rss": measures.rss,
     "slurm": measures.slurm_sweep,
     "logs": logs.slurm_logs,
+    "waiters": logs.waiters,
 }
 
 

@@ -23,6 +23,7 @@ class CountingFakeDriver:
         self.ids = 0
         self.largest_call = 0
         self.generation = 0
+        self.log_reads = 0
 
     def parse_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         return dict(options)
@@ -55,7 +56,8 @@ class CountingFakeDriver:
     async def read_log(
         self, ref: JobRef, *, mode: LogMode, at: LogMark | None, limit: int, context: int, max_bytes: int
     ) -> LogChunk:
-        return logfile.window_of([])
+        self.log_reads += 1
+        return logfile.window_of(["epoch 1/10"])
 
     async def cancel(self, ref: JobRef) -> None:
         pass

@@ -68,3 +68,39 @@ async def slurm_logs(sizes: Sizes, tmp: Path) -> list[Row]:
     finally:
         await driver.ssh.run(f"rm -rf {' '.join(shlex.quote(d) for d in dirs.values())}", failover=True, timeout=60)
         await driver.aclose()
+
+
+async def waiters(sizes: Sizes, tmp: Path) -> list[Row]:
+    """wait_for_job by 50 callers on one running job vs by 1 (counting driver): the backend reads must be the same."""
+    import anyio
+
+    from benchmarks.fake_driver import CountingFakeDriver
+    from benchmarks.measures import service
+    from benchmarks.stores import fill
+
+    counts: dict[int, tuple[int, int]] = {}
+    for n in (1, 50):
+        store = fill(tmp / f"waiters{n}.sqlite3", 1, open_share=1, platforms=("slurm",))
+        with store._lock:
+            store._db.execute("UPDATE jobs SET backend_id = '1', created_at = ?", (time.time(),))
+        driver = CountingFakeDriver()
+        svc = service(store, driver)
+        async with anyio.create_task_group() as tg:
+            await svc.start(tg)
+            job_id = store.open_refs("slurm", after=None, limit=1)[0].job_id
+            before = (driver.calls, driver.log_reads)
+
+            async def progress(*report: object) -> None:
+                pass
+
+            async with anyio.create_task_group() as waiting:
+                for _ in range(n):
+                    waiting.start_soon(svc.wait, job_id, 2.5, "terminal", progress)
+            counts[n] = (driver.calls - before[0], driver.log_reads - before[1])
+            tg.cancel_scope.cancel()
+    (obs1, logs1), (obs50, logs50) = counts[1], counts[50]
+    ok = logs50 <= logs1 and obs50 <= obs1 + 1
+    result = f"backend reads in 2.5 s: 1 waiter {obs1} state + {logs1} log, 50 waiters {obs50} state + {logs50} log"
+    return [
+        Row("50 waiters on one job vs 1", "same backend reads", result, (obs50 + logs50) / max(obs1 + logs1, 1), ok)
+    ]
