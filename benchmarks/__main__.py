@@ -29,6 +29,7 @@ MEASURES = {
     "slurm": measures.slurm_sweep,
     "logs": logs.slurm_logs,
     "waiters": logs.waiters,
+    "docker-logs": logs.docker_tail,
 }
 
 

@@ -104,3 +104,50 @@ async def waiters(sizes: Sizes, tmp: Path) -> list[Row]:
     return [
         Row("50 waiters on one job vs 1", "same backend reads", result, (obs50 + logs50) / max(obs1 + logs1, 1), ok)
     ]
+
+
+async def docker_tail(sizes: Sizes, tmp: Path) -> list[Row]:
+    """job_logs' tail on a container that printed millions of lines vs a few thousand (the dev dockerd)."""
+    from dotenv import dotenv_values
+
+    from tao_mcp.drivers.docker import DockerDriver
+
+    env = REPO / ".dev" / "docker.env"
+    if not env.is_file():
+        raise RuntimeError(f"{env} is missing: run scripts/dev/docker up")
+    settings = {k: v for k, v in dotenv_values(env).items() if v}
+    import docker
+
+    client = docker.DockerClient(base_url=settings["DOCKER_HOST"], timeout=120)
+    lines = {"small": 5_000, "big": 300_000 if sizes.reps < 10 else 3_000_000}
+    refs: dict[str, JobRef] = {}
+    made = []
+    try:
+        for which, count in lines.items():
+            job_id = f"bench{uuid.uuid4().hex[:7]}"
+            labels = {"tao-mcp.job-id": job_id, "tao-mcp.managed": "true"}
+            container = client.containers.run(
+                settings["TAO_MCP_TEST_IMAGE"],
+                ["seq", "1", str(count)],
+                name=f"tao-{job_id}",
+                labels=labels,
+                detach=True,
+            )
+            made.append(container)
+            container.wait(timeout=300)
+            refs[which] = JobRef(job_id, f"tao-{job_id}", container.id, {}, time.time())
+        driver = DockerDriver(settings)
+        redactor = Redactor()
+
+        async def tail(which: str) -> None:
+            window = await logs.read(driver, refs[which], redactor, limit=200)
+            assert window.lines[-1] == str(lines[which])
+
+        small, big = await ainterleaved(lambda: tail("small"), lambda: tail("big"), sizes.reps)
+        await driver.aclose()
+        label = f"{lines['big']:,} lines vs {lines['small']:,}"
+        return [ratio_row("job_logs(tail=200) Docker", small, big, 2.0, label)]
+    finally:
+        for container in made:
+            container.remove(force=True)
+        client.close()
