@@ -162,8 +162,9 @@ async def assert_program_error(
     return fa
 
 
-def stdio_client(env: dict[str, str], errlog: Any) -> Any:
-    """A client of a real `python -m tao_mcp` process over stdio (its stderr goes to errlog)."""
+def stdio_client(env: dict[str, str], errlog: Any, seen: Transcript | None = None) -> Any:
+    """A client of a real `python -m tao_mcp` process over stdio (its stderr goes to errlog); `seen` records every
+    notification it receives."""
     import sys
 
     from mcp.client import Client
@@ -171,22 +172,40 @@ def stdio_client(env: dict[str, str], errlog: Any) -> Any:
     from mcp.client.stdio import stdio_client as sdk_stdio_client
 
     params = StdioServerParameters(command=sys.executable, args=["-m", "tao_mcp"], env=env, cwd=str(REPO))
-    return Client(sdk_stdio_client(params, errlog=errlog), mode="legacy")
+    handlers = {"message_handler": seen.message, "logging_callback": seen.log} if seen else {}
+    return Client(sdk_stdio_client(params, errlog=errlog), mode="legacy", **handlers)
 
 
 class Transcript:
-    """Every answer a test got from the server (texts and structured content), searched for canary values."""
+    """Everything a test got from the server: answers (texts and structured content), errors, progress messages and
+    notifications of any kind, searched for canary values."""
 
     def __init__(self) -> None:
         self.texts: list[str] = []
 
-    def keep(self, result: Any) -> dict[str, Any]:
+    def record(self, result: Any) -> dict[str, Any] | None:
+        """Record any answer; its structured content, or None for an error."""
         self.texts.extend(x.text for x in result.content if hasattr(x, "text"))
         self.texts.append(json.dumps(result.structured_content))
+        return None if result.is_error else result.structured_content
+
+    def keep(self, result: Any) -> dict[str, Any]:
+        """Record an answer that must be a success."""
+        self.record(result)
         return structured(result)
 
-    def assert_clean(self, canaries: Mapping[str, str]) -> None:
-        assert_no_canary("\n".join(self.texts), canaries)
+    async def progress(self, progress: float, total: float | None, message: str | None) -> None:
+        self.texts.append(f"progress {progress}: {message}")
+
+    async def message(self, message: Any) -> None:
+        dump = getattr(message, "model_dump_json", None)
+        self.texts.append(dump() if dump else repr(message))
+
+    async def log(self, params: Any) -> None:
+        self.texts.append(params.model_dump_json())
+
+    def text(self) -> str:
+        return "\n".join(self.texts)
 
 
 def assert_no_canary(text: str, canaries: Mapping[str, str]) -> None:

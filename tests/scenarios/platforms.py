@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
+from fixtures import leaks
 from tao_mcp.drivers.base import JobRef
 from tests.backends import FakeBrev, kubectl, kubectl_json, sacct_names
-from tests.helpers import FAILING_COMMAND, assert_no_canary, call, wait_status
+from tests.helpers import FAILING_COMMAND, call, wait_status
 
 TAO_IMAGE = "nvcr.io/nvidia/tao/tao-toolkit:5.5.0-pyt"  # the fakes never pull it
 STANDIN = Path(__file__).resolve().parents[2] / "fixtures" / "standin" / "tao_standin.py"
@@ -31,6 +32,7 @@ class Platform:
     cancel_confirms_at_once = True  # cancel_job answers Canceled itself (no Canceling to wait out)
     logs_survive_cancel = True
     secret_names = ("NGC_KEY", "HF_TOKEN", "SECRET_KEY")
+    leak_done_line = "leak-job done"  # the careless job's last line: it really ran and printed its secrets
 
     def __init__(self, env: dict[str, str], request: pytest.FixtureRequest) -> None:
         self.env = env
@@ -55,15 +57,17 @@ class Platform:
 
     def failing(self) -> dict[str, Any]:
         """Prints `about-to-fail`, then fails like user code (a Python traceback, exit 3)."""
-        return {**self.base(), "command": f"echo about-to-fail; {FAILING_COMMAND}"}
+        return {**self.base(), **self.python_image(), "command": f"echo about-to-fail; {FAILING_COMMAND}"}
 
     def long_running(self) -> dict[str, Any]:
         return self.printing("started", seconds=600)
 
-    def printing_secrets(self) -> dict[str, Any]:
-        return {**self.base(), "command": "env | sort; echo NGC=$NGC_KEY", "secret_env": list(self.secret_names)}
+    def leaky(self, names: list[str], seed: str) -> dict[str, Any]:
+        """A careless job printing the secrets `names` in every form, and a PEM key from `seed` (fixtures/leaks.py)."""
+        return {**self.base(), **self.python_image(), "command": leaks.command(names, seed), "secret_env": names}
 
     def python_image(self) -> dict[str, Any]:
+        """What a job whose command runs python3 adds to base()."""
         return {}
 
     def training(self, epochs: int, seconds: float) -> dict[str, Any]:
@@ -78,8 +82,6 @@ class Platform:
 
     def expected_lines(self, sub: dict[str, Any], printed: list[str]) -> list[str]:
         return printed
-
-    secret_line = "NGC=[REDACTED]"  # what the job printed for $NGC_KEY, as the server returns it
 
     # --- what only this platform can check ------------------------------------------------------------------
 
@@ -111,15 +113,29 @@ class Platform:
         """Credentials of the platform itself, which must not leave the server either."""
         return {}
 
-    def secrets_at_rest(self, sub: dict[str, Any], canaries: dict[str, str]) -> None:
-        pass
+    async def backend_misbehaves(self) -> None:
+        """Called while the leaky job runs: a fault of the backend's own that could carry a credential."""
 
-    def stored_rows(self) -> str:
+    def misbehaved(self, transcript: str) -> None:
+        """The fault of backend_misbehaves really reached the agent."""
+
+    def written(self, sub: dict[str, Any]) -> dict[str, str]:
+        """What this platform's backend holds for the job besides the secret store (files, objects, requests), by
+        where it is: none may hold any form of a canary."""
+        return {}
+
+    def secrets_at_rest(self, sub: dict[str, Any], canaries: dict[str, str]) -> None:
+        """How the secret values reach the job: only through the platform's secret mechanism."""
+
+    def store_dump(self) -> str:
         db = sqlite3.connect(Path(self.env["TAO_MCP_STATE_DIR"]) / "jobs.sqlite3")
         try:
-            return json.dumps(db.execute("SELECT * FROM jobs").fetchall())
+            return "\n".join(db.iterdump())
         finally:
             db.close()
+
+
+SLURM_JOB_FILES = ("job.sbatch", "command.sh", "job.env")
 
 
 class Slurm(Platform):
@@ -144,11 +160,16 @@ class Slurm(Platform):
     def check_preview(self, files: dict[str, str]) -> None:
         assert "NGC_KEY" in json.dumps(files)
 
+    def job_dir(self, sub: dict[str, Any]) -> Path:
+        return Path(self.env["SLURM_BASE_RESULTS_DIR"]) / "tao-mcp" / sub["job_id"]
+
+    def written(self, sub: dict[str, Any]) -> dict[str, str]:
+        # the batch script and its companions on the login node's shared file system
+        return {f"login node {name}": (self.job_dir(sub) / name).read_text() for name in SLURM_JOB_FILES}
+
     def secrets_at_rest(self, sub: dict[str, Any], canaries: dict[str, str]) -> None:
-        job_dir = Path(self.env["SLURM_BASE_RESULTS_DIR"]) / "tao-mcp" / sub["job_id"]
-        for name in ("job.sbatch", "command.sh", "job.env"):
-            assert_no_canary((job_dir / name).read_text(), canaries)
-        assert (job_dir / "secrets.env").stat().st_mode & 0o077 == 0, "the secrets file must be private (0600)"
+        secrets_file = self.job_dir(sub) / "secrets.env"
+        assert secrets_file.stat().st_mode & 0o077 == 0, "the secrets file must be private (0600)"
 
 
 class Docker(Platform):
@@ -163,9 +184,6 @@ class Docker(Platform):
 
     def base(self) -> dict[str, Any]:
         return {**super().base(), "image": self.env["TAO_MCP_TEST_IMAGE"]}
-
-    def failing(self) -> dict[str, Any]:
-        return {**super().failing(), "image": self.env["TAO_MCP_TEST_PY_IMAGE"]}
 
     def python_image(self) -> dict[str, Any]:
         return {"image": self.env["TAO_MCP_TEST_PY_IMAGE"]}
@@ -188,6 +206,22 @@ class Docker(Platform):
         launch = files["launch"]
         assert "-e NGC_KEY" in launch and "-e HF_TOKEN" in launch, launch
 
+    def container_env(self, sub: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        """The container's inspect data without its environment, and the environment."""
+        attrs = self.client.containers.get(sub["backend_id"]).attrs
+        env = attrs["Config"].pop("Env")
+        return attrs, env
+
+    def written(self, sub: dict[str, Any]) -> dict[str, str]:
+        # plain containers have no secret store: the values are in Config.Env and nowhere else of the container
+        attrs, _ = self.container_env(sub)
+        return {"the container's config (but its environment)": json.dumps(attrs)}
+
+    def secrets_at_rest(self, sub: dict[str, Any], canaries: dict[str, str]) -> None:
+        _, env = self.container_env(sub)
+        holding = sorted(item for item in env if any(v in item for v in canaries.values()))
+        assert holding == sorted(f"{n}={canaries[n]}" for n in canaries), holding
+
 
 class Kubernetes(Platform):
     name = "kubernetes"
@@ -205,9 +239,6 @@ class Kubernetes(Platform):
 
     def hello_extra(self) -> dict[str, Any]:
         return {"gpu_count": 1}  # the dev node advertises fake nvidia.com/gpu capacity
-
-    def failing(self) -> dict[str, Any]:
-        return {**super().failing(), "image": self.env["TAO_MCP_TEST_PY_IMAGE"]}
 
     def python_image(self) -> dict[str, Any]:
         return {"image": self.env["TAO_MCP_TEST_PY_IMAGE"]}
@@ -252,15 +283,23 @@ class Kubernetes(Platform):
     def check_preview(self, files: dict[str, str]) -> None:
         assert "secretKeyRef" in json.dumps(files)
 
+    def written(self, sub: dict[str, Any]) -> dict[str, str]:
+        job = kubectl_json(self.env, "get", "job", f"tao-{sub['job_id']}")
+        pods = kubectl_json(self.env, "get", "pods", "-l", f"tao-mcp/job-id={sub['job_id']}")
+        return {"the Job as the API server stores it": json.dumps(job), "its pods' specs": json.dumps(pods)}
+
     def secrets_at_rest(self, sub: dict[str, Any], canaries: dict[str, str]) -> None:
         name = f"tao-{sub['job_id']}"
         job = kubectl_json(self.env, "get", "job", name)
-        assert_no_canary(json.dumps(job), canaries)  # the Job spec as the API server stores it
         env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
         assert env["NGC_KEY"]["valueFrom"]["secretKeyRef"] == {"name": name, "key": "NGC_KEY"}
         secret = kubectl_json(self.env, "get", "secret", name)
         owners = secret["metadata"].get("ownerReferences") or []
         assert [(o["kind"], o["name"], o["uid"]) for o in owners] == [("Job", name, job["metadata"]["uid"])]
+
+
+# The workspace APIs that hold secret values: per-job user secrets, and the nvcr.io pull secret made from NGC_KEY.
+LEPTON_SECRET_STORES = {"image_pull": ("POST", "/imagepullsecrets"), "user": ("POST", "/usersecrets")}
 
 
 class Lepton(Platform):
@@ -271,7 +310,7 @@ class Lepton(Platform):
     canceled_raw_state = "Deleted"
     failing_exit_code = None  # Lepton reports no exit code
     failing_exception = "RuntimeError: boom"  # the fake's traceback
-    secret_line = "NGC_KEY=[REDACTED]"
+    leak_done_line = "fake-lepton: done"
 
     def __init__(self, env: dict[str, str], request: pytest.FixtureRequest) -> None:
         super().__init__(env, request)
@@ -298,8 +337,9 @@ class Lepton(Platform):
         # the fake spreads a job's lines over its run: 600 more lines put `started` in its first tenth of a second
         return {**self.base(), "env": {"FAKE_LOG_TEXT": "started", "FAKE_LOG_LINES": "600", "FAKE_DURATION_S": "60"}}
 
-    def printing_secrets(self) -> dict[str, Any]:
-        return {**self.base(), "env": {"FAKE_PRINT_SECRETS": "1"}, "secret_env": list(self.secret_names)}
+    def leaky(self, names: list[str], seed: str) -> dict[str, Any]:
+        env = {"FAKE_PRINT_SECRETS": "encoded", "FAKE_PEM_SEED": seed, "FAKE_DURATION_S": "6"}
+        return {**self.base(), "env": env, "secret_env": names}
 
     def training(self, epochs: int, seconds: float) -> dict[str, Any]:
         """The fake runs no command: it prints the lines the runner would forward, spread over the run."""
@@ -350,20 +390,37 @@ class Lepton(Platform):
     def backend_secrets(self) -> dict[str, str]:
         return {"LEPTON_AUTH_TOKEN": self.env["LEPTON_AUTH_TOKEN"]}
 
+    async def backend_misbehaves(self) -> None:
+        # A proxy in front of the API answers 5xx with the request's Authorization header in the body, while the
+        # agent waits (progress notifications) and reads status.
+        self.fake.echo_auth = True
+        self.fake.fail_next_5xx = 12  # reads retry 4 times: three reads fail for good
+
+    def misbehaved(self, transcript: str) -> None:
+        assert self.fake.fail_next_5xx == 0, "the fake never answered 5xx"
+        assert "upstream connect error" in transcript and "Authorization" in transcript, "no echoing error came back"
+
+    def written(self, sub: dict[str, Any]) -> dict[str, str]:
+        # the fake's request log: every request but those that store values as workspace secrets
+        requests = [r for r in self.fake.requests if (r["method"], r["path"]) not in LEPTON_SECRET_STORES.values()]
+        return {"the requests to the workspace": json.dumps(requests)}
+
     def secrets_at_rest(self, sub: dict[str, Any], canaries: dict[str, str]) -> None:
         assert not [n for n in self.fake.secrets if sub["job_id"] in n]  # per-job secrets are deleted at the end
         (body,) = self.fake.posted_jobs()
-        assert_no_canary(json.dumps(body), canaries)
         refs = {e["name"]: e for e in body["spec"]["envs"] if "value_from" in e}
-        assert set(refs) == set(self.secret_names)
-        posted = [r["body"] for r in self.fake.requests if (r["method"], r["path"]) == ("POST", "/usersecrets")]
+        assert set(refs) == set(canaries)  # secret_env: the platform names and the plain-looking one
+        user_secrets = LEPTON_SECRET_STORES["user"]
+        posted = [r["body"] for r in self.fake.requests if (r["method"], r["path"]) == user_secrets]
         stored = {item["name"]: item["value"] for item in posted[0]}
         for name, entry in refs.items():
             assert set(entry) == {"name", "value_from"}
             assert stored[entry["value_from"]["secret_name_ref"]] == canaries[name]
-        # the values travelled only in the POST /usersecrets body (and NGC_KEY once into the nvcr.io pull secret)
-        carriers = [r for r in self.fake.requests if canaries["NGC_KEY"] in json.dumps(r)]
-        assert [(r["method"], r["path"]) for r in carriers] == [("POST", "/imagepullsecrets"), ("POST", "/usersecrets")]
+        # the values travelled only in the bodies of the secret stores: NGC_KEY also as the nvcr.io pull password
+        for name, value in canaries.items():
+            carriers = [(r["method"], r["path"]) for r in self.fake.requests if value in json.dumps(r)]
+            stores = [LEPTON_SECRET_STORES[s] for s in ("image_pull", "user") if name == "NGC_KEY" or s == "user"]
+            assert carriers == stores, (name, carriers)
         assert self.fake.pull_secrets["tao-mcp-nvcr"]["password"] == canaries["NGC_KEY"]
 
 
@@ -427,14 +484,18 @@ class Brev(Platform):
     def backend_secrets(self) -> dict[str, str]:
         return {"BREV_API_TOKEN": self.env["BREV_API_TOKEN"]}
 
+    def written(self, sub: dict[str, Any]) -> dict[str, str]:
+        jdir = self.fake.job_dir(self.instance, sub["job_id"])
+        files = {f"instance {name}": (jdir / name).read_text() for name in ("run.sh", "command.sh", "job.env")}
+        args = json.dumps(self.fake.container(self.instance, f"tao-{sub['job_id']}")["Args"])
+        return {**files, "the container's arguments": args}
+
     def secrets_at_rest(self, sub: dict[str, Any], canaries: dict[str, str]) -> None:
         jdir = self.fake.job_dir(self.instance, sub["job_id"])
-        for name in ("run.sh", "command.sh", "job.env"):
-            assert_no_canary((jdir / name).read_text(), canaries)
         assert (jdir / "secrets.env").stat().st_mode & 0o077 == 0, "secrets.env must be private (0600)"
         assert canaries["NGC_KEY"] in (jdir / "secrets.env").read_text()
-        assert_no_canary(json.dumps(self.fake.container(self.instance, f"tao-{sub['job_id']}")["Args"]), canaries)
-        assert_no_canary((self.fake.root / "calls.log").read_text(), {"token": self.env["BREV_API_TOKEN"]})
+        # the brev commands run carry secrets.env to the instance (base64 in an exec), never the API token
+        assert self.env["BREV_API_TOKEN"] not in (self.fake.root / "calls.log").read_text()
 
 
 PLATFORMS: dict[str, tuple[type[Platform], str]] = {

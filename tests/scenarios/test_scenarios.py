@@ -5,7 +5,7 @@ can check lives in its class in platforms.py, and what only one platform does st
 
 from __future__ import annotations
 
-import json
+import string
 import uuid
 from pathlib import Path
 from typing import Any
@@ -13,9 +13,10 @@ from typing import Any
 import anyio
 import pytest
 
+from fixtures import leaks
+from tao_mcp import cursor as cursor_codec
 from tests.helpers import (
     Transcript,
-    assert_no_canary,
     assert_program_error,
     assert_progress_increasing,
     call,
@@ -43,6 +44,18 @@ def process_env(platform: Platform) -> dict[str, str]:
     """The environment of a server started as its own process: its first readiness probe also imports the platform's
     client library, which alone can outlast the 3 s default probe bound on a loaded 2-core test machine."""
     return {**platform.env, "TAO_MCP_PROBE_TIMEOUT_S": "30"}
+
+
+# A forwarded name no name rule knows: only secret_env says it is a secret.
+PLAIN_NAME = "BUILD_NOTE"
+
+
+def leak_env(platform: Platform, canaries: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """A server process's environment holding the canaries, one more under a plain-looking name (forwardable by
+    policy); and the canaries with that one."""
+    canaries = {**canaries, PLAIN_NAME: f"plain-canary-{uuid.uuid4().hex[:12]}"}
+    forwardable = ",".join(["NGC_KEY", "HF_TOKEN", "WANDB_API_KEY", "ACCESS_KEY", "SECRET_KEY", PLAIN_NAME])
+    return {**process_env(platform), **canaries, "TAO_MCP_FORWARDABLE_SECRETS": forwardable}, canaries
 
 
 async def wait_logged(c: Any, job_id: str, line: str, budget_s: float = 60) -> None:
@@ -193,37 +206,94 @@ async def test_idempotent_submit_launches_once(platform: Platform) -> None:
 async def test_canary_secrets_never_leave_the_server(
     platform: Platform, canaries: dict[str, str], tmp_path: Path
 ) -> None:
-    """The job gets its secrets through the platform's secret mechanism; no answer, error, stderr line, stored row
-    or backend object the server writes holds a value."""
-    seen = Transcript()
+    """A careless job prints the secrets it got through the platform's secret mechanism in every form
+    (fixtures/leaks.py); every tool is called on it as an agent would, over stdio. No answer, error, progress message,
+    notification, server stderr line, store row, plan file, or anything the platform's backend holds for the job
+    (platforms.py: written) holds any form of a canary or the PEM key's body, and grep cannot rebuild a value."""
+    env, canaries = leak_env(platform, canaries)
     secrets = {**canaries, **platform.backend_secrets()}
-    args = platform.printing_secrets()
+    seed = uuid.uuid4().hex
+    args = platform.leaky([*platform.secret_names, PLAIN_NAME], seed)
+    seen = Transcript()
     err_path = tmp_path / "stderr.log"
     with open(err_path, "w") as err:
-        async with stdio_client(process_env(platform), err) as c:
+        async with stdio_client(env, err, seen) as c:
             preview = seen.keep(await c.call_tool("submit_job", {**args, "dry_run": True}))
-            platform.check_preview(await plan_files(c, preview))
-            sub = seen.keep(await c.call_tool("submit_job", args))
+            files = await plan_files(c, preview)
+            seen.texts.extend(files.values())
+            platform.check_preview(files)
+            sub = seen.keep(await c.call_tool("submit_job", {"plan_id": preview["plan_id"]}))
             platform.after_secret_submit(sub)
-            seen.keep(await c.call_tool("wait_for_job", {"job_id": sub["job_id"], "timeout_s": 5}))
-            done = await wait_done(c, sub["job_id"])
+            job = {"job_id": sub["job_id"]}
+            await platform.backend_misbehaves()
+            with anyio.fail_after(180):
+                done = None
+                while done is None or not done["done"]:
+                    wait = {**job, "timeout_s": 20}
+                    done = seen.record(await c.call_tool("wait_for_job", wait, progress_callback=seen.progress))
             assert done["status"] == "Complete", done
-            logs = seen.keep(await c.call_tool("job_logs", {"job_id": sub["job_id"], "tail": 500}))
-            # the job really received the secrets; the server masked them on the way out
-            assert platform.secret_line in logs["lines"], logs
-            assert any(line.startswith("HF_TOKEN=") for line in logs["lines"]), logs
-            seen.keep(await c.call_tool("job_status", {"job_id": sub["job_id"]}))
-            seen.keep(await c.call_tool("failure_analysis", {"job_id": sub["job_id"]}))
+            logs = seen.keep(await c.call_tool("job_logs", {**job, "tail": 2000}))
+            # the job really printed them; the server masked them on the way out
+            assert platform.leak_done_line in logs["lines"], logs["lines"][-5:]
+            assert any(line.startswith("plain [REDACTED]") for line in logs["lines"]), logs["lines"][:5]
+            assert "NGC_KEY=[REDACTED]" in logs["lines"] and any(x.startswith("HF_TOKEN=") for x in logs["lines"])
+            first_page = cursor_codec.encode("log", sub["job_id"], "after", 0, 0)  # the first page: from position 0
+            seen.keep(await c.call_tool("job_logs", {**job, "cursor": first_page, "tail": 2000}))
+            for needle in (
+                "[REDACTED]",
+                "b64",
+                "BEGIN",
+                "p" * 50,
+                canaries["HF_TOKEN"],
+                *(v[:6] for v in canaries.values()),
+            ):
+                seen.keep(await c.call_tool("job_logs", {**job, "grep": needle, "tail": 2000}))
+            await assert_grep_cannot_rebuild(c, sub["job_id"], canaries["NGC_KEY"])
+            # what the backend holds for the job, read while it still exists (cancel_job may delete it)
+            written = platform.written(sub)
+            platform.secrets_at_rest(sub, canaries)
+            for tool in ("job_status", "failure_analysis", "cancel_job"):
+                seen.record(await c.call_tool(tool, job))
             seen.keep(await c.call_tool("list_jobs", {}))
             seen.keep(await c.call_tool("list_platforms", {"platform": platform.name}))
-            grep = seen.keep(await c.call_tool("job_logs", {"job_id": sub["job_id"], "grep": canaries["HF_TOKEN"]}))
-            assert all(canaries["HF_TOKEN"] not in line for line in grep["lines"])
-            # an error that echoes input: a credential value put into env is refused without being repeated
-            refused = await c.call_tool("submit_job", {**args, "env": {"MY_VAR": canaries["NGC_KEY"]}})
-            assert refused.is_error and "E_SECRET_IN_ENV" in refused.content[0].text, refused.content[0].text
-            seen.texts.append(refused.content[0].text)
-    seen.assert_clean(secrets)
-    assert_no_canary(err_path.read_text(), secrets)
-    assert_no_canary(platform.stored_rows(), secrets)
-    platform.secrets_at_rest(sub, canaries)
-    assert_no_canary(json.dumps(done), secrets)
+            # a workflow step forwarding the secrets (not the leaky command: its PEM header literal is refused)
+            step = {"id": "leak", **platform.printing("NGC=$NGC_KEY"), "secret_env": args["secret_env"]}
+            seen.keep(await c.call_tool("submit_workflow", {"name": "leak", "steps": [step], "dry_run": True}))
+            seen.keep(await c.call_tool("list_workflows", {}))
+            # errors that echo input: a credential value in env (a job's, a workflow step's), a cursor made of one
+            in_env = {"env": {**step.get("env", {}), "MY_VAR": canaries["NGC_KEY"]}}
+            refusals = [
+                ("E_SECRET_IN_ENV", await c.call_tool("submit_job", {**args, **in_env})),
+                ("E_", await c.call_tool("submit_workflow", {"name": "leak", "steps": [{**step, **in_env}]})),
+                ("E_", await c.call_tool("job_logs", {**job, "cursor": canaries["HF_TOKEN"]})),
+            ]
+            for code, refused in refusals:
+                seen.record(refused)
+                assert refused.is_error and refused.content[0].text.startswith(code), refused.content[0].text
+    transcript = seen.text()
+    platform.misbehaved(transcript)
+    leaks.assert_absent(transcript, secrets, "results and notifications", seed)
+    leaks.assert_absent(err_path.read_text(), secrets, "server stderr", seed)
+    leaks.assert_absent(platform.store_dump(), secrets, "the job store", seed)
+    for where, text in written.items():
+        leaks.assert_absent(text, canaries, where, seed)
+    assert "[REDACTED]" in transcript
+
+
+async def assert_grep_cannot_rebuild(c: Any, job_id: str, secret: str) -> None:
+    """The attack: the job printed NGC_KEY=<value>; the agent greps `NGC_KEY=<guess>` growing one character at a
+    time. Every guess gets the same answer, so the value cannot be rebuilt."""
+
+    async def answer(needle: str) -> tuple[Any, ...]:
+        page = await call(c, "job_logs", job_id=job_id, grep=needle)
+        return page["lines"], page["truncated"]
+
+    alphabet = string.ascii_lowercase + string.digits
+    known = ""
+    for position in range(3):  # position by position, the true character answers like every other character
+        answers = {ch: await answer(f"NGC_KEY={known}{ch}") for ch in alphabet}
+        assert len({repr(a) for a in answers.values()}) == 1, answers
+        known += secret[position]
+    for n in range(4, len(secret) + 1):  # and any prefix of the value, with or without the name
+        assert await answer(secret[:n]) == await answer(secret[:n][::-1]), n
+    assert (await answer("NGC_KEY=[REDACTED]"))[0] and (await answer("plain [REDACTED]"))[0]
