@@ -61,6 +61,7 @@ from tao_mcp.service.redaction import Redactor
 from tao_mcp.service.registry import DriverRegistry
 from tao_mcp.service.resume import resume_location
 from tao_mcp.service.store import JobRecord, JobStore
+from tao_mcp.service.subscriptions import Subscriptions
 from tao_mcp.service.watch import LAST_LINE, RUNNER_PHASE, JobWatches
 from tao_mcp.states import OPEN, JobState
 
@@ -186,6 +187,7 @@ class JobService:
         self.leases = LaunchLeases(store.path.with_name("launches.lock"))
         self.readiness = Readiness(self.settings, drivers)
         self.watches = JobWatches()  # one reader per job: facts shared by every waiter and status call
+        self.subscriptions = Subscriptions()  # resource subscriptions: told of state changes and new jobs
         self.plans = PlanService(self.settings, store)
 
         self.updates = monitor.UpdateClock()  # wait_for_job(until="update"): the interval boundary last reported
@@ -193,6 +195,7 @@ class JobService:
     # ---- lifecycle ----
     async def start(self, task_group: anyio.abc.TaskGroup) -> None:
         self._task_group = task_group
+        self.subscriptions.start(task_group)
         # Values forwarded with secret_env stay redacted for the life of their jobs, across restarts: the
         # store keeps the names, the values come from the current environment.
         self.redactor.add_settings(self.settings, self.store.forwarded_secret_names())
@@ -206,7 +209,9 @@ class JobService:
 
     def poller(self, platform: str) -> PlatformPoller:
         if platform not in self._pollers:
-            poller = PlatformPoller(platform, self.store, lambda: self.drivers.get(platform))
+            poller = PlatformPoller(
+                platform, self.store, lambda: self.drivers.get(platform), self.subscriptions.observed
+            )
             self._pollers[platform] = poller
             if self._task_group is None:
                 raise RuntimeError("JobService.start() was not called")
@@ -445,6 +450,7 @@ class JobService:
         self.store.set_launch_state(record.job_id, "launched", backend_id)
         crashpoint("submit.after_store")
         self.poller(launch.platform).kick()
+        self.subscriptions.job_added()
         return launch.result(
             JobState.PENDING,
             f"submitted as {launch.platform} job {backend_id}",

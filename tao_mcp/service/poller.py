@@ -18,11 +18,11 @@ import dataclasses
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import anyio
 
-from tao_mcp.drivers.base import Driver, JobRef
+from tao_mcp.drivers.base import Driver, JobRef, Observation
 from tao_mcp.errors import TaoError
 from tao_mcp.service.store import JobStore
 
@@ -56,8 +56,15 @@ class _SharedRead:
 
 
 class PlatformPoller:
-    def __init__(self, platform: str, store: JobStore, get_driver: Callable[[], Awaitable[Driver]]) -> None:
+    def __init__(
+        self,
+        platform: str,
+        store: JobStore,
+        get_driver: Callable[[], Awaitable[Driver]],
+        on_observed: Callable[[Mapping[str, Observation]], None] = lambda _: None,
+    ) -> None:
         self.platform = platform
+        self.on_observed = on_observed  # told every reading once stored (resource subscriptions)
         self.store = store
         self.get_driver = get_driver
         self.sweeps = 0
@@ -198,6 +205,7 @@ class PlatformPoller:
         readings = list(observations.items())
         for at in range(0, len(readings), STORE_BATCH):
             await anyio.to_thread.run_sync(self.store.apply_many, dict(readings[at : at + STORE_BATCH]))
+        self.on_observed(observations)
         return {r.job_id for r in known if r.job_id not in observations}
 
     async def _reconcile(self, driver: Driver, unresolved: list[JobRef]) -> dict[str, str]:

@@ -1,17 +1,28 @@
 """A job as MCP resources: tao://jobs/{job_id} (its status JSON, with training progress), .../logs (the last 200
 lines) and .../metrics (the per-epoch series JSON; the chart comes with the job_metrics tool). Read through the same
-service calls as the tools, redacted the same way. Completions for job_id: tools/completions.py."""
+service calls as the tools, redacted the same way. Completions for job_id: tools/completions.py.
+
+A session may subscribe to any of the three (resources/subscribe): it is sent notifications/resources/updated for
+that URI when the job's state changes, and notifications/resources/list_changed when a job is submitted. The
+registry is the service's (service/subscriptions.py); this module only turns its callbacks into notifications."""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+import anyio
+from mcp import types
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
+from mcp.shared.exceptions import MCPError
 
 from tao_mcp.errors import TaoError
-from tao_mcp.service.jobs import LOG_DEFAULT_TAIL
+from tao_mcp.service.jobs import LOG_DEFAULT_TAIL, JobService
 from tao_mcp.service.metrics import job_metrics
 from tao_mcp.tools._common import app
 
@@ -24,7 +35,70 @@ async def _read(ctx: Context, read: Callable[[], Awaitable[str]]) -> str:
         raise ResourceError(redactor.text(str(exc))) from None
 
 
+JOBS_PREFIX = "tao://jobs/"
+ASPECTS = ("", "/logs", "/metrics")
+
+
+def job_of(uri: str) -> str | None:
+    """The job id a tao://jobs/... URI names (None: not one of the job resources)."""
+    if not uri.startswith(JOBS_PREFIX):
+        return None
+    job_id, _, aspect = uri.removeprefix(JOBS_PREFIX).partition("/")
+    return job_id if job_id and ("/" + aspect if aspect else "") in ASPECTS else None
+
+
+def _subscriber(ctx: ServerRequestContext[Any]) -> object:
+    """The client connection: ctx.session is a new object per request, its connection lasts the session."""
+    return ctx.session._connection  # no public accessor in mcp 2.x
+
+
+def _jobs(ctx: ServerRequestContext[Any]) -> JobService:
+    jobs: JobService = ctx.lifespan_context.jobs
+    return jobs
+
+
+def register_subscriptions(server: MCPServer) -> None:
+    """resources/subscribe and unsubscribe for the job resources, and the capabilities that say so."""
+
+    async def subscribe(ctx: ServerRequestContext[Any], params: types.SubscribeRequestParams) -> types.EmptyResult:
+        uri = str(params.uri)
+        job_id = job_of(uri)
+        jobs = _jobs(ctx)
+        record = await anyio.to_thread.run_sync(jobs.store.get, job_id) if job_id else None
+        if job_id is None or record is None:
+            raise MCPError(
+                types.INVALID_PARAMS, f"{uri} is not a job resource of this server (list_jobs names the jobs)"
+            )
+        session = ctx.session
+        jobs.subscriptions.subscribe(
+            _subscriber(ctx),
+            job_id,
+            uri,
+            record.status,
+            notify=lambda: session.send_resource_updated(uri),
+            list_changed=session.send_resource_list_changed,
+        )
+        return types.EmptyResult()
+
+    async def unsubscribe(ctx: ServerRequestContext[Any], params: types.UnsubscribeRequestParams) -> types.EmptyResult:
+        uri = str(params.uri)
+        job_id = job_of(uri)
+        if job_id is not None:
+            _jobs(ctx).subscriptions.unsubscribe(_subscriber(ctx), job_id, uri)
+        return types.EmptyResult()
+
+    lowlevel = server._lowlevel_server  # no public hook for these handlers in mcp 2.x
+    lowlevel.add_request_handler("resources/subscribe", types.SubscribeRequestParams, subscribe)
+    lowlevel.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams, unsubscribe)
+    # Every transport builds its initialize answer with create_initialization_options(): advertise listChanged.
+    lowlevel.create_initialization_options = functools.partial(  # type: ignore[method-assign]
+        lowlevel.create_initialization_options, NotificationOptions(resources_changed=True)
+    )
+
+
 def register(server: MCPServer) -> None:
+    register_subscriptions(server)
+
     @server.resource(
         "tao://jobs/{job_id}",
         name="job",
