@@ -172,7 +172,9 @@ class WaitResult(JobStatus):
 class LogPage(BaseModel):
     job_id: str
     lines: list[str]
-    truncated: bool = Field(description="more lines exist than were returned")
+    truncated: bool = Field(
+        description="more lines exist in the direction read: newer ones after a cursor page, older ones otherwise"
+    )
     next_cursor: str | None = Field(description="pass as cursor to read the lines after this page")
     prev_cursor: str | None = Field(None, description="pass as cursor to read the lines before this page")
     searched: str | None = Field(None, description="grep: how much of the log was searched, from where")

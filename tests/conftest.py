@@ -50,6 +50,9 @@ def base_env(state_dir: Path, tmp_path: Path) -> dict[str, str]:
     env = clean_environ()
     env["TAO_MCP_STATE_DIR"] = str(state_dir)
     env["TAO_MCP_ENV_FILE"] = str(tmp_path / "no.env")  # never the developer's ~/.config/tao/.env
+    # The 3 s default probe bound is for users; a healthy API server on a loaded 2-core test machine can take longer,
+    # which refused submits before the test began. Tests of the bound itself set their own (tests/unit/test_readiness.py).
+    env["TAO_MCP_PROBE_TIMEOUT_S"] = "30"
     return env
 
 

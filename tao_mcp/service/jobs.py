@@ -973,7 +973,8 @@ class JobService:
         return LogPage(
             job_id=job_id,
             lines=lines,
-            truncated=older or (mode == "after" and (window.newer or kept.stop < len(window.lines))),
+            # in the direction read: newer lines for a page after a cursor, older ones for a tail or a page before
+            truncated=(window.newer or kept.stop < len(window.lines)) if mode == "after" else older,
             next_cursor=next_cursor,
             prev_cursor=prev_cursor,
             status=record.status,
