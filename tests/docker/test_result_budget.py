@@ -16,6 +16,7 @@ from fixtures.skill_bank_large import build as build_bank
 from tao_mcp.server import build_server
 from tao_mcp.service.workflows import MAX_UNITS
 from tao_mcp.tools._common import RESULT_BUDGET_TOKENS
+from tests.automl.common import BANK, POLL, automl_args, standin_tree
 from tests.helpers import mcp_client as client
 from tests.helpers import wait_done
 
@@ -27,6 +28,19 @@ LOG = (
     'grad_norm=1.137 it/s=8.26 eta=00:12:31 [rank0]"; done; '
     "echo 'Traceback (most recent call last):'; echo 'RuntimeError: CUDA out of memory'; exit 1"
 )
+# a long training run's progress as the runner forwards it: 300 epochs, 8 metrics each
+PROGRESS = (
+    'for e in $(seq 1 300); do echo "[tao-progress] {\\"epoch\\":$e,\\"max_epoch\\":300,'
+    '\\"kpi\\":{\\"loss\\":0.$e,\\"val_loss\\":0.$e,\\"val_mAP\\":0.$e,'
+    '\\"val_mAP50\\":0.$e,\\"val_recall\\":0.$e,\\"lr\\":0.000$e,'
+    '\\"grad_norm\\":1.$e,\\"time_per_step\\":0.$e}}"; done'
+)
+
+
+async def call_ok(c: Any, tool: str, **args: Any) -> Any:
+    result = await c.call_tool(tool, args)
+    assert not result.is_error, result.content[0].text
+    return result.structured_content
 
 
 def tokens(result: Any) -> int:
@@ -129,6 +143,37 @@ async def test_every_tool_result_fits_the_budget(docker_env: dict[str, str], tmp
         await measure("workflow_status", "workflow_status", workflow_id=workflow_id, metric="val_acc")
         await measure("list_workflows", "list_workflows")
         await measure("delete_instance", "delete_instance", name="no-such-instance")
+        trained = await call_ok(
+            c, "submit_job", platform="docker", gpu_count=0, image=env["TAO_MCP_TEST_IMAGE"], command=PROGRESS
+        )
+        await wait_done(c, trained["job_id"])
+        series = await measure("job_metrics (300 epochs x 8)", "job_metrics", job_id=trained["job_id"])
+        assert not series.is_error and len(series.structured_content["available"]) == 8, series.content[0].text
+    # AutoML on the stand-in model bank: a review, a run that is stopped at once
+    standin = standin_tree(tmp_path / "standin")
+    automl_env = {**env, **POLL, "TAO_SKILL_BANK_PATH": str(BANK), "TAO_MCP_DOCKER_MOUNT_ROOTS": str(tmp_path)}
+    args = automl_args(
+        "/standin",
+        "docker",
+        200,
+        image=env["TAO_MCP_TEST_PY_IMAGE"],
+        options={"mounts": [f"{standin}:/standin:ro"]},
+        env={"PATH": "/standin/bin:/usr/local/bin:/usr/bin:/bin", "STANDIN_SLEEP": "60"},
+    )
+    async with client(automl_env) as c:
+
+        async def measure_automl(label: str, tool: str, **args: Any) -> Any:
+            result = await c.call_tool(tool, args)
+            assert not result.is_error, result.content[0].text
+            measured[label] = tokens(result)
+            return result.structured_content
+
+        review = await measure_automl("start_automl(dry_run)", "start_automl", **args, dry_run=True)
+        run = await measure_automl("start_automl", "start_automl", plan_id=review["plan_id"])
+        await measure_automl("automl_status", "automl_status", run_id=run["run_id"])
+        await measure_automl("wait_for_automl", "wait_for_automl", run_id=run["run_id"], timeout_s=1)
+        await measure_automl("stop_automl", "stop_automl", run_id=run["run_id"])
+        await measure_automl("list_automl_runs", "list_automl_runs")
     tools = {t.name for t in (await build_server(env).list_tools())}
     assert {label.split(" ")[0].split("(")[0] for label in measured} >= tools, "a tool is not measured"
     print("result tokens (chars / 4):", measured)
