@@ -9,6 +9,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from tao_mcp.errors import TaoError
+
 
 def env_file_path(environ: Mapping[str, str]) -> Path:
     explicit = environ.get("TAO_MCP_ENV_FILE")
@@ -46,3 +48,15 @@ def state_dir(settings: Mapping[str, str]) -> Path:
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     path.chmod(0o700)
     return path
+
+
+def positive_seconds(settings: Mapping[str, str], name: str, default: float, example: str) -> float:
+    """A duration setting in seconds (> 0), or its default when unset; anything else is E_BAD_SETTING."""
+    raw = settings.get(name) or ""
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        value = 0.0
+    if value <= 0:
+        raise TaoError("E_BAD_SETTING", f"{name}={raw!r} is not a number of seconds > 0", f"e.g. {example}")
+    return value

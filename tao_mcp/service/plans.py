@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tao_mcp.config import positive_seconds
 from tao_mcp.errors import TaoError
 from tao_mcp.models import PlanFile
 from tao_mcp.service import principal
@@ -72,14 +73,7 @@ def resource_names(paths: list[str]) -> dict[str, str]:
 
 
 def plan_ttl(settings: Mapping[str, str]) -> float:
-    raw = settings.get("TAO_MCP_PLAN_TTL_S") or ""
-    try:
-        value = float(raw) if raw else PLAN_TTL_S
-    except ValueError:
-        value = 0.0
-    if value <= 0:
-        raise TaoError("E_BAD_SETTING", f"TAO_MCP_PLAN_TTL_S={raw!r} is not a number of seconds > 0", "e.g. 3600")
-    return value
+    return positive_seconds(settings, "TAO_MCP_PLAN_TTL_S", PLAN_TTL_S, "3600")
 
 
 class PlanService:

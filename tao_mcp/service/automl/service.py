@@ -20,7 +20,7 @@ import anyio
 import anyio.abc
 
 from tao_mcp import cursor as cursor_codec
-from tao_mcp.config import state_dir
+from tao_mcp.config import positive_seconds, state_dir
 from tao_mcp.errors import TaoError
 from tao_mcp.models import (
     AutomlParameter,
@@ -71,14 +71,7 @@ class AutomlRequest:
 
 
 def poll_interval(settings: Mapping[str, str]) -> float:
-    raw = settings.get("TAO_MCP_AUTOML_POLL_S") or ""
-    try:
-        value = float(raw) if raw else POLL_S
-    except ValueError:
-        value = 0.0
-    if value <= 0:
-        raise TaoError("E_BAD_SETTING", f"TAO_MCP_AUTOML_POLL_S={raw!r} is not a number of seconds > 0", "e.g. 30")
-    return value
+    return positive_seconds(settings, "TAO_MCP_AUTOML_POLL_S", POLL_S, "30")
 
 
 class AutomlService:
