@@ -7,7 +7,8 @@ It knows every secret the server holds and masks three kinds of text:
   string leaves of a JSON value (DOCKER_AUTH_CONFIG), plus the encoded forms of each value: base64 (standard
   and URL-safe, the substrings that are the same at all three byte alignments, with the neighbouring partial
   characters), URL-encoding, JSON escaping, hex. Configured credentials are masked down to 4 characters.
-- secret shapes: PEM private keys (also the part of one a window cut), URL userinfo, Authorization headers,
+- secret shapes: PEM private keys with a body (also the part of one a window cut; armor text alone, as in
+  `grep -- '-----BEGIN RSA PRIVATE KEY-----'`, is no key), URL userinfo, Authorization headers,
   `NAME=value` where NAME is a secret name, well-known token formats (nvapi-, hf_, AKIA, ghp_ ...).
 - nothing else: ordinary words must survive (tests run it over a real training log).
 
@@ -46,24 +47,38 @@ PLAIN_VALUE = re.compile(r"(?i)^(?:true|false|yes|no|on|off|none|null|\d{1,7}|[~
 @dataclass(frozen=True)
 class Rule:
     """A secret shape. `group` names the part masked (None: the whole match); the regex runs only when one of
-    `markers` is in the text (lowercased when `fold`): most log windows skip most rules at the cost of a find."""
+    `markers` is in the text (lowercased when `fold`): most log windows skip most rules at the cost of a find.
+    A match that does not also contain `needs` is left alone."""
 
     markers: tuple[str, ...]
     pattern: re.Pattern[str]
     group: str | None = None
     fold: bool = True
+    needs: re.Pattern[str] | None = None
 
 
-def _rule(markers: str, pattern: str, group: str | None = None, fold: bool = True) -> Rule:
-    return Rule(tuple(markers.split("|")), re.compile(pattern), group, fold)
+def _rule(markers: str, pattern: str, group: str | None = None, fold: bool = True, needs: str | None = None) -> Rule:
+    return Rule(tuple(markers.split("|")), re.compile(pattern), group, fold, re.compile(needs) if needs else None)
 
+
+# A PEM body line (64 base64 characters) always holds such a run; armor lines and quoted mentions of them do not.
+PEM_BODY = r"[A-Za-z0-9+/]{16}"
 
 RULES = (
-    # PEM private keys, also the part of one a log window cut at its start or end.
+    # PEM private keys, also the part of one a log window cut at its start or end. The armor line must touch its
+    # body (a line break, an escaped one, a space or the body itself) and the match must hold body text: a command
+    # that only names the armor (`echo "-----BEGIN RSA PRIVATE KEY-----"`, a grep for it) holds no key.
     _rule(
-        "private key-----", r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)"
+        "private key-----",
+        r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?=[\s\\A-Za-z0-9+/]|\Z)"
+        r"[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)",
+        needs=PEM_BODY,
     ),
-    _rule("private key-----", r"\A(?:(?!-----BEGIN )[\s\S])*?-----END [A-Z0-9 ]*PRIVATE KEY-----"),
+    _rule(
+        "private key-----",
+        r"\A(?:(?!-----BEGIN )[\s\S])*?(?<=[\sA-Za-z0-9+/=])-----END [A-Z0-9 ]*PRIVATE KEY-----",
+        needs=PEM_BODY,
+    ),
     # Well-known token formats: NGC, Hugging Face, AWS key ids, GitHub, Slack, JWTs.
     _rule("nvapi-", r"nvapi-[A-Za-z0-9_-]{20,}"),
     _rule("hf_", r"\bhf_[A-Za-z0-9]{20,}"),
@@ -116,6 +131,8 @@ def _masked(text: str) -> str:
 
 def _apply(rule: Rule, text: str) -> str:
     def replace(match: re.Match[str]) -> str:
+        if rule.needs is not None and not rule.needs.search(match.group()):
+            return match.group()
         if rule.group is None:
             return _masked(match.group())
         if "n" in rule.pattern.groupindex and not is_secret_name(match.group("n")):

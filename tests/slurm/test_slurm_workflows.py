@@ -251,6 +251,26 @@ async def test_cancel_workflow_cancels_the_running_step_and_never_starts_the_res
     assert len(states) == 1 and states[0].startswith("CANCELLED")
 
 
+async def test_a_command_that_names_pem_armor_runs_as_a_step_as_it_does_as_a_job(slurm_env: dict[str, str]) -> None:
+    """Armor text alone is no key: submit_job and submit_workflow both accept it and run exactly what was given."""
+    command = "printf '%s\\n' '-----BEGIN RSA PRIVATE KEY-----' | grep -c -- '-----BEGIN RSA PRIVATE KEY-----'"
+    async with Client(build_server(slurm_env), mode="legacy") as c:
+        job = await call(c, "submit_job", platform="slurm", gpu_count=0, command=command)
+        started = await call(
+            c,
+            "submit_workflow",
+            name="armor",
+            steps=[{"id": "a", "platform": "slurm", "gpu_count": 0, "command": command}],
+        )
+        done, _ = await wait_workflow(c, started["workflow_id"])
+        step_job = done["steps"][0]["job_id"]
+        logs = await call(c, "job_logs", job_id=step_job)
+        listed = {j["job_id"]: j for j in (await call(c, "list_jobs"))["jobs"]}
+    assert done["status"] == "Complete"
+    assert "1" in [line.strip() for line in logs["lines"]]  # the step's grep found the armor line it printed
+    assert listed[job["job_id"]]["command"] == listed[step_job]["command"] == command[:120]
+
+
 async def test_refusals_name_the_step_and_retries_return_the_first_workflow(slurm_env: dict[str, str]) -> None:
     ok = {"id": "a", "platform": "slurm", "gpu_count": 0, "command": "echo a"}
     async with Client(build_server(slurm_env), mode="legacy") as c:

@@ -157,6 +157,36 @@ def test_pem_keys_keep_line_count_also_when_a_window_cuts_them() -> None:
     assert not any(line in r.text(tail) for line in body) and r.text(tail).endswith("\nafter")
 
 
+def test_pem_armor_text_alone_is_no_key() -> None:
+    r = Redactor()
+    mentions = [
+        'echo "-----BEGIN RSA PRIVATE KEY-----" | grep -c "BEGIN RSA"',
+        "grep -rl -- '-----BEGIN OPENSSH PRIVATE KEY-----' /workspace/some/longer/path/of/Files2 || true",
+        'grep -c -e "-----BEGIN RSA PRIVATE KEY-----" -e "-----END RSA PRIVATE KEY-----" /home/user/projects/id',
+        "cd /workspace/datasets/imagenet2012 && grep -q -- '-----END EC PRIVATE KEY-----' k.pem",
+    ]
+    for text in mentions:
+        assert r.text(text) == text
+        assert not r.contains_secret(text)
+
+
+def test_pem_keys_in_other_clothes_are_masked() -> None:
+    body = [base64.b64encode(secrets.token_bytes(48)).decode() for _ in range(4)]
+    key = "\n".join(["-----BEGIN RSA PRIVATE KEY-----", *body, "-----END RSA PRIVATE KEY-----"])
+    r = Redactor()
+    shapes = {
+        "json": json.dumps({"key": key}),
+        "one line": key.replace("\n", " "),
+        "no breaks": key.replace("\n", ""),
+        "prefixed": "\n".join(f"[rank0]: {line}" for line in key.split("\n")),
+        "in a command": f"printf '%s' '{key}' > /tmp/id && echo done",
+        "after a mention": f'echo "-----BEGIN RSA PRIVATE KEY-----"\n{key}',
+    }
+    for name, text in shapes.items():
+        out = r.text(text)
+        assert not any(line[:16] in out for line in body), name
+
+
 def test_nested_data_and_keys() -> None:
     r = Redactor(["topsecret!"])
     assert r.data({"a": ["x topsecret!", {"topsecret!": 1}]}) == {"a": [f"x {MASK}", {MASK: 1}]}
