@@ -219,6 +219,15 @@ class HasProbe(Protocol):
 
 
 @runtime_checkable
+class HasRequestCheck(Protocol):
+    """Requests the platform can never run, known without the backend (SLURM: a GPU layout its nodes cannot
+    hold). The service asks before anything is recorded or rendered, dry runs included: a refusal leaves nothing."""
+
+    def check_request(self, req: LaunchRequest) -> None:
+        """Raise a coded TaoError for a request no launch could run; touch no backend."""
+
+
+@runtime_checkable
 class HasEphemeralResults(Protocol):
     """Results that may be kept on a machine the user deletes (a Brev instance's disk): submit_job warns."""
 

@@ -29,6 +29,7 @@ from tao_mcp.drivers.base import (
     Driver,
     Evidence,
     HasEphemeralResults,
+    HasRequestCheck,
     HasRunnerPhase,
     LaunchRequest,
     LogMark,
@@ -530,6 +531,8 @@ class JobService:
             time_limit_minutes=minutes,
             options=options,
         )
+        if isinstance(driver, HasRequestCheck):
+            driver.check_request(request)
         return PreparedLaunch(
             request,
             p.platform,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ from tao_mcp.drivers.slurm import SlurmDriver
 from tao_mcp.server import build_server
 from tao_mcp.service.store import JobRecord, JobStore
 from tests.backends import sacct_names
-from tests.helpers import assert_no_canary, call, launch_request, structured, wait_done
+from tests.helpers import assert_no_canary, call, call_error, launch_request, structured, wait_done
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slurm]
 
@@ -66,6 +68,34 @@ async def test_bad_input_is_coded_and_launches_nothing(
             assert f"{code}:" in text and "Fix:" in text, text
         assert mentions in text
         assert (await call(c, "list_jobs"))["jobs"] == []
+
+
+async def test_a_gpu_layout_the_nodes_cannot_hold_is_refused_before_anything_exists(
+    slurm_env: dict[str, str],
+) -> None:
+    """3 GPUs on nodes of 2 cannot be split evenly: refused by the dry run and by the launch, with no job record,
+    no staged files and no sbatch (sacct has no job working in this test's own results folder)."""
+    base = Path(slurm_env["SLURM_BASE_RESULTS_DIR"]) / f"gpu-layout-{uuid.uuid4().hex[:8]}"
+    base.mkdir()
+    env = {**slurm_env, "SLURM_GPUS_PER_NODE": "2", "SLURM_BASE_RESULTS_DIR": str(base)}
+    args = {"platform": "slurm", "command": "echo never", "gpu_count": 3}
+    async with Client(build_server(env), mode="legacy") as c:
+        dry = await call_error(c, "submit_job", **args, dry_run=True)
+        launched = await call_error(c, "submit_job", **args)
+        workflow = await call_error(c, "submit_workflow", name="w", steps=[{"id": "a", **args}])
+        jobs = (await call(c, "list_jobs"))["jobs"]
+    for text in (dry, launched):
+        assert text.startswith("E_GPU_LAYOUT: 3 GPUs per node do not fit nodes of 2 GPUs"), text
+    assert workflow.startswith("E_GPU_LAYOUT: step 'a': "), workflow
+    assert jobs == []
+    assert list(base.iterdir()) == []
+    out = subprocess.run(
+        ["sacct", "-n", "-P", "-X", "--allusers", "-S", "now-1hours", "-o", "WorkDir"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert str(base) not in out
 
 
 async def test_missing_credentials_name_the_variables(base_env: dict[str, str], canaries: dict[str, str]) -> None:

@@ -123,6 +123,9 @@ class SlurmDriver:
 
     # --- launch -----------------------------------------------------------------------------------------------
 
+    def check_request(self, req: LaunchRequest) -> None:
+        script.layout(req, req.options, self.settings.limits())  # E_GPU_LAYOUT before the job is recorded
+
     async def preview(self, req: LaunchRequest) -> Preview:
         # SLURM_BASE_RESULTS_DIR, else $HOME: a dry run needs no SSH and renders the same before and after a launch
         # has read the home (a confirmed plan is checked against a fresh rendering).
