@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 import pytest
 from dotenv import dotenv_values
+from mcp import types
 
 from tao_mcp.drivers.base import LaunchRequest
 
@@ -211,3 +212,31 @@ class Transcript:
 def assert_no_canary(text: str, canaries: Mapping[str, str]) -> None:
     for name, value in canaries.items():
         assert value not in text, f"the value of {name} leaked"
+
+
+class ResourceInbox:
+    """The resource notifications a client received (its message_handler), and an event per arrival to wait on."""
+
+    def __init__(self) -> None:
+        self.updated: list[str] = []
+        self.list_changed = 0
+        self.arrived = anyio.Event()
+
+    async def __call__(self, message: Any) -> None:
+        if isinstance(message, types.ServerNotification):
+            message = message.root if hasattr(message, "root") else message
+        if isinstance(message, types.ResourceUpdatedNotification):
+            self.updated.append(str(message.params.uri))
+        elif isinstance(message, types.ResourceListChangedNotification):
+            self.list_changed += 1
+        else:
+            return
+        self.arrived.set()
+
+    async def wait(self, ready: Any, deadline_s: float = 60) -> None:
+        with anyio.fail_after(deadline_s):
+            while not ready():
+                self.arrived = anyio.Event()
+                if ready():
+                    return
+                await self.arrived.wait()

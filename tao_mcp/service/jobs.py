@@ -196,7 +196,7 @@ class JobService:
     # ---- lifecycle ----
     async def start(self, task_group: anyio.abc.TaskGroup) -> None:
         self._task_group = task_group
-        self.subscriptions.start(task_group)
+        self.subscriptions.start(task_group, self.latest_progress)
         # Values forwarded with secret_env stay redacted for the life of their jobs, across restarts: the
         # store keeps the names, the values come from the current environment.
         self.redactor.add_settings(self.settings, self.store.forwarded_secret_names())
@@ -211,7 +211,11 @@ class JobService:
     def poller(self, platform: str) -> PlatformPoller:
         if platform not in self._pollers:
             poller = PlatformPoller(
-                platform, self.store, lambda: self.drivers.get(platform), self.subscriptions.observed
+                platform,
+                self.store,
+                lambda: self.drivers.get(platform),
+                self.subscriptions.observed,
+                watched=self.subscriptions.active,
             )
             self._pollers[platform] = poller
             if self._task_group is None:
@@ -775,6 +779,16 @@ class JobService:
 
         reading = await self.watches.fact(record.job_id, training.PROGRESS, 0 if final else LOG_HINT_EVERY_S, read)
         return reading.record
+
+    async def latest_progress(self, job_id: str) -> training.Record | None:
+        """The job's latest training record: a new one is a change its resource subscribers are told of."""
+        record = await anyio.to_thread.run_sync(self.store.get, job_id)
+        return await self._training_progress(record) if record is not None else None
+
+    def known_progress(self, job_id: str) -> training.Record | None:
+        """The training record last read for the job, without reading (None: none read yet)."""
+        known = self.watches.peek(job_id, training.PROGRESS)
+        return known.value.record if known is not None else None
 
     async def _tail_lines(self, record: JobRecord) -> list[str] | None:
         """The log's last RUNNER_SCAN_LINES lines, redacted; None when the log cannot be read now."""

@@ -4,7 +4,8 @@ A sweep reads the state of all open jobs of the platform in chunks of `SWEEP_CHU
 per chunk (SLURM: one squeue + one sacct), so memory and each round's size are bounded by the chunk, not by the
 number of open jobs. Store work runs in worker threads, in batches of `STORE_BATCH` rows (one transaction each,
 writing only rows that change): the event loop never waits on SQLite. While nobody asks, the loop backs off 2, 4,
-8 ... 60 s between sweeps, like submitit's watcher; a requested sweep is followed by the first step, never by an
+8 ... 60 s between sweeps, like submitit's watcher (at most 8 s while a client is subscribed to some job's
+resources, so pushed updates stay timely); a requested sweep is followed by the first step, never by an
 unrequested sweep straight away. Sweeps run in the loop's own task, so a cancelled
 wait never interrupts a sweep another caller is waiting for.
 
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 2.0
 BACKOFF_S = (POLL_INTERVAL_S, 4, 8, 16, 32, 60)
+WATCHED_STEP = 2  # backoff step (8 s) never exceeded while a subscribed client waits to be told of changes
 SWEEP_CHUNK = 1000  # open jobs per driver call (SLURM: ids per squeue/sacct)
 # Rows per worker-thread store call (and per write transaction): between two calls the event loop gets the GIL
 # back, so a short batch keeps the loop's stalls short (1 000-row calls stalled it about twice as long).
@@ -62,9 +64,11 @@ class PlatformPoller:
         store: JobStore,
         get_driver: Callable[[], Awaitable[Driver]],
         on_observed: Callable[[Mapping[str, Observation]], None] = lambda _: None,
+        watched: Callable[[], bool] = lambda: False,
     ) -> None:
         self.platform = platform
         self.on_observed = on_observed  # told every reading once stored (resource subscriptions)
+        self.watched = watched  # whether a client subscribed to some job: sweeps stay frequent while one does
         self.store = store
         self.get_driver = get_driver
         self.sweeps = 0
@@ -154,6 +158,8 @@ class PlatformPoller:
             done, self._done = self._done, anyio.Event()
             done.set()
             self._backoff = next_backoff(self._backoff, asked=asked, had_jobs=had_jobs)
+            if had_jobs and self.watched():
+                self._backoff = min(self._backoff, WATCHED_STEP)
 
     async def sweep(self) -> bool:
         """One read of every open job of this platform, chunk by chunk. Returns whether there were any."""

@@ -3,13 +3,16 @@ lines) and .../metrics (the per-epoch series JSON; the chart comes with the job_
 service calls as the tools, redacted the same way. Completions for job_id: tools/completions.py.
 
 A session may subscribe to any of the three (resources/subscribe): it is sent notifications/resources/updated for
-that URI when the job's state changes, and notifications/resources/list_changed when a job is submitted. The
-registry is the service's (service/subscriptions.py); this module only turns its callbacks into notifications."""
+that URI when the job's state or training progress changes, and notifications/resources/list_changed when a job
+is submitted. A 2026-07-28 client listens instead (subscriptions/listen, naming the URIs in its filter): the same
+changes are published to the SDK's subscription bus as ResourceUpdated / ResourcesListChanged. The registry is the
+service's (service/subscriptions.py); this module only turns its callbacks into notifications and bus events."""
 
 from __future__ import annotations
 
 import functools
 import json
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,11 +22,13 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
+from mcp.server.subscriptions import ListenHandler, ResourcesListChanged, ResourceUpdated, SubscriptionBus
 from mcp.shared.exceptions import MCPError
 
 from tao_mcp.errors import TaoError
 from tao_mcp.service.jobs import LOG_DEFAULT_TAIL, JobService
 from tao_mcp.service.metrics import job_metrics
+from tao_mcp.service.store import JobRecord
 from tao_mcp.tools._common import app
 
 
@@ -57,26 +62,81 @@ def _jobs(ctx: ServerRequestContext[Any]) -> JobService:
     return jobs
 
 
+async def _visible_job(jobs: JobService, uri: str) -> JobRecord | None:
+    """The job a tao://jobs/... URI names, if it exists and the caller may see it; watched from now on."""
+    job_id = job_of(uri)
+    if job_id is None:
+        return None
+    try:
+        record = await anyio.to_thread.run_sync(jobs.record, job_id)
+    except TaoError:  # unknown, or another principal's: the same answer
+        return None
+    if not record.terminal:  # its platform's poller runs even if this server process never touched the job
+        jobs.poller(record.platform).kick()
+    return record
+
+
+class ListenedJobs:
+    """subscriptions/listen (2026-07-28): each job URI a listen stream names is subscribed once for the bus, however
+    many streams name it (the bus hands every event to each stream whose filter names its URI, so one publish per
+    change reaches them all). A URI naming no visible job is honored and never fires, as the spec has it."""
+
+    def __init__(self, bus: SubscriptionBus) -> None:
+        self.bus = bus
+        self.handler = ListenHandler(bus)
+        self.streams: Counter[str] = Counter()  # URI -> open listen streams naming it
+
+    async def __call__(
+        self, ctx: ServerRequestContext[Any], params: types.SubscriptionsListenRequestParams
+    ) -> types.SubscriptionsListenResult:
+        jobs = _jobs(ctx)
+        jobs.subscriptions.on_list_changed(self, functools.partial(self.bus.publish, ResourcesListChanged()))
+        listened = []
+        for uri in dict.fromkeys(params.notifications.resource_subscriptions or ()):
+            record = await _visible_job(jobs, uri)
+            if record is None:
+                continue
+            if not self.streams[uri]:
+                jobs.subscriptions.subscribe(
+                    self,
+                    record.job_id,
+                    uri,
+                    record.status,
+                    notify=functools.partial(self.bus.publish, ResourceUpdated(uri)),
+                    progress=jobs.known_progress(record.job_id),
+                )
+            self.streams[uri] += 1
+            listened.append((record.job_id, uri))
+        try:
+            return await self.handler(ctx, params)
+        finally:
+            for job_id, uri in listened:
+                self.streams[uri] -= 1
+                if not self.streams[uri]:
+                    del self.streams[uri]
+                    jobs.subscriptions.unsubscribe(self, job_id, uri)
+
+
 def register_subscriptions(server: MCPServer) -> None:
     """resources/subscribe and unsubscribe for the job resources, and the capabilities that say so."""
 
     async def subscribe(ctx: ServerRequestContext[Any], params: types.SubscribeRequestParams) -> types.EmptyResult:
         uri = str(params.uri)
-        job_id = job_of(uri)
         jobs = _jobs(ctx)
-        record = await anyio.to_thread.run_sync(jobs.store.get, job_id) if job_id else None
-        if job_id is None or record is None:
+        record = await _visible_job(jobs, uri)
+        if record is None:
             raise MCPError(
                 types.INVALID_PARAMS, f"{uri} is not a job resource of this server (list_jobs names the jobs)"
             )
         session = ctx.session
         jobs.subscriptions.subscribe(
             _subscriber(ctx),
-            job_id,
+            record.job_id,
             uri,
             record.status,
             notify=lambda: session.send_resource_updated(uri),
             list_changed=session.send_resource_list_changed,
+            progress=jobs.known_progress(record.job_id),
         )
         return types.EmptyResult()
 
@@ -90,6 +150,10 @@ def register_subscriptions(server: MCPServer) -> None:
     lowlevel = server._lowlevel_server  # no public hook for these handlers in mcp 2.x
     lowlevel.add_request_handler("resources/subscribe", types.SubscribeRequestParams, subscribe)
     lowlevel.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestParams, unsubscribe)
+    # Replaces the SDK's own listen handler with the same handler on the same bus, told which job URIs to watch.
+    lowlevel.add_request_handler(
+        "subscriptions/listen", types.SubscriptionsListenRequestParams, ListenedJobs(server._subscriptions)
+    )
     # Every transport builds its initialize answer with create_initialization_options(): advertise listChanged.
     lowlevel.create_initialization_options = functools.partial(  # type: ignore[method-assign]
         lowlevel.create_initialization_options, NotificationOptions(resources_changed=True)

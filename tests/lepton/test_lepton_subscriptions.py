@@ -3,54 +3,21 @@ calling any tool, an unsubscribed URI is not, and a submit tells subscribers the
 
 from __future__ import annotations
 
-from typing import Any
-
-import anyio
 import pytest
-from mcp import types
 from mcp.client import Client
 from mcp.shared.exceptions import MCPError
 
 from tao_mcp.server import build_server
-from tests.helpers import call, wait_done
+from tests.helpers import ResourceInbox, call, wait_done
 
 # resources/subscribe is the handshake era's way (the 2026-07-28 era listens instead): this tests that era.
 pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore:resources/.*subscribe is removed")]
 
 IMAGE = "nvcr.io/nvidia/tao/tao-toolkit:5.5.0-pyt"
-DEADLINE_S = 60
-
-
-class Inbox:
-    """The notifications a client received, and an event per arrival to wait on."""
-
-    def __init__(self) -> None:
-        self.updated: list[str] = []
-        self.list_changed = 0
-        self.arrived = anyio.Event()
-
-    async def __call__(self, message: Any) -> None:
-        if isinstance(message, types.ServerNotification):
-            message = message.root if hasattr(message, "root") else message
-        if isinstance(message, types.ResourceUpdatedNotification):
-            self.updated.append(str(message.params.uri))
-        elif isinstance(message, types.ResourceListChangedNotification):
-            self.list_changed += 1
-        else:
-            return
-        self.arrived.set()
-
-    async def wait(self, ready: Any) -> None:
-        with anyio.fail_after(DEADLINE_S):
-            while not ready():
-                self.arrived = anyio.Event()
-                if ready():
-                    return
-                await self.arrived.wait()
 
 
 async def test_subscribed_job_is_pushed_its_state_changes(lepton_env: dict[str, str]) -> None:
-    inbox = Inbox()
+    inbox = ResourceInbox()
     async with Client(build_server(lepton_env), mode="legacy", message_handler=inbox) as c:
         resources = c.server_capabilities.resources
         assert resources is not None and resources.subscribe is True and resources.list_changed is True

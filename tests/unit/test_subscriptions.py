@@ -51,3 +51,45 @@ async def test_changes_are_told_and_a_dead_session_is_dropped() -> None:
         subs.observed({"j1": reading(JobState.COMPLETE)})
         await anyio.wait_all_tasks_blocked()
         assert told == ["j1", "list"] and subs.topics("j1") == 0
+
+
+async def test_new_progress_of_a_running_job_is_told_once() -> None:
+    told: list[str] = []
+    latest: dict[str, object] = {"j1": None}
+    reads: list[str] = []
+
+    async def read_progress(job_id: str) -> object:
+        reads.append(job_id)
+        if latest[job_id] == "unreadable":
+            raise ConnectionError("the log cannot be read now")
+        return latest[job_id]
+
+    async def notify() -> None:
+        told.append("j1")
+
+    subs = Subscriptions()
+    async with anyio.create_task_group() as tg:
+        subs.start(tg, read_progress)
+        subs.subscribe("s", "j1", "tao://jobs/j1", JobState.RUNNING, notify, progress="epoch 1")
+        latest["j1"] = "epoch 1"  # what the subscriber saw already
+        subs.observed({"j1": reading(JobState.RUNNING)})
+        await anyio.wait_all_tasks_blocked()
+        assert told == [] and reads == ["j1"]
+
+        latest["j1"] = "epoch 2"
+        subs.observed({"j1": reading(JobState.RUNNING)})
+        await anyio.wait_all_tasks_blocked()
+        assert told == ["j1"]
+        subs.observed({"j1": reading(JobState.RUNNING)})  # the same epoch again: nobody is told
+        await anyio.wait_all_tasks_blocked()
+        assert told == ["j1"]
+
+        latest["j1"] = "unreadable"  # a failed read is no change and keeps the subscription
+        subs.observed({"j1": reading(JobState.RUNNING)})
+        await anyio.wait_all_tasks_blocked()
+        assert told == ["j1"] and subs.topics("j1") == 1 and subs.active()
+
+        reads.clear()
+        subs.observed({"j1": reading(JobState.COMPLETE)})  # a state change is told; a finished job is not read
+        await anyio.wait_all_tasks_blocked()
+        assert told == ["j1", "j1"] and reads == []
