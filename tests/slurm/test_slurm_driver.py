@@ -179,6 +179,26 @@ async def test_cancel_running_job(driver: SlurmDriver) -> None:
     assert obs.raw_state.startswith("CANCELLED")
 
 
+async def test_a_requeued_job_reads_pending_from_the_requeue_on(driver: SlurmDriver) -> None:
+    """`scontrol requeue` of a running requeue=true job: while squeue still shows the old run's teardown
+    (COMPLETING) sacct already says REQUEUED; the job is waiting in the queue again, never Running. The command
+    ignores SIGTERM, so the teardown lasts the cluster's KillWait (5 s) and is seen, not raced."""
+    command = "trap '' TERM; echo started; sleep 300"
+    ref = await launch(driver, make_request(driver, command, options={"requeue": True}))
+    try:
+        await wait_until(driver, ref, lambda o: o.status == "Running")
+        await remote(driver, f"scontrol requeue {ref.backend_id}")
+        queued = await wait_until(driver, ref, lambda o: (o.raw_state, o.pending_reason) == ("PENDING", "BeginTime"))
+    finally:
+        await driver.cancel(ref)
+    obs, seen = queued
+    assert [o.status for o in seen] == ["Pending"] * len(seen), [(o.status, o.raw_state) for o in seen]
+    assert obs.message == "PENDING (BeginTime)"  # held until its begin time, then it runs again
+    teardown = [o for o in seen if o.raw_state == "REQUEUED"]
+    assert teardown, [o.raw_state for o in seen]  # the requeue was seen before slurmctld queued the job again
+    assert teardown[0].pending_reason == "Requeued"
+
+
 async def test_cpus_beyond_the_node(driver: SlurmDriver) -> None:
     """SLURM 22.05 accepts a request no node can satisfy and keeps it PENDING with reason PartitionConfig."""
     nproc = int((await remote(driver, "nproc")).strip())

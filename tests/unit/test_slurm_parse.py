@@ -151,6 +151,15 @@ def test_merge_prefers_squeue_and_fills_from_sacct() -> None:
     assert parse.merge(None, None) is None
 
 
+def test_merge_reads_a_requeued_job_in_its_old_runs_teardown_as_pending() -> None:
+    teardown = parse.JobRow("1", "COMPLETING", None, "0:0", 100.0)
+    requeued = parse.merge(teardown, parse.JobRow("1", "REQUEUED", None, "0:0", 100.0, 160.0))
+    assert (requeued.status, requeued.raw_state, requeued.pending_reason) == ("Pending", "REQUEUED", "Requeued")
+    assert requeued.started_at is None and requeued.exit_code is None
+    assert parse.merge(teardown, parse.JobRow("1", "COMPLETED", None, "0:0")).status == "Running"  # sacct agrees late
+    assert parse.merge(teardown, parse.JobRow("1", "RUNNING", None, "0:0")).status == "Running"
+
+
 def test_sbatch_output_forms() -> None:
     assert parse.parse_sbatch("123\n") == "123"
     assert parse.parse_sbatch("123;cluster\n") == "123"

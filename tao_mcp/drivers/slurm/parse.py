@@ -30,6 +30,8 @@ ERROR_STATES = frozenset(
 
 # what SLURM requeues a --requeue job after (the driver reads them as Pending while slurmctld holds the job)
 REQUEUED_AFTER = frozenset({"PREEMPTED", "NODE_FAIL"})
+# sacct's state of a job sent back to the queue (`scontrol requeue`, a requeue after a failure)
+REQUEUED_STATES = frozenset({"REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"})
 
 _MESSAGES = {
     "PREEMPTED": "preempted by a higher-priority job",
@@ -231,10 +233,20 @@ def merge(live: JobRow | None, accounted: JobRow | None) -> Observation | None:
     sacct lags sbatch by about a second and may still say PENDING/RUNNING for a job slurmctld has finished, so
     it only refines a squeue row it agrees with: its state text (`CANCELLED by 1000`) and its times (a job
     cancelled while pending has no start in sacct, while squeue reports start = end = the cancel time).
+    One exception: a requeued job, which sacct records as REQUEUED at once while squeue shows the old run's
+    teardown (COMPLETING) for a few seconds, is Pending (reason Requeued), not Running.
     The exit code comes from squeue when it has one: sacct folds exit statuses >= 128 (a shell's report of
     a signal) into `code-128:0`, so `exit 137` reads `9:0` there.
     """
     if live is not None:
+        if (
+            accounted is not None
+            and state_key(live.state) == "COMPLETING"
+            and state_key(accounted.state) in (REQUEUED_STATES)
+        ):
+            # Requeued: squeue still shows the old run's teardown; the job is waiting in the queue again.
+            message = f"{state_key(accounted.state)}: the previous run is ending; the job waits in the queue again"
+            return Observation(JobState.PENDING, accounted.state, message, pending_reason="Requeued")
         if accounted is not None and map_state(accounted.state) == map_state(live.state):
             finished = map_state(live.state) in TERMINAL
             live = JobRow(
