@@ -5,6 +5,7 @@ a listener hears that the job list changed when a job is submitted. Neither call
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -55,28 +56,35 @@ async def test_subscribers_hear_each_epoch_while_running(slurm_env: dict[str, st
         heard: dict[str, set[int]] = {"legacy": set(), "listen": set()}
         final: dict[str, str] = {}
 
+        async def follow(era: str, c: Any, next_change: Callable[[], Awaitable[None]]) -> None:
+            """Read the resource after each change this era is told of, until the job has finished."""
+            while True:
+                await next_change()
+                status = await read_status(c, uri)
+                if (epoch := running_epoch(status)) is not None:
+                    heard[era].add(epoch)
+                if status["status"] in TERMINAL:
+                    final[era] = status["status"]
+                    return
+
         async def listen() -> None:
             async with modern.listen(resource_subscriptions=[uri]) as events:
-                async for event in events:
+
+                async def next_event() -> None:
+                    event = await anext(events)
                     assert event == ResourceUpdated(uri), event
-                    status = await read_status(modern, uri)
-                    if (epoch := running_epoch(status)) is not None:
-                        heard["listen"].add(epoch)
-                    if status["status"] in TERMINAL:
-                        final["listen"] = status["status"]
-                        return
+
+                await follow("listen", modern, next_event)
 
         async def subscribed() -> None:
-            told = 0
-            while True:
-                await inbox.wait(lambda told=told: len(inbox.updated) > told, DEADLINE_S)
+            told = len(inbox.updated)
+
+            async def next_notification() -> None:
+                nonlocal told
+                await inbox.wait(lambda: len(inbox.updated) > told, DEADLINE_S)
                 told = len(inbox.updated)
-                status = await read_status(legacy, uri)
-                if (epoch := running_epoch(status)) is not None:
-                    heard["legacy"].add(epoch)
-                if status["status"] in TERMINAL:
-                    final["legacy"] = status["status"]
-                    return
+
+            await follow("legacy", legacy, next_notification)
 
         with anyio.fail_after(DEADLINE_S):
             async with anyio.create_task_group() as tg:
