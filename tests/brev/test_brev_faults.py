@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -15,8 +17,11 @@ from tao_mcp.drivers.brev import BrevDriver
 from tao_mcp.errors import BackendUnreachable, TaoError
 from tests.brev.brevkit import (
     FAKE,
+    IMAGE,
+    TOKEN,
     FakeBrev,
     client,
+    error_text,
     submit,
     wait_done,
 )
@@ -210,3 +215,82 @@ async def test_instance_tools_through_mcp(brev_env: dict[str, str], fake: FakeBr
                 await anyio.sleep(0.3)
         result = await c.call_tool("delete_instance", {"name": "billed-box"})
         assert result.is_error and "E_BREV_NO_INSTANCE" in result.content[0].text
+
+
+async def test_secrets_copy_failures_launch_nothing(brev_env: dict[str, str], fake: FakeBrev) -> None:
+    """The secrets go by `brev copy` before the launch exec: a copy that fails launched nothing (no record, no
+    launch exec, the local file gone), and the same submit launches once when the copy works again."""
+    secret = ["NGC_KEY"]
+    async with client(brev_env) as c:
+        await wait_done(c, (await submit(c, "echo warm"))["job_id"])  # the instance exists and answers exec
+        fake.configure(copy_lost_next=1)
+        text = await error_text(
+            c,
+            "submit_job",
+            platform="brev",
+            command="echo x",
+            image=IMAGE,
+            secret_env=secret,
+            options={"instance": "gpu-box"},
+            idempotency_key="copy-1",
+        )
+        assert text.startswith("E_BACKEND_UNREACHABLE:") and "nothing was sent" in text and "brev copy" in text
+        assert len((await call(c, "list_jobs"))["jobs"]) == 1  # the warm-up job: nothing recorded
+        fake.configure(copy_refused_next=1)
+        text = await error_text(
+            c,
+            "submit_job",
+            platform="brev",
+            command="echo y",
+            image=IMAGE,
+            secret_env=secret,
+            options={"instance": "gpu-box"},
+            idempotency_key="copy-2",
+        )
+        assert text.startswith("E_BACKEND_REJECTED:") and "No space left" in text
+        launches = [x for x in fake.calls("exec") if "__TAO_LAUNCH" in x["argv"][-1]]
+        assert len(launches) == 1  # the warm-up job's only
+        sources = [x["argv"][-2] for x in fake.calls("copy")]
+        assert len(sources) == 2 and not any(os.path.exists(s) for s in sources)
+        sub = await call(
+            c,
+            "submit_job",
+            platform="brev",
+            command="echo again",
+            image=IMAGE,
+            secret_env=secret,
+            options={"instance": "gpu-box"},
+            idempotency_key="copy-1",
+        )
+        assert (await wait_done(c, sub["job_id"]))["status"] == "Complete"
+        assert "again" in (await call(c, "job_logs", job_id=sub["job_id"]))["lines"]
+    assert len([x for x in fake.calls("exec") if "__TAO_LAUNCH" in x["argv"][-1]]) == 2
+
+
+def test_fake_copy_is_scp_shaped(brev_env: dict[str, str], fake: FakeBrev, tmp_path: Path) -> None:
+    """The fake's `brev copy`: one side INSTANCE:PATH, the container's files where exec runs, --host elsewhere."""
+    assert brev(brev_env, "login", "--token", TOKEN).returncode == 0
+    assert brev(brev_env, "create", "box", "--type", "g5.xlarge", "--detached").returncode == 0
+    local = tmp_path / "f.txt"
+    local.write_text("hello")
+    local.chmod(0o600)
+    deadline = time.monotonic() + 20
+    while brev(brev_env, "copy", str(local), "box:f.txt").returncode != 0:  # DEPLOYING, then SSH not up yet
+        assert time.monotonic() < deadline, "the fake instance never took a copy"
+        time.sleep(0.2)
+    home = fake.root / "instances" / "box" / "home"
+    assert (home / "f.txt").read_text() == "hello" and (home / "f.txt").stat().st_mode & 0o777 == 0o600
+    assert brev(brev_env, "exec", "box", "cat f.txt").stdout.startswith("hello")
+    assert brev(brev_env, "copy", "--host", str(local), "box:f2.txt").returncode == 0
+    assert not (home / "f2.txt").exists() and (fake.root / "instances" / "box" / "host" / "f2.txt").exists()
+    assert brev(brev_env, "copy", "box:f.txt", str(tmp_path / "back.txt")).returncode == 0
+    assert (tmp_path / "back.txt").read_text() == "hello"
+    for args, error in (
+        ((str(local), "nope:/x"), "instance nope not found"),
+        ((str(local), str(tmp_path / "y")), "exactly one of source or destination"),
+        ((str(local),), "accepts 2 arg(s)"),
+        ((str(local), "box:missing/dir/f"), "No such file or directory"),
+        ((str(tmp_path / "absent"), "box:f3"), "does not exist"),
+    ):
+        done = brev(brev_env, "copy", *args)
+        assert done.returncode != 0 and error in done.stderr, (args, done.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -166,3 +167,38 @@ def test_env_file_refuses_line_breaks_without_echoing_the_value() -> None:
     with pytest.raises(TaoError) as info:
         remote.env_file({"KEY": "line1\nline2-secret"}, "secret_env")
     assert "line2-secret" not in str(info.value) and "KEY" in str(info.value)
+
+
+def test_launch_body_moves_the_copied_secrets_and_starts_once(tmp_path: Path) -> None:
+    """The launch exec carries no secret value; it moves what brev copy delivered into place (a re-run finds it
+    moved already and starts nothing twice), and starts nothing when the secrets file never arrived."""
+    import os
+    import subprocess
+
+    req = LaunchRequest("j1", "tao-j1", "true", "img:1", 0, 1, {}, {"NGC_KEY": "value-xyz-123"}, None, {})
+    files = remote.render_files(req, str(tmp_path / "results"), None)
+    home = tmp_path / "home"
+    shim = Path(__file__).resolve().parents[2] / "fixtures" / "brev" / "shim"  # the wrapper runs the fake docker
+    env = {
+        "HOME": str(home),
+        "PATH": f"{shim}:{os.environ['PATH']}",
+        "FAKE_DOCKER_ROOT": str(tmp_path / "docker"),
+        "FAKE_BREV_STATE": str(tmp_path / "state"),
+    }
+
+    def run(body: str) -> str:
+        done = subprocess.run(["bash", "-c", remote.wrap(body, "n")], env=env, capture_output=True, text=True)
+        return remote.unwrap(done.stdout, "n").text
+
+    staged = remote.staged_dir(remote.Section(0, run(remote.stage_body("j1"))))
+    assert staged == str(home / ".tao-mcp/jobs/j1") and os.stat(staged).st_mode & 0o077 == 0
+    body = remote.launch_body("j1", files, str(tmp_path / "results"), with_secrets=True)
+    assert "value-xyz-123" not in body and "dmFsdWUteHl6LTEyMw" not in body
+    (home / ".tao-mcp/jobs/j1" / remote.INCOMING_SECRETS).write_text(files.secrets)
+    launches = [remote.launch_outcome(remote.Section(0, run(body))) for _ in range(2)]
+    assert launches == ["started", "exists"]
+    secrets = home / ".tao-mcp/jobs/j1/secrets.env"
+    assert secrets.read_text() == "NGC_KEY=value-xyz-123\n" and secrets.stat().st_mode & 0o777 == 0o600
+    other = remote.launch_body("j2", files, str(tmp_path / "results"), with_secrets=True)
+    assert remote.launch_outcome(remote.Section(0, run(other))) == "nosecrets"
+    assert not (home / ".tao-mcp/jobs/j2/started").exists()

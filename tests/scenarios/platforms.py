@@ -492,9 +492,21 @@ class Brev(Platform):
 
     def secrets_at_rest(self, sub: dict[str, Any], canaries: dict[str, str]) -> None:
         jdir = self.fake.job_dir(self.instance, sub["job_id"])
+        assert jdir.stat().st_mode & 0o077 == 0, "the job directory must be private (0700)"
         assert (jdir / "secrets.env").stat().st_mode & 0o077 == 0, "secrets.env must be private (0600)"
         assert canaries["NGC_KEY"] in (jdir / "secrets.env").read_text()
-        # the brev commands run carry secrets.env to the instance (base64 in an exec), never the API token
+        assert not (jdir / "secrets.env.incoming").exists()  # moved into place by the launch
+        # no brev command line (its argv, readable by any local user, nor the command exec runs on the instance)
+        # holds any form of a value: the secrets travel as a file, by one `brev copy` into the job directory, from
+        # a private temporary file that is gone once submit_job answered
+        leaks.assert_absent((self.fake.root / "calls.log").read_text(), canaries, "a brev command line")
+        copies = [x["argv"] for x in self.fake.calls("copy") if sub["job_id"] in x["argv"][-1]]
+        assert len(copies) == 1 and "--host" not in copies[0], copies
+        source, target = copies[0][-2:]
+        assert target == f"{self.instance}:{jdir.resolve()}/secrets.env.incoming", target
+        assert not Path(source).exists() and not Path(source).parent.exists(), source
+        # brev login --token is the one command line with a credential (the CLI offers no other non-interactive
+        # login); the fake masks it in calls.log
         assert self.env["BREV_API_TOKEN"] not in (self.fake.root / "calls.log").read_text()
 
 

@@ -5,19 +5,24 @@
   exec; past that it fails with E_BREV_INSTANCE_NOT_READY naming the instance (which keeps starting and bills)
   so the agent submits again with options={"instance": ...} once list_instances shows it RUNNING.
   Instances are never deleted implicitly: delete_instance is the agent's (destructive) tool.
-- One exec launches a job (remote.launch_body); the backend id is `<instance>/tao-<job_id>`.
+- A launch is: the probe exec; when the job has secrets, an exec that makes the job directory and a `brev copy`
+  of secrets.env into it; then one exec (remote.launch_body) that writes the other files and starts the job once.
+  The backend id is `<instance>/tao-<job_id>`.
 - observe: one `brev ls --json` per sweep plus one exec per RUNNING instance covering all its jobs.
-- Secrets reach the container through `--env-file secrets.env` (mode 0600 on the instance). Getting the file
-  there needs the values on the instance: brev exec has no usable stdin (it must be /dev/null), so they travel
-  base64-encoded inside that single launch exec's command argument. That argument is visible in `ps` on the
-  server host (and, briefly, on the instance) for the duration of the exec; it is never on a docker command
-  line, in a preview, an error, a log line or the job store. On a shared server host, mount /proc with
-  hidepid=2 (see README).
+- Secrets reach the container through `--env-file secrets.env` (mode 0600 on the instance). A secret value is never
+  on a command line: not in brev's argv (readable by any local user in /proc/<pid>/cmdline), not in the remote
+  shell command (visible on the instance). brev exec has no usable stdin (it must be /dev/null), so the values
+  travel as a file: written 0600 in a private temporary directory on the server, `brev copy`-ed to the instance
+  (scp under the hood), moved into place by the launch exec; the local file is removed at once. They are never
+  in a preview, an error, a log line or the job store either.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
+import tempfile
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -25,7 +30,17 @@ from typing import Any
 import anyio
 
 from tao_mcp.drivers import logfile
-from tao_mcp.drivers.base import Evidence, JobRef, LaunchRequest, LogChunk, LogMark, LogMode, Observation, Preview
+from tao_mcp.drivers.base import (
+    Evidence,
+    JobRef,
+    LaunchRequest,
+    LogChunk,
+    LogMark,
+    LogMode,
+    Observation,
+    Preview,
+    nothing_sent,
+)
 from tao_mcp.drivers.brev import remote
 from tao_mcp.drivers.brev.cli import PLATFORM, STARTING, BrevCLI, Instance, Result
 from tao_mcp.drivers.brev.options import INSTANCE_NAME, BrevOptions, BrevSettings
@@ -38,6 +53,8 @@ LAUNCH_TIMEOUT_S = 90.0
 CANCEL_TIMEOUT_S = 90.0
 POLL_S = 2.0
 PARALLEL_EXECS = 4
+# scp's answer from the instance itself (not a lost connection): the copy was refused there
+_REFUSED_COPY = re.compile(r"No space left|Permission denied|No such file or directory|Disk quota", re.IGNORECASE)
 
 
 class BrevDriver:
@@ -98,8 +115,15 @@ class BrevDriver:
             steps.append(f"brev create {instance} {what} --detached   # only if {instance} does not exist yet")
             steps.append(f"brev ls --json   # until {instance} is RUNNING (at most {self.ready_s:.0f} s)")
         steps.append(f"brev exec {instance} '<probe>'")
+        if req.secret_env:
+            steps.append(f"brev exec {instance} '<makes {jdir} (mode 0700)>'")
+            steps.append(
+                f"brev copy <local temporary file, mode 0600> {instance}:<{jdir}>/{remote.INCOMING_SECRETS}"
+                "   # the secret values travel as a file, never on a command line"
+            )
         steps.append(
-            f"brev exec {instance} '<writes the files above (secrets.env mode 0600) and starts run.sh detached>'"
+            f"brev exec {instance} '<writes the other files above, moves the secrets into secrets.env (mode 0600) "
+            "and starts run.sh detached>'"
         )
         return Preview(
             files={
@@ -114,19 +138,19 @@ class BrevDriver:
     async def launch(self, req: LaunchRequest) -> str:
         files, root = self._files(req)
         remote.check_id(req.backend_name)
-        try:
-            instance = await self.ensure_ready(req.options)
-        except BackendUnreachable as exc:
-            # Nothing was launched yet: a plain coded error (not "outcome unknown"), so the agent simply retries.
-            raise TaoError(exc.code, f"{exc.cause}; nothing was launched", "retry submit_job shortly") from None
         tag = remote.nonce()
-        script = remote.wrap(remote.launch_body(req.job_id, files, root), tag)
+        with_secrets = bool(req.secret_env)
+        script = remote.wrap(remote.launch_body(req.job_id, files, root, with_secrets=with_secrets), tag)
         if len(script.encode()) > remote.MAX_SCRIPT_BYTES:
             raise TaoError(
                 "E_BAD_INPUT",
                 f"the command and environment are {len(script.encode()) // 1024} KiB, more than one brev exec carries",
                 "put long scripts in the image or on the instance and run them by path",
             )
+        with nothing_sent():  # before the launch exec: an outage here started nothing (staged files at most)
+            instance = await self.ensure_ready(req.options)
+            if with_secrets:
+                await self._send_secrets(instance, req.job_id, files.secrets)
         secret_texts = [v for v in req.secret_env.values() if v] + [files.secrets]
         try:
             result = await self.cli.call(["exec", instance, script], timeout=LAUNCH_TIMEOUT_S, what="brev exec")
@@ -146,6 +170,12 @@ class BrevDriver:
                 "do not resubmit: the job is reconciled by its name on the next status check",
             ) from None
         outcome = remote.launch_outcome(section)
+        if outcome == "nosecrets":
+            raise BackendRejected(
+                PLATFORM,
+                f"the secrets file brev copy delivered is missing on {instance}; nothing was started",
+                "submit_job again (a new job copies the secrets again)",
+            )
         if outcome not in ("started", "exists"):
             raise BackendRejected(
                 PLATFORM,
@@ -155,6 +185,32 @@ class BrevDriver:
         if outcome == "exists":
             log.info("brev: %s was already started on %s (a repeated launch started nothing)", req.job_id, instance)
         return f"{instance}/{req.backend_name}"
+
+    async def _send_secrets(self, instance: str, job_id: str, content: str) -> None:
+        """The secret env as a file, never on a command line (argv is readable by any local user, here and on the
+        instance): written 0600 in a private temporary directory, `brev copy`-ed into the job directory that an
+        exec made first (0700), where the launch exec moves it into place. The local copy is removed either way.
+
+        Plain `brev copy`, not `--host`: the job files and `docker run` live where `brev exec` runs."""
+        staged = remote.staged_dir(await self._exec(instance, remote.stage_body(job_id)))
+        if staged is None:
+            raise BackendRejected(
+                PLATFORM,
+                f"the job directory could not be made on {instance} under {remote.JOBS_DIR}",
+                "check the free disk space and the home directory on the instance (brev shell)",
+            )
+        with tempfile.TemporaryDirectory(prefix="tao-mcp-brev-") as local:  # mode 0700
+            path = os.path.join(local, "secrets.env")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(content)
+            target = f"{instance}:{staged}/{remote.INCOMING_SECRETS}"
+            result = await self.cli.call(["copy", path, target], timeout=LAUNCH_TIMEOUT_S, what="brev copy")
+        if result.rc != 0:
+            cause = f"brev copy of the secrets file to {instance} failed ({_tail(result)}); nothing was started"
+            if _REFUSED_COPY.search(result.err + result.out):
+                raise BackendRejected(PLATFORM, cause, "check the free disk space on the instance (brev shell)")
+            raise BackendUnreachable(PLATFORM, cause, "retry submit_job shortly")
 
     async def ensure_ready(self, options: Mapping[str, Any]) -> str:
         """The instance RUNNING and answering exec, within BREV_READY_TIMEOUT; created or started if needed."""

@@ -5,9 +5,10 @@ to stdout. So every script here: runs its body in a subshell, prints `__TAO_BEGI
 `__RC=<n> <nonce>` after it, always exits 0, and is safe to run twice. `unwrap` takes the last complete
 BEGIN..RC section (a re-run prints two) and drops everything after it (the instance-name line).
 
-Job files live on the instance in `$HOME/.tao-mcp/jobs/<job_id>/`:
+Job files live on the instance in `$HOME/.tao-mcp/jobs/<job_id>/` (mode 0700):
   command.sh  the job's command      job.env  non-secret env (docker --env-file)
   secrets.env secret env, mode 0600  run.sh   the detached wrapper that pulls, runs the container, records the end
+  secrets.env.incoming   the secrets as `brev copy` delivered them, until the launch moves them to secrets.env
   started/    created atomically by the first launch (a second run starts nothing)
   phase       pulling | running | pull_failed | exited | canceled      wrapper.pid  the wrapper's process group
   job.log     pull + container output       exit_code  written when the container ended
@@ -31,6 +32,8 @@ from tao_mcp.errors import TaoError
 from tao_mcp.states import JobState
 
 JOBS_DIR = "$HOME/.tao-mcp/jobs"
+INCOMING_SECRETS = "secrets.env.incoming"  # where `brev copy` puts the secrets file (remote.stage_body)
+REMOTE_DIR = re.compile(r"^/[A-Za-z0-9_./-]+$")  # a path brev copy carries as is (it splits INSTANCE:PATH at ":")
 SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_SCRIPT_BYTES = 96 * 1024  # one exec argument travels as a single remote shell word (MAX_ARG_STRLEN is 128 KiB)
@@ -178,7 +181,7 @@ def run_script(req: LaunchRequest, results_root: str, shm_size: str | None) -> s
 class LaunchFiles:
     command: str
     env: str
-    secrets: str  # the real secret values: only the launch script carries them
+    secrets: str  # the real secret values: they travel as a file (brev copy), never in a command
     run: str
 
 
@@ -195,27 +198,54 @@ def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
-def launch_body(job_id: str, files: LaunchFiles, results_root: str) -> str:
+def stage_body(job_id: str) -> str:
+    """Makes the job directory (0700) before `brev copy` delivers the secrets into it; prints its absolute path,
+    the destination that copy needs (scp does not expand $HOME the way exec's shell does)."""
+    return "\n".join(
+        [
+            "umask 077",
+            f"J={job_dir(job_id)}",
+            'mkdir -p "$J" && cd "$J" && echo "__TAO_STAGE=$(pwd -P)"',
+        ]
+    )
+
+
+def staged_dir(section: Section) -> str | None:
+    """The absolute job directory stage_body printed; None when it could not be made or is not a plain path."""
+    found = re.findall(r"^__TAO_STAGE=(.*)$", section.text, re.MULTILINE)
+    return found[-1] if found and REMOTE_DIR.match(found[-1]) and "/../" not in f"{found[-1]}/" else None
+
+
+def launch_body(job_id: str, files: LaunchFiles, results_root: str, *, with_secrets: bool) -> str:
     """Writes the job files (again, identically, if re-run) and starts the wrapper only once (mkdir is atomic).
 
-    The secrets travel base64-encoded inside this one command string (brev exec has no stdin to pipe them
-    through: stdin must be /dev/null). They are written with umask 077 and never reach a docker command line.
+    No secret value is in this command (a command line is readable by any local user, here and on the instance):
+    with_secrets, `brev copy` delivered them beforehand as secrets.env.incoming, which this moves into place (a
+    re-run finds it moved already); without the file it starts nothing. They never reach a docker command line.
     """
     j = job_dir(job_id)
 
     def write(name: str, content: str) -> str:
         return f'printf \'%s\' \'{_b64(content)}\' | base64 -d > "$J/{name}.tmp" && mv -f "$J/{name}.tmp" "$J/{name}"'
 
+    if with_secrets:
+        place_secrets = [
+            f'if [ -f "$J/{INCOMING_SECRETS}" ]; then mv -f "$J/{INCOMING_SECRETS}" "$J/secrets.env"; fi',
+            '[ -f "$J/secrets.env" ] || { echo "__TAO_LAUNCH=nosecrets"; exit 0; }',
+        ]
+    else:
+        place_secrets = [': > "$J/secrets.env"']
     return "\n".join(
         [
             "umask 077",
             f"J={j}",
             'mkdir -p "$J" || { echo "__TAO_LAUNCH=nodir"; exit 0; }',
+            *place_secrets,
+            'chmod 600 "$J/secrets.env"',
             write("command.sh", files.command),
             write("job.env", files.env),
-            write("secrets.env", files.secrets),
             write("run.sh", files.run),
-            'chmod 600 "$J/secrets.env" "$J/job.env"',
+            'chmod 600 "$J/job.env"',
             'touch "$J/job.log"',
             f"(umask 022; mkdir -p {shlex.quote(results_root)})",
             'if mkdir "$J/started" 2> /dev/null; then',
