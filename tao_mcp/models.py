@@ -178,6 +178,12 @@ class LogPage(BaseModel):
     next_cursor: str | None = Field(description="pass as cursor to read the lines after this page")
     prev_cursor: str | None = Field(None, description="pass as cursor to read the lines before this page")
     searched: str | None = Field(None, description="grep: how much of the log was searched, from where")
+    line_numbers: list[int | None] | None = Field(
+        None,
+        description="line_numbers=true: each line's number in the log, 1 = its first line; negative when counted "
+        "back from the end (-1 = the last line when read); null when unknown",
+    )
+    numbering: str | None = Field(None, description="line_numbers=true: what the numbers count from, and why")
     status: JobStateField
     next: str
 

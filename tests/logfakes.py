@@ -43,6 +43,9 @@ class FileLog:
         assert chunk is not None
         return chunk
 
+    async def line_number(self, ref: JobRef, at: LogMark, bound: int) -> int | None:
+        return await logfile.line_number(self.run, shlex.quote(str(self.path)), at, bound)
+
 
 def run_sync(script: str) -> str:
     return subprocess.run(["bash", "-c", script], capture_output=True, check=True).stdout.decode()

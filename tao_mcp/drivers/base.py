@@ -130,6 +130,11 @@ class LogChunk:
     newer: bool  # lines existed after `end` when read
     context: int = 0
     scanned: int = 0  # bytes the window covers (grep reports how much of the log it searched)
+    # The first shown line's (lines[context]) number when the read tells it at no extra cost: `number` counted
+    # from the log's start (1 = its first line), `from_end` counted back from its end when read (-1 = its last
+    # line). The window's lines are consecutive: the next line is one more.
+    number: int | None = None
+    from_end: int | None = None
 
 
 LogMode = Literal["tail", "after", "before"]
@@ -260,6 +265,16 @@ class HasRunnerPhase(Protocol):
 
     async def runner_phase(self, ref: JobRef) -> str | None:
         """The file's raw text (the runner's latest message; the service redacts it), None when there is none."""
+
+
+@runtime_checkable
+class HasLineCount(Protocol):
+    """Log files (SLURM, Brev), where a line's number is a count of newlines: job_logs(line_numbers=true)."""
+
+    async def line_number(self, ref: JobRef, at: LogMark, bound: int) -> int | None:
+        """The number of the line beginning at `at`: from the log's start (1 = first line) when at most `bound`
+        bytes precede it, else negative, counted back from the log's end (-1 = last line), when at most `bound`
+        bytes follow it, else None. Never counts more than `bound` bytes."""
 
 
 @runtime_checkable

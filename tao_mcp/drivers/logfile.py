@@ -10,6 +10,10 @@ the end so that a window's cost does not depend on the log's size.
   plus the lines taken at that instant. A page after or before a position reads a tail that reaches it (growing
   4x per try, at most MAX_STREAM_LINES); Lepton's backward query takes an end time, so it reads only that.
 
+Line numbers (job_logs(line_numbers=true)) are counted, never guessed: a read that sees the log from its start
+or up to its end tells the first shown line's number for free (LogChunk.number / from_end); otherwise a log file
+counts newlines (`line_number`: `wc -l` over at most a bound of bytes, before the line or after it).
+
 A window starts on a line start: a range that begins inside a line drops that partial line (so no fragment of a
 secret is shown), a line longer than a window is cut (RAW_CUT) and the page after it begins on the next line.
 Windows are raw: no driver filters a log (grep runs in the service, on redacted text only).
@@ -28,6 +32,7 @@ from tao_mcp.drivers.base import RAW_CUT, RAW_LINE_CHARS, LogChunk, LogMark, Log
 MISSING = "@@log:missing"
 RANGE = "@@log:range="
 TAIL, CTX, HEAD = "@@log:tail", "@@log:ctx", "@@log:head"
+NUMBER = "@@log:number="
 FIRST_SPAN = 256 * 1024  # bytes a tail reads first; 16x more while it finds too few lines
 MAX_SPAN = 64 * 1024 * 1024  # no window covers more (grep reads its window in spans of this size or less)
 CONTEXT_BYTES = 256 * 1024  # a page after a position reads this much before it, for its context lines
@@ -147,7 +152,10 @@ def parse_file(out: str, *, mode: LogMode, limit: int, context: int) -> LogChunk
         end = rows[-1][0]  # a last line still being written: shown, and shown again whole by the next page
     rows = rows[-(limit + context) :] if limit + context else []
     context = max(len(rows) - limit, 0)
-    return _chunk(rows, context=context, end=end, newer=hi < size, scanned=hi - lo)
+    chunk = _chunk(rows, context=context, end=end, newer=hi < size, scanned=hi - lo)
+    if hi == size and len(rows) > context:  # the window reaches the end: its lines are the last ones
+        chunk.from_end = -(len(rows) - context)
+    return chunk
 
 
 def _after(ctx: bytes, head: bytes, *, size: int, lo: int, a: int, hi: int, limit: int) -> LogChunk:
@@ -228,6 +236,43 @@ async def read_file(
         span = min(span * 16, cap)
 
 
+def number_script(path: str, at: int, bound: int) -> str:
+    """Shell printing the number of the line beginning at byte `at` (see HasLineCount.line_number): newlines
+    before it (`head -c at | wc -l`) when at <= bound, else newlines after it when at most `bound` bytes follow,
+    else '?'. The last line may still be unended: it counts as a line."""
+    if at <= bound:
+        count = f'echo "{NUMBER}$(( $(head -c {at} "$f" | wc -l) + 1 ))"'
+    else:
+        count = "\n".join(
+            [
+                f'if [ $((size - {at})) -le {bound} ] && [ {at} -lt "$size" ]; then',
+                f'  n=$(tail -c +$(({at} + 1)) "$f" | head -c $((size - {at})) | wc -l)',
+                '  ended=$(tail -c +$size "$f" | head -c 1 | wc -l)',
+                f'  echo "{NUMBER}-$((n + 1 - ended))"',
+                f"else echo '{NUMBER}?'; fi",
+            ]
+        )
+    head = [f"f={path}", f"if [ ! -e \"$f\" ]; then echo '{NUMBER}?'; exit 0; fi"]
+    return "\n".join([*head, 'size=$(stat -c %s "$f" 2>/dev/null || wc -c < "$f")', count, "true"])
+
+
+def parse_number(out: str | None) -> int | None:
+    for row in (out or "").split("\n"):
+        if row.startswith(NUMBER):
+            try:
+                return int(row[len(NUMBER) :]) or None
+            except ValueError:
+                return None
+    return None
+
+
+async def line_number(run: Callable[[str], Awaitable[str | None]], path: str, at: LogMark, bound: int) -> int | None:
+    """The number of the log file's line beginning at `at` (a line start): 1-based from the start, or negative
+    back from the end, counting at most `bound` bytes; None when neither is within the bound (or the read
+    failed: a number is shown only when it was counted)."""
+    return parse_number(await run(number_script(path, at.at, bound)))
+
+
 # ---- log streams ----------------------------------------------------------------------------------------------
 
 
@@ -279,13 +324,17 @@ async def read_stream(
             if not rows and n < MAX_STREAM_LINES:
                 n = min(n * 4, MAX_STREAM_LINES)
                 continue
+        # rows are the log's last lines (up to `until` when given): a row's number back from the end is known
+        to_end = None if until is not None else len(rows)
         if mode == "tail" or at is None:
-            return _stream_chunk(rows, 0, len(rows), limit=limit, context=context, whole=whole, end=None, newer=False)
+            return _stream_chunk(
+                rows, 0, len(rows), limit=limit, context=context, whole=whole, end=None, newer=False, to_end=to_end
+            )
         if mode == "before":
             older = [r for r in rows if r[0] < at]
             if len(older) > want or whole or until is not None or n >= MAX_STREAM_LINES:
                 return _stream_chunk(
-                    older, 0, len(older), limit=limit, context=context, whole=whole, end=at, newer=True
+                    older, 0, len(older), limit=limit, context=context, whole=whole, end=at, newer=True, to_end=to_end
                 )
         else:
             first = next((i for i, r in enumerate(rows) if r[0] >= at), len(rows))
@@ -294,7 +343,9 @@ async def read_stream(
                 stop = min(first + limit, len(rows))
                 end = None if stop > first else at
                 newer = stop < len(rows)
-                return _stream_chunk(rows, first, stop, limit=limit, context=context, whole=whole, end=end, newer=newer)
+                return _stream_chunk(
+                    rows, first, stop, limit=limit, context=context, whole=whole, end=end, newer=newer, to_end=to_end
+                )
         n = min(n * 4, MAX_STREAM_LINES)
 
 
@@ -308,8 +359,10 @@ def _stream_chunk(
     whole: bool,
     end: LogMark | None,
     newer: bool,
+    to_end: int | None,
 ) -> LogChunk:
-    """The window rows[first:stop] (its last `limit` lines) with up to `context` rows before it."""
+    """The window rows[first:stop] (its last `limit` lines) with up to `context` rows before it. `whole`: rows
+    begin at the log's start; `to_end`: rows[to_end] would be the line after the log's last (None: unknown)."""
     first = max(first, stop - limit)
     lo = max(first - context, 0)
     window = rows[lo:stop]
@@ -327,4 +380,6 @@ def _stream_chunk(
         newer=newer,
         context=first - lo,
         scanned=sum(len(line) + 1 for _, line in shown),
+        number=first + 1 if whole and shown else None,
+        from_end=first - to_end if to_end is not None and shown else None,
     )

@@ -83,6 +83,7 @@ UNREACHABLE_GRACE_S = 300.0  # default of TAO_MCP_UNREACHABLE_GRACE_S
 LOG_DEFAULT_TAIL = 200
 LOG_PAGE_CHARS = 12_000
 LOG_PAGE_CHARS_MAX = 45_000
+NUMBER_CHARS = 16  # a numbered line's number: its text prefix and its entry in line_numbers
 
 
 @dataclass
@@ -954,7 +955,9 @@ class JobService:
         return window.lines[-1] if window.lines else None
 
     # ---- logs ----
-    async def logs(self, job_id: str, tail: int, cursor: str | None, grep: str | None, raw: bool = False) -> LogPage:
+    async def logs(
+        self, job_id: str, tail: int, cursor: str | None, grep: str | None, raw: bool = False, numbered: bool = False
+    ) -> LogPage:
         record = self.record(job_id)
         mode: LogMode = "tail"
         at: LogMark | None = None
@@ -975,14 +978,16 @@ class JobService:
             )
         driver = await self.drivers.get(record.platform)
         if grep:
-            return await self._grep_page(record, driver, grep, mode, at, tail, raw)
-        window = await logs.read(driver, record.ref(), self.redactor, mode=mode, at=at, limit=tail)
-        kept = fit_page(window.lines, from_end=mode != "after", tail=tail)
+            return await self._grep_page(record, driver, grep, mode, at, tail, raw, numbered)
+        window = await logs.read(driver, record.ref(), self.redactor, mode=mode, at=at, limit=tail, numbered=numbered)
+        kept = fit_page(window.lines, from_end=mode != "after", tail=tail, numbered=numbered)
         lines = window.lines[kept]
+        numbers: list[int | None] = list(window.numbers[kept]) if window.numbers else [None] * len(lines)
         begin = window.marks[kept.start] if lines else window.begin
         end = window.end if kept.stop >= len(window.lines) else window.marks[kept.stop]
         older = window.older or kept.start > 0
-        if not raw:  # positions count every line, the hidden progress lines too
+        if not raw:  # positions and numbers count every line, the hidden progress lines too
+            numbers = [n for n, line in zip(numbers, lines, strict=True) if not training.is_marked(line)]
             lines = [line for line in lines if not training.is_marked(line)]
         next_cursor = log_cursor_for(job_id, "after", end)
         prev_cursor = log_cursor_for(job_id, "before", begin) if older else None
@@ -994,6 +999,8 @@ class JobService:
             truncated=(window.newer or kept.stop < len(window.lines)) if mode == "after" else older,
             next_cursor=next_cursor,
             prev_cursor=prev_cursor,
+            line_numbers=numbers if numbered else None,
+            numbering=logs.numbering(numbers) if numbered else None,
             status=record.status,
             next=f"job_logs(job_id='{job_id}', cursor='{next_cursor}') for newer lines; {more}",
         )
@@ -1007,12 +1014,22 @@ class JobService:
         at: LogMark | None,
         tail: int,
         raw: bool,
+        numbered: bool,
     ) -> LogPage:
         """grep runs here, on redacted windows, never on the backend: no answer depends on a secret."""
         window = logs.grep_window_bytes(self.settings)
         skip = None if raw else training.is_marked
         found = await logs.grep(
-            driver, record.ref(), self.redactor, grep, mode=mode, at=at, limit=tail, window_bytes=window, skip=skip
+            driver,
+            record.ref(),
+            self.redactor,
+            grep,
+            mode=mode,
+            at=at,
+            limit=tail,
+            window_bytes=window,
+            skip=skip,
+            numbered=numbered,
         )
         job_id = record.job_id
         next_cursor = log_cursor_for(job_id, "after", found.end)
@@ -1030,6 +1047,8 @@ class JobService:
             next_cursor=next_cursor,
             prev_cursor=prev_cursor,
             searched=searched,
+            line_numbers=found.numbers,
+            numbering=logs.numbering(found.numbers) if found.numbers is not None else None,
             status=record.status,
             next=f"job_logs(job_id='{job_id}', grep=..., cursor='{next_cursor}') for newer lines; {searched}",
         )
@@ -1179,14 +1198,15 @@ def without_blobs(files: Mapping[str, str], plan: EntrypointPlan) -> dict[str, s
     return shown
 
 
-def fit_page(lines: list[str], *, from_end: bool, tail: int) -> slice:
+def fit_page(lines: list[str], *, from_end: bool, tail: int, numbered: bool = False) -> slice:
     """The lines of a log page within the result budget: at most LOG_PAGE_CHARS of line text (LOG_PAGE_CHARS_MAX
-    when the caller asked for more than the default tail); the newest lines win in tail mode, the oldest after a
-    cursor."""
+    when the caller asked for more than the default tail), a line number counted as NUMBER_CHARS more; the newest
+    lines win in tail mode, the oldest after a cursor."""
     budget = LOG_PAGE_CHARS if tail <= LOG_DEFAULT_TAIL else LOG_PAGE_CHARS_MAX
+    extra = NUMBER_CHARS if numbered else 0
     count = used = 0
     for line in reversed(lines) if from_end else lines:
-        used += len(line) + 1
+        used += len(line) + 1 + extra
         if used > budget and count:
             break
         count += 1

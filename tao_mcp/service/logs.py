@@ -11,6 +11,12 @@ So no answer (lines, matches, positions) is a function of a secret's characters.
 Positions are LogMarks (byte offsets or timestamps, see drivers/logfile.py): a page costs the same whatever the
 log's size. grep searches backward from the end (or from a mark), span by span, at most the grep window
 (TAO_MCP_GREP_WINDOW_MB, default 64 MiB) per call, and says where its search began.
+
+Line numbers, only when asked (numbered=True), are positions in the real log (hidden lines count too) and are
+never guessed: from the log's start (1 = first line) when the read saw the start or a log file's newlines before
+the window can be counted within NUMBER_BOUND bytes; else negative, back from the log's end when read (-1 = last
+line), when the read reached the end or the newlines after the window are within the bound; else unknown (None).
+A tail always knows its numbers back from the end; grep carries the first span's numbers to the next (spans touch).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from tao_mcp.drivers.base import LOG_LINE_CHARS, RAW_CUT, Driver, JobRef, LogMark, LogMode
+from tao_mcp.drivers.base import LOG_LINE_CHARS, RAW_CUT, Driver, HasLineCount, JobRef, LogChunk, LogMark, LogMode
 from tao_mcp.errors import TaoError
 from tao_mcp.service.redaction import Redactor
 
@@ -28,6 +34,7 @@ PAGE_BYTES = 16 * 1024 * 1024  # the most of the log one page reads
 GREP_WINDOW_MB = 64  # default of TAO_MCP_GREP_WINDOW_MB
 GREP_SPAN_BYTES = 4 * 1024 * 1024  # bytes per read while grep walks back (file logs)
 GREP_SPAN_LINES = 50_000  # lines per read while grep walks back (a stream's read is counted in lines)
+NUMBER_BOUND = 64 * 1024 * 1024  # a line number counts at most this many bytes of a log file
 
 
 @dataclass
@@ -40,6 +47,7 @@ class Window:
     end: LogMark
     older: bool
     newer: bool
+    numbers: list[int] | None = None  # numbered=True: each line's number (see the module doc); None: unknown
 
 
 @dataclass
@@ -54,6 +62,27 @@ class Matches:
     newer: bool
     scanned: int  # bytes searched
     more: bool  # more matches in the searched range than returned
+    numbers: list[int | None] | None = None  # numbered=True: each match's line number (None: unknown)
+
+
+def numbering(numbers: list[int | None]) -> str:
+    """What a page's line numbers count from (LogPage.numbering)."""
+    if not numbers:
+        return "no lines to number"
+    known = [n for n in numbers if n is not None]
+    unknown = " (null: unknown)" if len(known) < len(numbers) else ""
+    if known and known[0] > 0:
+        return "line numbers count from the log's start (1 = its first line)" + unknown
+    bound = f"{NUMBER_BOUND // (1024 * 1024)} MiB"
+    if known:
+        return (
+            "line numbers count back from the log's end when read (-1 = its last line): counting from its start "
+            f"would read more than {bound} (or more than a log stream's reach)" + unknown
+        )
+    return (
+        f"line numbers unknown: more than {bound} of log (or a log stream's reach) lies both before and after "
+        "these lines; a tail's numbers, counted back from the end, are always known"
+    )
 
 
 def check_grep(grep: str | None) -> None:
@@ -99,6 +128,20 @@ def _drop_cut_end(line: str, longest: int) -> str:
     return line[:end]
 
 
+async def first_number(driver: Driver, ref: JobRef, chunk: LogChunk) -> int | None:
+    """The number of the chunk's first shown line: from the start when known or countable within NUMBER_BOUND,
+    else back from the end, else None."""
+    if len(chunk.lines) <= chunk.context:
+        return None
+    if chunk.number is not None:
+        return chunk.number
+    if isinstance(driver, HasLineCount):
+        counted = await driver.line_number(ref, chunk.begin, NUMBER_BOUND)
+        if counted is not None and (counted > 0 or chunk.from_end is None):
+            return counted
+    return chunk.from_end
+
+
 async def read(
     driver: Driver,
     ref: JobRef,
@@ -109,12 +152,14 @@ async def read(
     at: LogMark | None = None,
     context: int = CONTEXT_LINES,
     max_bytes: int = PAGE_BYTES,
+    numbered: bool = False,
 ) -> Window:
     """`limit` redacted lines: the tail, the lines from `at` (after) or the lines before `at` (before)."""
     if at is None:
         mode = "tail"
     chunk = await driver.read_log(ref, mode=mode, at=at, limit=max(int(limit), 0), context=context, max_bytes=max_bytes)
     lines = redact_lines(chunk.lines, redactor)[chunk.context :]
+    first = await first_number(driver, ref, chunk) if numbered else None
     return Window(
         lines=lines,
         marks=chunk.marks[chunk.context :],
@@ -122,6 +167,7 @@ async def read(
         end=chunk.end,
         older=chunk.older,
         newer=chunk.newer,
+        numbers=None if first is None else list(range(first, first + len(lines))),
     )
 
 
@@ -136,6 +182,7 @@ async def grep(
     at: LogMark | None = None,
     window_bytes: int = GREP_WINDOW_MB * 1024 * 1024,
     skip: Callable[[str], bool] | None = None,
+    numbered: bool = False,
 ) -> Matches:
     """The last `limit` redacted lines containing `needle`, searching back from the end (tail) or from `at`
     (before), or forward from `at` (after), at most `window_bytes` of log. Searching redacted text only is what
@@ -145,7 +192,9 @@ async def grep(
     if at is None:
         mode = "tail"
     forward = mode == "after"
-    found: list[tuple[LogMark, str]] = []
+    found: list[tuple[LogMark, str, int | None]] = []
+    spans = 0
+    previous: tuple[int, int] | None = None  # (number of the first line, lines) of the span before, when known
     scanned = 0
     begin = end = at
     older = newer = False
@@ -155,9 +204,14 @@ async def grep(
             ref, mode=mode, at=at, limit=GREP_SPAN_LINES, context=CONTEXT_LINES if forward else 0, max_bytes=span
         )
         lines = redact_lines(chunk.lines, redactor)[chunk.context :]
+        first = None
+        if numbered and lines:
+            first = await first_number(driver, ref, chunk) if not spans else _next_span(chunk, previous, forward)
+            previous = None if first is None else (first, len(lines))
+        spans += 1
         hits = [
-            (m, line)
-            for m, line in zip(chunk.marks[chunk.context :], lines, strict=True)
+            (m, line, None if first is None else first + i)
+            for i, (m, line) in enumerate(zip(chunk.marks[chunk.context :], lines, strict=True))
             if needle in line and not (skip and skip(line))
         ]
         scanned += chunk.scanned or sum(len(line) + 1 for line in lines)
@@ -184,12 +238,28 @@ async def grep(
     elif more:
         begin, older = (kept[0][0] if kept else end or LogMark(0)), True
     return Matches(
-        lines=[line for _, line in kept],
-        marks=[m for m, _ in kept],
+        lines=[line for _, line, _ in kept],
+        marks=[m for m, _, _ in kept],
         begin=begin or LogMark(0),
         end=end or LogMark(0),
         older=older,
         newer=newer,
         scanned=scanned,
         more=more,
+        numbers=[n for _, _, n in kept] if numbered else None,
     )
+
+
+def _next_span(chunk: LogChunk, previous: tuple[int, int] | None, forward: bool) -> int | None:
+    """The first line number of a grep span after the first one, of the first span's kind (from the start:
+    positive; back from the end: negative): its own when its read knows it, else carried from the span before,
+    which it touches (a backward span ends just before it, a forward one starts just after it)."""
+    if previous is None:
+        return None
+    first, count = previous
+    own = chunk.number if first > 0 else chunk.from_end
+    if own is not None or chunk.number is not None or chunk.from_end is not None:
+        return own  # a read that knows its place tells it; carrying would cross a gap a stream's reach left
+    shown = len(chunk.lines) - chunk.context
+    carried = first + count if forward else first - shown
+    return carried if (carried >= 1 if first > 0 else carried + shown <= 0) else None

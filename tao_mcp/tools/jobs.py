@@ -362,15 +362,27 @@ def register(server: MCPServer) -> None:
             bool,
             Field(description="also show the [tao-progress] lines (hidden by default)"),
         ] = False,
+        line_numbers: Annotated[
+            bool,
+            Field(
+                description="prefix each line with its number in the log (hidden lines count too): 1 = the first "
+                "line when at most 64 MiB precede it, else negative, counted back from the end (-1 = the last "
+                "line when read); `numbering` says which, or that they are unknown (deep inside a huge log)"
+            ),
+        ] = False,
     ) -> Annotated[CallToolResult, LogPage]:
         """Read a job's log (stdout+stderr), redacted: the last `tail` lines, or the lines after/before `cursor`,
-        or only lines containing `grep`. Results say `truncated` and give next_cursor (newer lines) and
-        prev_cursor (older lines). Next: failure_analysis after an Error."""
-        page = await app(ctx).jobs.logs(job_id, tail, cursor, grep, raw)
+        or only lines containing `grep`; line_numbers=true numbers them. Results say `truncated` and give
+        next_cursor (newer lines) and prev_cursor (older lines). Next: failure_analysis after an Error."""
+        page = await app(ctx).jobs.logs(job_id, tail, cursor, grep, raw, line_numbers)
         head = f"Job {page.job_id} ({page.status}) — {len(page.lines)} lines" + (
             " (truncated)" if page.truncated else ""
         )
-        text = "\n".join([head, *page.lines, f"Next: {page.next}"])
+        lines = page.lines
+        if page.line_numbers is not None:
+            head += f"; {page.numbering}"
+            lines = [f"{'?' if n is None else n}: {line}" for n, line in zip(page.line_numbers, lines, strict=True)]
+        text = "\n".join([head, *lines, f"Next: {page.next}"])
         return respond(ctx, page, text)
 
     @server.tool(title="Training metrics of a job", annotations=READ_ONLY_BACKEND)

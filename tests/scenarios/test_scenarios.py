@@ -99,28 +99,40 @@ async def test_submit_wait_complete_logs(platform: Platform, mode: str) -> None:
 
 async def test_log_pages_back_and_forward_by_position(platform: Platform) -> None:
     """Cursors are positions (byte offsets or timestamps): paging back from the tail and forward from the oldest
-    page both give every line once, multibyte UTF-8 included."""
+    page both give every line once, multibyte UTF-8 included; line_numbers=true numbers each line by its place in
+    the log (a small log: counted from its start, 1 = the first line)."""
     printed = [f"p{i:02d}-{'é' * (i % 4)}日本" for i in range(40)]
     async with mcp_client(platform.env) as c:
         sub = await call(c, "submit_job", **platform.printing(*printed))
         job_id = sub["job_id"]
         await wait_done(c, job_id)
         expected = platform.expected_lines(sub, printed)
-        page = await call(c, "job_logs", job_id=job_id, tail=7)
+
+        async def numbered(**args: Any) -> dict[str, Any]:
+            page = await call(c, "job_logs", job_id=job_id, tail=7, line_numbers=True, **args)
+            assert page["line_numbers"] == [expected.index(line) + 1 for line in page["lines"]], page
+            assert "from the log's start" in page["numbering"] or not page["lines"], page
+            return page
+
+        page = await numbered()
         assert page["lines"] == expected[-7:] and page["truncated"] and page["prev_cursor"], page
         back = page["lines"]
         while page["prev_cursor"]:
-            page = await call(c, "job_logs", job_id=job_id, tail=7, cursor=page["prev_cursor"])
+            page = await numbered(cursor=page["prev_cursor"])
             back = page["lines"] + back
         assert back == expected
         forward, cursor = list(page["lines"]), page["next_cursor"]
         for _ in range(len(expected)):
-            page = await call(c, "job_logs", job_id=job_id, tail=7, cursor=cursor)
+            page = await numbered(cursor=cursor)
             if not page["lines"]:
                 break
             forward += page["lines"]
             cursor = page["next_cursor"]
         assert forward == expected
+        grep = await call(c, "job_logs", job_id=job_id, grep="p3", line_numbers=True)
+        assert grep["line_numbers"] == [expected.index(line) + 1 for line in grep["lines"]] and len(grep["lines"]) == 10
+        plain = await call(c, "job_logs", job_id=job_id, tail=7)
+        assert plain["line_numbers"] is None and plain["numbering"] is None
 
 
 async def test_a_log_that_grows_between_pages(platform: Platform) -> None:

@@ -55,8 +55,21 @@ async def test_training_progress_carries_epoch_and_total(platform: Platform) -> 
         assert logs["lines"] and not any(MARK in line for line in logs["lines"]), logs
         raw = structured(await c.call_tool("job_logs", {"job_id": sub["job_id"], "raw": True}))
         assert sum(line.startswith(MARK) for line in raw["lines"]) >= 7, raw  # six epochs and the final record
+        await check_line_numbers(c, sub["job_id"])
         await check_metrics(c, sub["job_id"], epochs=6)
         await check_resources(c, sub["job_id"], epochs=6)
+
+
+async def check_line_numbers(c: Any, job_id: str) -> None:
+    """Numbers are places in the real log: the hidden progress lines count, so hiding them shifts no number."""
+    whole = structured(
+        await c.call_tool("job_logs", {"job_id": job_id, "raw": True, "tail": 2000, "line_numbers": True})
+    )
+    assert whole["line_numbers"] == list(range(1, len(whole["lines"]) + 1)) and not whole["truncated"], whole
+    shown = structured(await c.call_tool("job_logs", {"job_id": job_id, "tail": 2000, "line_numbers": True}))
+    assert shown["lines"] and len(shown["lines"]) < len(whole["lines"]), shown
+    assert [whole["lines"][n - 1] for n in shown["line_numbers"]] == shown["lines"], (shown, whole)
+    assert shown["line_numbers"] != list(range(1, len(shown["lines"]) + 1))  # a gap where progress lines hide
 
 
 async def check_resources(c: Any, job_id: str, epochs: int) -> None:

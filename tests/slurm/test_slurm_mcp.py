@@ -6,6 +6,7 @@ import anyio
 import pytest
 
 from tao_mcp import cursor
+from tao_mcp.service import logs
 from tests.helpers import (
     call,
     call_error,
@@ -44,6 +45,46 @@ async def test_log_paging_with_cursor(slurm_env: dict[str, str]) -> None:
         assert window["next_cursor"] == cursor.encode("log", sub["job_id"], "after", after, 0)
         back = await call(c, "job_logs", job_id=sub["job_id"], cursor=window["prev_cursor"], tail=3)
         assert back["lines"] == ["98", "99", "100"]
+
+
+async def test_line_numbers_on_request(slurm_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`seq` prints each line's own number: a number off by one, or guessed past the count bound, fails."""
+    async with client(slurm_env) as c:
+        sub = await call(c, "submit_job", platform="slurm", command="seq 1 3000", gpu_count=0)
+        job_id = sub["job_id"]
+        await wait_done(c, job_id)
+
+        async def page(**args: object) -> dict[str, object]:
+            result = await c.call_tool("job_logs", {"job_id": job_id, "line_numbers": True, **args})
+            shown = structured(result)
+            text = result.content[0].text.split("\n")[1:-1]
+            assert text == [
+                f"{'?' if n is None else n}: {x}" for n, x in zip(shown["line_numbers"], shown["lines"], strict=True)
+            ]
+            return shown
+
+        tail = await page(tail=50)
+        assert tail["line_numbers"] == list(range(2951, 3001)) and "from the log's start" in tail["numbering"]
+        found = await page(grep="99", tail=5)
+        assert (
+            found["line_numbers"]
+            == [int(x) for x in found["lines"]]
+            == [i for i in range(1, 3001) if "99" in str(i)][-5:]
+        )
+        offset = len("".join(f"{i}\n" for i in range(1, 1500)))  # where "1500" begins
+        middle = cursor.encode("log", job_id, "after", offset, 0)
+        assert (await page(cursor=middle, tail=3))["line_numbers"] == [1500, 1501, 1502]
+
+        monkeypatch.setattr(logs, "NUMBER_BOUND", 1000)  # the 1 GiB case, small: counting from the start is out
+        tail = await page(tail=50)
+        assert tail["line_numbers"] == list(range(-50, 0)) and "back from the log's end" in tail["numbering"]
+        deep = await page(cursor=middle, tail=3)
+        assert deep["lines"] == ["1500", "1501", "1502"] and deep["line_numbers"] == [None] * 3, deep
+        assert "unknown" in deep["numbering"]
+        start = await page(cursor=cursor.encode("log", job_id, "after", 0, 0), tail=3)
+        assert start["line_numbers"] == [1, 2, 3]
+        plain = await call(c, "job_logs", job_id=job_id, tail=3)
+        assert plain["line_numbers"] is None and plain["lines"] == ["2998", "2999", "3000"]
 
 
 async def test_cuda_oom_is_gpu_oom(slurm_env: dict[str, str]) -> None:

@@ -405,6 +405,14 @@ class BrevDriver:
             raise BackendUnreachable(PLATFORM, f"reading the job log on {instance} failed ({outputs[-1][-300:]!r})")
         return chunk
 
+    async def line_number(self, ref: JobRef, at: LogMark, bound: int) -> int | None:
+        instance = self._instance_of(ref)
+
+        async def run(cmd: str) -> str:
+            return (await self._exec(instance, cmd)).text
+
+        return await logfile.line_number(run, remote.log_path(ref.job_id), at, bound)
+
     # --- cancel / evidence ------------------------------------------------------------------------------------
 
     async def cancel(self, ref: JobRef) -> None:

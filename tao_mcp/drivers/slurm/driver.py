@@ -11,7 +11,7 @@ import logging
 import re
 import shlex
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -258,8 +258,20 @@ class SlurmDriver:
     async def read_log(
         self, ref: JobRef, *, mode: LogMode, at: LogMark | None, limit: int, context: int, max_bytes: int
     ) -> LogChunk:
-        path = shlex.quote(f"{script.job_dir(await self._base_dir(), ref.job_id)}/job.log")
         failed: list[str] = []
+        path, run = await self._log_shell(ref, failed)
+        chunk = await logfile.read_file(run, path, mode=mode, at=at, limit=limit, context=context, max_bytes=max_bytes)
+        if chunk is None:
+            raise BackendUnreachable(PLATFORM, f"reading the job log failed ({(failed or ['no window'])[-1]})")
+        return chunk
+
+    async def line_number(self, ref: JobRef, at: LogMark, bound: int) -> int | None:
+        path, run = await self._log_shell(ref, [])
+        return await logfile.line_number(run, path, at, bound)
+
+    async def _log_shell(self, ref: JobRef, failed: list[str]) -> tuple[str, Callable[[str], Awaitable[str | None]]]:
+        """The job log's quoted path and a runner of scripts over it (None when one fails; `failed` says why)."""
+        path = shlex.quote(f"{script.job_dir(await self._base_dir(), ref.job_id)}/job.log")
 
         async def run(cmd: str) -> str | None:
             rc, out, err = await self.ssh.run(cmd, failover=True, timeout=QUERY_TIMEOUT)
@@ -268,10 +280,7 @@ class SlurmDriver:
                 return None
             return out
 
-        chunk = await logfile.read_file(run, path, mode=mode, at=at, limit=limit, context=context, max_bytes=max_bytes)
-        if chunk is None:
-            raise BackendUnreachable(PLATFORM, f"reading the job log failed ({(failed or ['no window'])[-1]})")
-        return chunk
+        return path, run
 
     async def runner_phase(self, ref: JobRef) -> str | None:
         path = shlex.quote(f"{script.job_dir(await self._base_dir(), ref.job_id)}/{script.RUNNER_PHASE_FILE}")
