@@ -22,6 +22,7 @@ import httpx2
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from mcp.shared.exceptions import MCPError
 
 from fixtures.lepton.fake_lepton import FakeLepton
 from tao_mcp.service.store import JobRecord, JobStore
@@ -29,7 +30,7 @@ from tests.backends import LEPTON_TOKEN
 from tests.helpers import REPO, call, call_error, launch_request, wait_done
 from tests.http_server import bearer_client, free_port, http_server
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore:resources/.*subscribe is removed")]
 
 INITIALIZE = {
     "jsonrpc": "2.0",
@@ -177,6 +178,17 @@ async def test_each_principal_sees_only_its_own_jobs(
             bobs = await call(bob, "submit_job", platform="lepton", image=IMAGE, command="y", idempotency_key="k1")
             assert bobs["job_id"] != job_id and not bobs.get("reused")
             assert [j["job_id"] for j in (await call(bob, "list_jobs"))["jobs"]] == [bobs["job_id"]]
+
+        async with bearer_client(url, tokens["bob"], mode="legacy") as bob:
+            # resources/subscribe: alice's job is not a resource bob may subscribe to, in the same words as none.
+            with pytest.raises(MCPError) as nothing:
+                await bob.subscribe_resource("tao://jobs/0123456789ab")
+            for uri in (f"tao://jobs/{job_id}", f"tao://jobs/{job_id}/logs"):
+                with pytest.raises(MCPError) as hidden:
+                    await bob.subscribe_resource(uri)
+                assert str(hidden.value).replace(job_id, "0123456789ab").replace("/logs", "") == str(nothing.value)
+        async with bearer_client(url, tokens["alice"], mode="legacy") as alice:
+            await alice.subscribe_resource(f"tao://jobs/{job_id}")  # its owner may
 
         async with bearer_client(url, tokens["root"]) as root:
             assert (await call(root, "job_status", job_id=job_id))["status"] == "Complete"

@@ -225,15 +225,12 @@ class JobService:
         return self._pollers[platform]
 
     def record(self, job_id: str) -> JobRecord:
-        record = self.store.get(job_id)
-        # Another principal's job answers exactly like a missing one: no existence oracle.
-        if record is None or not principal.may_see(record.principal):
-            raise TaoError(
-                "E_UNKNOWN_JOB",
-                f"no job with id '{job_id}' in this server's store",
-                "use list_jobs() to find job ids (ids are the ones submit_job returned)",
-            )
-        return record
+        return principal.visible(
+            self.store.get(job_id),
+            "E_UNKNOWN_JOB",
+            f"no job with id '{job_id}' in this server's store",
+            "use list_jobs() to find job ids (ids are the ones submit_job returned)",
+        )
 
     # ---- submit ----
     def _validate(self, p: SubmitParams) -> tuple[PlatformRecord, int | None]:

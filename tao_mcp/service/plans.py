@@ -100,13 +100,12 @@ class PlanService:
     def get(self, plan_id: str, kind: str | None = None, *, allow_expired: bool = False) -> Plan:
         """The plan, refused coded when it is unknown (or another principal's), of another kind, or expired."""
         row = self.store.get_plan(plan_id)
-        if row is None or not principal.may_see(row["principal"]):
-            raise TaoError(
-                "E_UNKNOWN_PLAN",
-                f"no plan with id '{plan_id}' in this server's store",
-                "run the tool again with dry_run=True and use the plan_id it returns",
-            )
-        plan = Plan(**row)
+        plan = principal.visible(
+            Plan(**row) if row else None,
+            "E_UNKNOWN_PLAN",
+            f"no plan with id '{plan_id}' in this server's store",
+            "run the tool again with dry_run=True and use the plan_id it returns",
+        )
         if kind is not None and plan.kind != kind:
             raise TaoError(
                 "E_UNKNOWN_PLAN",

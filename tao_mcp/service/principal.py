@@ -12,6 +12,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from tao_mcp.errors import TaoError
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,24 @@ def visible_owner() -> tuple[bool, str | None]:
 def may_see(job_owner: str | None) -> bool:
     restricted, name = visible_owner()
     return not restricted or job_owner == name
+
+
+class Owned(Protocol):
+    """A stored thing a principal owns: a job, a workflow, an AutoML run, a plan."""
+
+    @property
+    def principal(self) -> str | None: ...
+
+
+T = TypeVar("T", bound=Owned)
+
+
+def visible(found: T | None, code: str, cause: str, fix: str) -> T:
+    """`found` when the caller may see it, else the coded "unknown" error (E_UNKNOWN_JOB, ...). Another principal's
+    thing answers exactly like a missing one: no existence oracle."""
+    if found is None or not may_see(found.principal):
+        raise TaoError(code, cause, fix)
+    return found
 
 
 def scoped_key(idempotency_key: str) -> str:

@@ -733,14 +733,12 @@ class WorkflowService:
 
     # ---- status ----
     def workflow(self, workflow_id: str) -> WorkflowRow:
-        row = self._row(workflow_id)
-        if row is None or not principal.may_see(row.principal):
-            raise TaoError(
-                "E_UNKNOWN_WORKFLOW",
-                f"no workflow with id '{workflow_id}' in this server's store",
-                "use list_workflows() to find workflow ids",
-            )
-        return row
+        return principal.visible(
+            self._row(workflow_id),
+            "E_UNKNOWN_WORKFLOW",
+            f"no workflow with id '{workflow_id}' in this server's store",
+            "use list_workflows() to find workflow ids",
+        )
 
     async def status(
         self, workflow_id: str, metric: str | None = None, goal: Literal["max", "min"] = "max"

@@ -431,14 +431,12 @@ class AutomlService:
 
     # ---- reads ----
     def record(self, run_id: str) -> RunRecord:
-        run = self.runs.get(run_id)
-        if run is None or not principal.may_see(run.principal):
-            raise TaoError(
-                "E_UNKNOWN_AUTOML_RUN",
-                f"no AutoML run with id '{run_id}' in this server's store",
-                "list_automl_runs() lists the runs",
-            )
-        return run
+        return principal.visible(
+            self.runs.get(run_id),
+            "E_UNKNOWN_AUTOML_RUN",
+            f"no AutoML run with id '{run_id}' in this server's store",
+            "list_automl_runs() lists the runs",
+        )
 
     def _model(self, run: RunRecord, message: str | None = None) -> AutomlRun:
         rev = AutomlReview.model_validate(run.request["review"])
