@@ -30,6 +30,8 @@ MEASURES = {
     "logs": logs.slurm_logs,
     "waiters": logs.waiters,
     "docker-logs": logs.docker_tail,
+    "k8s-logs": logs.k8s_tail,
+    "lepton-logs": logs.lepton_tail,
 }
 
 

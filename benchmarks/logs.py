@@ -1,7 +1,10 @@
-"""Log measures on the dev SLURM cluster: job_logs' tail and a bounded grep on a big log vs a small one.
+"""Log measures: job_logs' tail on a big log vs a small one on every log reader, and a bounded grep.
 
-The big log is made on the cluster in about a second (`yes | head -c`, then the same text block as the small log at
-its end) and removed afterwards; --quick makes it 64 MiB instead of 1 GiB.
+SLURM (dev cluster): the big log is made on the cluster in about a second (`yes | head -c`, then the same text block
+as the small log at its end) and removed afterwards; --quick makes it 64 MiB instead of 1 GiB. Docker (dev dockerd)
+and Kubernetes (dev cluster): a container / pod that printed millions of lines (`seq`) vs a few thousand. Lepton:
+the fake workspace (fixtures/lepton) answering Loki's backward query with a limit, a job of millions of lines vs a
+few thousand; also counts the /logs requests and response bytes one tail costs.
 """
 
 from __future__ import annotations
@@ -10,6 +13,9 @@ import shlex
 import time
 import uuid
 from pathlib import Path
+from typing import Any
+
+import anyio
 
 from benchmarks.measures import MIB, REPO, Row, Sizes, ainterleaved, ratio_row
 from tao_mcp.drivers.base import JobRef
@@ -20,14 +26,9 @@ FILLER = shlex.quote("step 1 loss 0.5 lr 0.001 filler line of a long training lo
 
 
 async def slurm_logs(sizes: Sizes, tmp: Path) -> list[Row]:
-    from dotenv import dotenv_values
-
     from tao_mcp.drivers.slurm import SlurmDriver, script
 
-    env = REPO / ".dev" / "slurm.env"
-    if not env.is_file():
-        raise RuntimeError(f"{env} is missing: run scripts/dev/slurm-cluster up")
-    settings = {k: v for k, v in dotenv_values(env).items() if v}
+    settings = dev_settings("slurm", "scripts/dev/slurm-cluster up")
     driver = SlurmDriver(settings)
     big_size = 64 * MIB if sizes.reps < 10 else 1024 * MIB  # --quick keeps it small
     ids = {"small": f"bench{uuid.uuid4().hex[:7]}", "big": f"bench{uuid.uuid4().hex[:7]}"}
@@ -106,20 +107,43 @@ async def waiters(sizes: Sizes, tmp: Path) -> list[Row]:
     ]
 
 
-async def docker_tail(sizes: Sizes, tmp: Path) -> list[Row]:
-    """job_logs' tail on a container that printed millions of lines vs a few thousand (the dev dockerd)."""
+async def tail_ratio(
+    measure: str, driver: Any, refs: dict[str, JobRef], ends: dict[str, list[str]], sizes: Sizes, label: str
+) -> Row:
+    """job_logs' tail (200 lines) of the small and the big log, timed alternately; each must end on its own last
+    lines (`ends`)."""
+    redactor = Redactor()
+
+    async def tail(which: str) -> None:
+        window = await logs.read(driver, refs[which], redactor, limit=200)
+        assert window.lines[-len(ends[which]) :] == ends[which], window.lines[-3:]
+
+    small, big = await ainterleaved(lambda: tail("small"), lambda: tail("big"), sizes.reps)
+    return ratio_row(measure, small, big, 2.0, label)
+
+
+def dev_settings(name: str, start: str) -> dict[str, str]:
     from dotenv import dotenv_values
 
+    env = REPO / ".dev" / f"{name}.env"
+    if not env.is_file():
+        raise RuntimeError(f"{env} is missing: run {start}")
+    return {k: v for k, v in dotenv_values(env).items() if v}
+
+
+def big_lines(sizes: Sizes) -> int:
+    return 300_000 if sizes.reps < 10 else 3_000_000
+
+
+async def docker_tail(sizes: Sizes, tmp: Path) -> list[Row]:
+    """job_logs' tail on a container that printed millions of lines vs a few thousand (the dev dockerd)."""
     from tao_mcp.drivers.docker import DockerDriver
 
-    env = REPO / ".dev" / "docker.env"
-    if not env.is_file():
-        raise RuntimeError(f"{env} is missing: run scripts/dev/docker up")
-    settings = {k: v for k, v in dotenv_values(env).items() if v}
+    settings = dev_settings("docker", "scripts/dev/docker up")
     import docker
 
     client = docker.DockerClient(base_url=settings["DOCKER_HOST"], timeout=120)
-    lines = {"small": 5_000, "big": 300_000 if sizes.reps < 10 else 3_000_000}
+    lines = {"small": 5_000, "big": big_lines(sizes)}
     refs: dict[str, JobRef] = {}
     made = []
     try:
@@ -137,17 +161,128 @@ async def docker_tail(sizes: Sizes, tmp: Path) -> list[Row]:
             container.wait(timeout=300)
             refs[which] = JobRef(job_id, f"tao-{job_id}", container.id, {}, time.time())
         driver = DockerDriver(settings)
-        redactor = Redactor()
-
-        async def tail(which: str) -> None:
-            window = await logs.read(driver, refs[which], redactor, limit=200)
-            assert window.lines[-1] == str(lines[which])
-
-        small, big = await ainterleaved(lambda: tail("small"), lambda: tail("big"), sizes.reps)
-        await driver.aclose()
         label = f"{lines['big']:,} lines vs {lines['small']:,}"
-        return [ratio_row("job_logs(tail=200) Docker", small, big, 2.0, label)]
+        ends = {k: [str(v)] for k, v in lines.items()}
+        row = await tail_ratio("job_logs(tail=200) Docker", driver, refs, ends, sizes, label)
+        await driver.aclose()
+        return [row]
     finally:
         for container in made:
             container.remove(force=True)
         client.close()
+
+
+async def k8s_tail(sizes: Sizes, tmp: Path) -> list[Row]:
+    """job_logs' tail on a pod that printed millions of lines vs a few thousand (the dev Kubernetes cluster:
+    `tail_lines`, which the kubelet reads from the end)."""
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+
+    from tao_mcp.drivers.k8s import KubernetesDriver, manifest
+
+    settings = dev_settings("k8s", "scripts/dev/k8s up")
+    api = k8s_config.new_client_from_config(config_file=settings["KUBECONFIG"], context=settings.get("TAO_K8S_CONTEXT"))
+    core = k8s.CoreV1Api(api)
+    ns = settings.get("TAO_K8S_NAMESPACE") or "default"
+    lines = {"small": 5_000, "big": big_lines(sizes)}
+    refs: dict[str, JobRef] = {}
+    made: list[str] = []
+    try:
+        for which, count in lines.items():
+            job_id = f"bench{uuid.uuid4().hex[:7]}"
+            pod = f"tao-{job_id}"
+            container = {
+                "name": manifest.CONTAINER,
+                "image": settings["TAO_MCP_TEST_IMAGE"],
+                "imagePullPolicy": "IfNotPresent",
+                "command": ["seq", "1", str(count)],
+            }
+            body = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": pod, "labels": manifest.labels(job_id)},
+                "spec": {"restartPolicy": "Never", "containers": [container]},
+            }
+            core.create_namespaced_pod(ns, body)
+            made.append(pod)
+            refs[which] = JobRef(job_id, pod, f"{ns}/{pod}", {"namespace": ns}, time.time())
+        deadline = time.monotonic() + 300
+        for pod in made:
+            while (phase := core.read_namespaced_pod(pod, ns).status.phase) not in ("Succeeded", "Failed"):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"pod {pod} still {phase} after 300 s")
+                await anyio.sleep(0.5)
+            if phase != "Succeeded":
+                raise RuntimeError(f"pod {pod} ended {phase}")
+        driver = KubernetesDriver(settings)
+        label = f"{lines['big']:,} lines vs {lines['small']:,}"
+        ends = {k: [str(v)] for k, v in lines.items()}
+        row = await tail_ratio("job_logs(tail=200) Kubernetes", driver, refs, ends, sizes, label)
+        await driver.aclose()
+        return [row]
+    finally:
+        for pod in made:
+            core.delete_namespaced_pod(pod, ns, grace_period_seconds=0)
+        api.close()
+
+
+async def lepton_tail(sizes: Sizes, tmp: Path) -> list[Row]:
+    """job_logs' tail on a Lepton job of millions of lines vs a few thousand, against the fake workspace, whose
+    /logs answers Loki's backward query with a limit computing only the lines asked for; also the /logs requests
+    and response bytes of one tail of each (the same whatever the log's size)."""
+    from fixtures.lepton.fake_lepton import FakeLepton
+    from tao_mcp.drivers.lepton import LeptonDriver
+
+    token = f"bench-{uuid.uuid4().hex}"
+    fake = FakeLepton(token=token).start()
+    settings = {
+        "LEPTON_WORKSPACE_URL": fake.url,
+        "LEPTON_WORKSPACE_ID": fake.workspace_id,
+        "LEPTON_AUTH_TOKEN": token,
+    }
+    lines = {"small": 5_000, "big": 1_000_000 if sizes.reps < 10 else 10_000_000}
+    refs: dict[str, JobRef] = {}
+    driver = LeptonDriver(settings)
+    try:
+        for which, count in lines.items():
+            name = f"bench-{uuid.uuid4().hex[:7]}"
+            body = {
+                "metadata": {"id": name},
+                "spec": {
+                    "resource_shape": fake.shapes[0]["metadata"]["id"],
+                    "container": {"image": "bench", "command": ["/bin/bash", "-c", "true"]},
+                    "envs": [
+                        {"name": "FAKE_LOG_LINES", "value": str(count)},
+                        {"name": "FAKE_DURATION_S", "value": "0.3"},
+                    ],
+                },
+            }
+            code, job = fake.handle("POST", "/jobs", {}, body, f"Bearer {token}")
+            if code >= 300:
+                raise RuntimeError(f"the fake refused the job: {job}")
+            refs[which] = JobRef(name, name, job["metadata"]["id"], {}, time.time())
+        deadline = time.monotonic() + 60
+        for ref in refs.values():
+            while fake.handle("GET", f"/jobs/{ref.backend_id}", {}, None, f"Bearer {token}")[1]["status"]["state"] != (
+                "Completed"
+            ):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"fake job {ref.backend_id} did not complete in 60 s")
+                await anyio.sleep(0.2)
+        redactor = Redactor()
+        cost: dict[str, tuple[int, int]] = {}
+        for which, ref in refs.items():  # what one tail asks of the backend
+            asked, sent = len(fake.requests), fake.sent_bytes
+            await logs.read(driver, ref, redactor, limit=200)
+            cost[which] = (len(fake.requests) - asked, fake.sent_bytes - sent)
+        label = f"{lines['big']:,} lines vs {lines['small']:,}"
+        ends = {k: [f"line {v}", "fake-lepton: done"] for k, v in lines.items()}
+        row = await tail_ratio("job_logs(tail=200) Lepton", driver, refs, ends, sizes, label)
+        (small_req, small_bytes), (big_req, big_bytes) = cost["small"], cost["big"]
+        row.result += f"; per tail {big_req} vs {small_req} /logs requests, "
+        row.result += f"{big_bytes / 1024:.0f} vs {small_bytes / 1024:.0f} KiB"
+        row.passed = row.passed and big_req <= small_req and big_bytes <= 2 * small_bytes
+        return [row]
+    finally:
+        await driver.aclose()
+        fake.stop()
