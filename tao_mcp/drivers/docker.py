@@ -211,8 +211,8 @@ class DockerDriver:
             return -1
         return int(gpus) if gpus is not None else req.gpu_count
 
-    def _create_args(self, req: LaunchRequest, shell: str) -> dict[str, Any]:
-        """Keyword arguments of containers.create (secret values are added by launch only)."""
+    def check_request(self, req: LaunchRequest) -> None:
+        """A job Docker can never run: refused before it is recorded (HasRequestCheck)."""
         if not req.image:
             raise TaoError(
                 "E_BAD_INPUT", "a Docker job needs an image", "pass image='nvcr.io/nvidia/tao/tao-toolkit:<tag>'"
@@ -223,6 +223,10 @@ class DockerDriver:
                 f"Docker runs a job on one host; num_nodes={req.num_nodes} needs a multi-node platform",
                 "submit with num_nodes=1, or to slurm, kubernetes or lepton for a multi-node job",
             )
+
+    def _create_args(self, req: LaunchRequest, shell: str) -> dict[str, Any]:
+        """Keyword arguments of containers.create (secret values are added by launch only)."""
+        self.check_request(req)
         opts = req.options
         gpus = self._gpu_count(req)
         command = req.command

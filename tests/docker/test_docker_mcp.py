@@ -162,6 +162,25 @@ async def test_absent_engine_is_unreachable_and_submit_fails_fast(docker_env: di
         assert (await call(c, "list_jobs"))["jobs"] == []
 
 
+async def test_a_job_docker_can_never_run_is_refused_before_it_is_recorded(
+    docker_env: dict[str, str], docker_client: Any
+) -> None:
+    """No image, or several nodes: refused by the dry run and by the launch alike, with no job record left behind
+    and no container created."""
+    before = {c.id for c in docker_client.containers.list(all=True)}
+    async with client(docker_env) as c:
+        for changes, refusal in (
+            ({"image": None}, "E_BAD_INPUT: a Docker job needs an image"),
+            ({"num_nodes": 2}, "E_NOT_SUPPORTED: Docker runs a job on one host; num_nodes=2"),
+        ):
+            args = {k: v for k, v in {**job(docker_env, "true"), **changes}.items() if v is not None}
+            for dry_run in (True, False):
+                text = await call_error(c, "submit_job", **args, dry_run=dry_run)
+                assert text.startswith(refusal), text
+        assert (await call(c, "list_jobs"))["jobs"] == []
+    assert {c.id for c in docker_client.containers.list(all=True)} <= before
+
+
 async def test_job_policy_refuses_host_takeover_before_the_engine(
     docker_env: dict[str, str], docker_client: Any
 ) -> None:

@@ -114,6 +114,17 @@ async def test_log_tail_paging_and_grep(lepton_env: dict[str, str], fake_lepton:
         assert older["lines"] == ["line 42", *(f"line {i}" for i in range(420, 430))] and not older["truncated"]
 
 
+async def test_a_job_without_an_image_is_refused_before_it_is_recorded(
+    lepton_env: dict[str, str], fake_lepton: FakeLepton
+) -> None:
+    async with client(lepton_env) as c:
+        for dry_run in (True, False):
+            text = await call_error(c, "submit_job", platform="lepton", command="x", dry_run=dry_run)
+            assert text.startswith("E_BAD_INPUT: Lepton jobs need a container image"), text
+        assert (await call(c, "list_jobs"))["jobs"] == []
+    assert fake_lepton.posted_jobs() == []
+
+
 async def test_wrong_token_is_coded_error_naming_the_variable(
     lepton_env: dict[str, str], canaries: dict[str, str]
 ) -> None:

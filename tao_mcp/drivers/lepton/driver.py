@@ -209,14 +209,15 @@ class LeptonDriver:
 
     # --- launch -----------------------------------------------------------------------------------------------
 
-    def _require_image(self, req: LaunchRequest) -> None:
+    def check_request(self, req: LaunchRequest) -> None:
+        """A job Lepton can never run: refused before it is recorded (HasRequestCheck)."""
         if not req.image:
             raise TaoError(
                 "E_BAD_INPUT", "Lepton jobs need a container image", "pass image=... (e.g. an nvcr.io/nvidia/tao image)"
             )
 
     async def preview(self, req: LaunchRequest) -> Preview:
-        self._require_image(req)
+        self.check_request(req)
         try:
             group = await self._node_group(req.options.get("node_group"))
             shape = await self._shape(req, group)
@@ -243,7 +244,7 @@ class LeptonDriver:
         return Preview(files=files, submit="\n".join(steps))
 
     async def launch(self, req: LaunchRequest) -> str:
-        self._require_image(req)
+        self.check_request(req)
         with nothing_sent():  # before POST /jobs: an outage here created no job
             group = await self._node_group(req.options.get("node_group"))
             shape = await self._shape(req, group)
