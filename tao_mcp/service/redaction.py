@@ -9,7 +9,8 @@ It knows every secret the server holds and masks three kinds of text:
   characters), URL-encoding, JSON escaping, hex. Configured credentials are masked down to 4 characters.
 - secret shapes: PEM private keys with a body (also the part of one a window cut; armor text alone, as in
   `grep -- '-----BEGIN RSA PRIVATE KEY-----'`, is no key), URL userinfo, Authorization headers,
-  `NAME=value` where NAME is a secret name, well-known token formats (nvapi-, hf_, AKIA, ghp_ ...).
+  `NAME=value` where NAME is a secret name, well-known token formats (nvapi-, hf_, AKIA, ghp_ ...); a shell
+  variable in a secret's place (`Bearer $NGC_KEY`) is a reference, not a secret.
 - nothing else: ordinary words must survive (tests run it over a real training log).
 
 Masking preserves line breaks (a masked PEM key of 28 lines becomes 28 mask lines), so line numbers of a
@@ -61,6 +62,10 @@ def _rule(markers: str, pattern: str, group: str | None = None, fold: bool = Tru
     return Rule(tuple(markers.split("|")), re.compile(pattern), group, fold, re.compile(needs) if needs else None)
 
 
+# A shell variable reference standing for a whole value (`Bearer $NGC_KEY`, `--password ${PASS}`): the way a
+# command uses a secret it was given by name, not a secret. The shapes below never mask one.
+VAR_REF = r"\$(?:[A-Za-z_]\w*|\{[A-Za-z_]\w*\})(?=[\s\"',;@]|$)"
+
 # A PEM body line (64 base64 characters) always holds such a run; armor lines and quoted mentions of them do not.
 PEM_BODY = r"[A-Za-z0-9+/]{16}"
 
@@ -88,25 +93,28 @@ RULES = (
     _rule("xox", r"\bxox[abpr]-[A-Za-z0-9-]{10,}"),
     _rule("eyj", r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"),
     # URL userinfo: https://user:pass@host, https://<token>@host (not ssh://git@host).
-    _rule("@", r"\b[A-Za-z][A-Za-z0-9+.-]*://(?P<s>[^\s/@:]*:[^\s/@]*|[A-Za-z0-9_.~+-]{16,})@", "s"),
+    _rule("@", rf"\b[A-Za-z][A-Za-z0-9+.-]*://(?P<s>[^\s/@:]*:(?!{VAR_REF})[^\s/@]*|[A-Za-z0-9_.~+-]{{16,}})@", "s"),
     # Authorization headers and API-key headers, as curl or a client library prints them.
     _rule(
         "authorization",
-        r"(?i:\b(?:proxy-)?authorization\b[\"']?\s*[:=]\s*[\"']?(?:(?:bearer|basic|token|bot)\s+)?)"
-        r"(?P<s>[^\s\"',;]{4,})",
+        r"(?i:\b(?:proxy-)?authorization\b[\"']?\s*[:=]\s*[\"']?(?>(?:(?:bearer|basic|token|bot)\s+)?))"
+        rf"(?P<s>(?!{VAR_REF})[^\s\"',;]{{4,}})",
         "s",
     ),
     _rule(
         "api-key|private-token|auth-token",
-        r"(?i:\b(?:x-api-key|api-key|private-token|x-auth-token)\b[\"']?\s*[:=]\s*[\"']?)(?P<s>[^\s\"',;]{4,})",
+        r"(?i:\b(?:x-api-key|api-key|private-token|x-auth-token)\b[\"']?\s*[:=]\s*[\"']?)"
+        rf"(?P<s>(?!{VAR_REF})[^\s\"',;]{{4,}})",
         "s",
     ),
-    _rule("--", r"(?i:--(?:password|passwd|token|api-key|apikey|secret|passphrase)[= ])(?P<s>\S{4,})", "s"),
+    _rule(
+        "--", rf"(?i:--(?:password|passwd|token|api-key|apikey|secret|passphrase)[= ])(?P<s>(?!{VAR_REF})\S{{4,}})", "s"
+    ),
     # "password": "...", 'api_key': '...' in JSON, YAML flow maps and Python reprs.
     _rule(
         "pass|secret|key|token",
         r"(?i:[\"'](?:[a-z0-9_]*_)?(?:password|passwd|passphrase|secret|api_?key|access_?token|auth_?token|"
-        r"secret_?key|private_?key|client_?secret|hf_token|ngc_key)[\"']\s*:\s*[\"'])(?P<s>[^\"']{4,})",
+        rf"secret_?key|private_?key|client_?secret|hf_token|ngc_key)[\"']\s*:\s*[\"'])(?P<s>(?!{VAR_REF})[^\"']{{4,}})",
         "s",
     ),
     # NAME=value where NAME is a secret name (an `env` dump, a shell trace); not NAME=$NAME or NAME=<placeholder>.

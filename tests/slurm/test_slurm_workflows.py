@@ -18,7 +18,7 @@ from mcp.client import Client
 
 from tao_mcp.server import build_server
 from tests.faults.harness import ServerLog, call_until_killed, stdio_server
-from tests.helpers import call, call_error, structured
+from tests.helpers import call, call_error, structured, wait_done
 from tests.slurm.test_slurm_models import request  # model_env: tests/slurm/conftest.py
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slurm]
@@ -269,6 +269,27 @@ async def test_a_command_that_names_pem_armor_runs_as_a_step_as_it_does_as_a_job
     assert done["status"] == "Complete"
     assert "1" in [line.strip() for line in logs["lines"]]  # the step's grep found the armor line it printed
     assert listed[job["job_id"]]["command"] == listed[step_job]["command"] == command[:120]
+
+
+async def test_a_step_using_a_forwarded_secret_by_variable_runs_it_with_the_value(slurm_env: dict[str, str]) -> None:
+    """`Bearer $NGC_KEY` names the secret the step forwards with secret_env: accepted (no credential value is in the
+    step), and a dry-run plan launches that very command, not a masked one."""
+    command = 'printf "Authorization: Bearer $NGC_KEY" | wc -c'
+    step = {"platform": "slurm", "gpu_count": 0, "command": command, "secret_env": ["NGC_KEY"]}
+    expected = str(len("Authorization: Bearer ") + len(slurm_env["NGC_KEY"]))
+    async with Client(build_server(slurm_env), mode="legacy") as c:
+        started = await call(c, "submit_workflow", name="byname", steps=[{"id": "a", **step}])
+        plan = await call(c, "submit_job", **step, dry_run=True)
+        planned = await call(c, "submit_job", plan_id=plan["plan_id"])
+        done, _ = await wait_workflow(c, started["workflow_id"])
+        job_done = await wait_done(c, planned["job_id"])
+        outputs = [
+            [line.strip() for line in (await call(c, "job_logs", job_id=job_id))["lines"]]
+            for job_id in (done["steps"][0]["job_id"], planned["job_id"])
+        ]
+    assert done["status"] == "Complete" and job_done["status"] == "Complete"
+    assert plan["preview"]["command"] == command
+    assert all(expected in lines for lines in outputs), outputs
 
 
 async def test_refusals_name_the_step_and_retries_return_the_first_workflow(slurm_env: dict[str, str]) -> None:

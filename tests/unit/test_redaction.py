@@ -170,6 +170,25 @@ def test_pem_armor_text_alone_is_no_key() -> None:
         assert not r.contains_secret(text)
 
 
+def test_a_variable_reference_is_no_secret_but_the_value_in_its_place_is() -> None:
+    """A command uses a secret it was given by name through a variable: the shapes leave the reference alone."""
+    r = Redactor()
+    references = [
+        'curl -H "Authorization: Bearer $NGC_KEY" https://api.ngc.nvidia.com',
+        "curl -H 'x-api-key: ${HF_TOKEN}' https://example.com",
+        "git clone https://oauth2:$GH_TOKEN@github.com/org/repo",
+        "docker login -u user --password $REGISTRY_PASS nvcr.io",
+        '{"password": "$DB_PASSWORD"}',
+    ]
+    for text in references:
+        assert r.text(text) == text
+    value = "Zx81kq0Lm2Pa77Qw"
+    for text in references:
+        filled = text.replace("$NGC_KEY", value).replace("${HF_TOKEN}", value).replace("$GH_TOKEN", value)
+        filled = filled.replace("$REGISTRY_PASS", value).replace("$DB_PASSWORD", value)
+        assert value not in r.text(filled), filled
+
+
 def test_pem_keys_in_other_clothes_are_masked() -> None:
     body = [base64.b64encode(secrets.token_bytes(48)).decode() for _ in range(4)]
     key = "\n".join(["-----BEGIN RSA PRIVATE KEY-----", *body, "-----END RSA PRIVATE KEY-----"])
