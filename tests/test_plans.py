@@ -103,6 +103,25 @@ async def test_dry_run_is_a_plan_that_submit_launches_once(lepton_env: dict[str,
         assert missing.is_error and missing.content[0].text.startswith("E_BAD_INPUT: platform"), missing
 
 
+async def test_a_dry_run_whose_arguments_hold_a_credential_value_is_no_plan(
+    lepton_env: dict[str, str], fake_lepton: FakeLepton, canaries: dict[str, str]
+) -> None:
+    """A plan is stored and launched from the store, where no secret goes: it would launch the masked command."""
+    command = f"curl -H 'x-key: {canaries['NGC_KEY']}' https://example.invalid"
+    async with mcp_client(lepton_env) as c:
+        text = await call_error(c, "submit_job", **{**JOB, "command": command}, dry_run=True)
+        armor = await call(
+            c, "submit_job", **{**JOB, "command": "grep -c -- '-----END RSA PRIVATE KEY-----' k"}, dry_run=True
+        )
+    assert text.startswith("E_BAD_INPUT: the dry run's arguments hold a credential value"), text
+    assert "secret_env" in text and canaries["NGC_KEY"] not in text
+    db = sqlite3.connect(Path(lepton_env["TAO_MCP_STATE_DIR"]) / "jobs.sqlite3")
+    stored = db.execute("SELECT plan_id FROM plans").fetchall()
+    db.close()
+    assert stored == [(armor["plan_id"],)]  # armor text alone is no credential: that one is a plan
+    assert not fake_lepton.posted_jobs()
+
+
 async def test_a_plan_that_no_longer_renders_the_same_is_refused(
     lepton_env: dict[str, str], fake_lepton: FakeLepton
 ) -> None:

@@ -12,6 +12,7 @@ caller stores whatever arguments it needs to launch again, the rendered files an
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 import uuid
 from collections.abc import Mapping
@@ -82,7 +83,17 @@ class PlanService:
         self.store = store
 
     def create(self, kind: str, arguments: dict[str, Any], files: dict[str, str], summary: dict[str, Any]) -> Plan:
-        """Store a plan (arguments, files and summary pass through the store's redactor) and return it."""
+        """Store a plan (arguments, files and summary pass through the store's redactor) and return it.
+
+        The launch runs the stored arguments, so they must hold nothing the redactor masks (it would launch the
+        mask): a credential value there is refused, as submit_workflow refuses one in a step."""
+        if json.dumps(self.store.redactor.data(arguments), sort_keys=True) != json.dumps(arguments, sort_keys=True):
+            raise TaoError(
+                "E_BAD_INPUT",
+                "the dry run's arguments hold a credential value; a plan is stored to be launched later, never "
+                "with a secret in it",
+                "pass credentials by name: secret_env=['<VARIABLE>'] forwards one from the server environment",
+            )
         now = time.time()
         plan = Plan(
             plan_id=PLAN_ID_PREFIX + uuid.uuid4().hex[:12],

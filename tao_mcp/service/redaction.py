@@ -62,9 +62,10 @@ def _rule(markers: str, pattern: str, group: str | None = None, fold: bool = Tru
     return Rule(tuple(markers.split("|")), re.compile(pattern), group, fold, re.compile(needs) if needs else None)
 
 
-# A shell variable reference standing for a whole value (`Bearer $NGC_KEY`, `--password ${PASS}`): the way a
-# command uses a secret it was given by name, not a secret. The shapes below never mask one.
-VAR_REF = r"\$(?:[A-Za-z_]\w*|\{[A-Za-z_]\w*\})(?=[\s\"',;@]|$)"
+# A reference standing for a whole value: a shell variable (`Bearer $NGC_KEY`, `--password ${PASS}`), the way a
+# command uses a secret it was given by name, or a template placeholder (`f"Bearer {token}"`). Not a secret: the
+# shapes below never mask one.
+VAR_REF = r"(?:\$[A-Za-z_]\w*|\$?\{[A-Za-z_]\w*\})(?=[\s\"',;@]|$)"
 
 # A PEM body line (64 base64 characters) always holds such a run; armor lines and quoted mentions of them do not.
 PEM_BODY = r"[A-Za-z0-9+/]{16}"

@@ -268,7 +268,7 @@ async def test_canary_secrets_never_leave_the_server(
                 seen.record(await c.call_tool(tool, job))
             seen.keep(await c.call_tool("list_jobs", {}))
             seen.keep(await c.call_tool("list_platforms", {"platform": platform.name}))
-            # a workflow step forwarding the secrets (not the leaky command: its PEM header literal is refused)
+            # a workflow step forwarding the secrets and printing one by name
             step = {"id": "leak", **platform.printing("NGC=$NGC_KEY"), "secret_env": args["secret_env"]}
             seen.keep(await c.call_tool("submit_workflow", {"name": "leak", "steps": [step], "dry_run": True}))
             seen.keep(await c.call_tool("list_workflows", {}))

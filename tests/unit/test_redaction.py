@@ -180,7 +180,7 @@ def test_a_variable_reference_is_no_secret_but_the_value_in_its_place_is() -> No
         "docker login -u user --password $REGISTRY_PASS nvcr.io",
         '{"password": "$DB_PASSWORD"}',
     ]
-    for text in references:
+    for text in [*references, 'print(f"Authorization: Bearer {token}")', 'url = f"https://user:{pw}@host/x"']:
         assert r.text(text) == text
     value = "Zx81kq0Lm2Pa77Qw"
     for text in references:
