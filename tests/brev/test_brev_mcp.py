@@ -135,3 +135,21 @@ async def test_bad_credentials_name_the_token(brev_env: dict[str, str], fake: Fa
             c, "submit_job", platform="brev", command="echo x", image=IMAGE, options={"instance": "a"}
         )
         assert "E_BREV_AUTH:" in text and "BREV_API_TOKEN" in text
+
+
+async def test_a_job_brev_can_never_run_is_refused_before_it_is_recorded(
+    brev_env: dict[str, str], fake: FakeBrev
+) -> None:
+    """No image, or several nodes: refused by the dry run and the launch alike, before any record or brev call."""
+    async with client(brev_env) as c:
+        for args, expected in (
+            ({"command": "echo a"}, "E_BAD_INPUT: Brev jobs run in a container and no image was given"),
+            ({"command": "echo a", "image": IMAGE, "num_nodes": 2}, "E_BAD_INPUT: a Brev job runs on one instance"),
+        ):
+            for dry_run in (True, False):
+                text = await error_text(
+                    c, "submit_job", platform="brev", options={"instance": "gpu-box"}, dry_run=dry_run, **args
+                )
+                assert text.startswith(expected) and "Fix:" in text, text
+        assert (await call(c, "list_jobs"))["jobs"] == []
+    assert fake.calls("exec") == [] and fake.calls("copy") == []

@@ -92,14 +92,18 @@ class BrevDriver:
 
     # --- launch -----------------------------------------------------------------------------------------------
 
-    def _files(self, req: LaunchRequest) -> tuple[remote.LaunchFiles, str]:
-        """The job's files, and the instance directory bind-mounted for results (used when TAO_RESULTS_ROOT is set)."""
+    def check_request(self, req: LaunchRequest) -> None:
+        """A job Brev can never run: refused before it is recorded (HasRequestCheck)."""
         if not req.image:
             raise TaoError(
                 "E_BAD_INPUT", "Brev jobs run in a container and no image was given", "pass image=... to submit_job"
             )
         if req.num_nodes != 1:
             raise TaoError("E_BAD_INPUT", "a Brev job runs on one instance", "set num_nodes=1")
+
+    def _files(self, req: LaunchRequest) -> tuple[remote.LaunchFiles, str]:
+        """The job's files, and the instance directory bind-mounted for results (used when TAO_RESULTS_ROOT is set)."""
+        self.check_request(req)
         root = req.options.get("results_dir") or self.results_dir
         return remote.render_files(req, root, req.options.get("shm_size")), root
 
