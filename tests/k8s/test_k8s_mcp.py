@@ -169,3 +169,15 @@ async def test_api_outage_during_wait_is_not_terminal(k8s_env: dict[str, str]) -
         assert done["status"] == "Complete" and done["backend_reachable"] is True, done
         logs = await call(c, "job_logs", job_id=sub["job_id"])
         assert "after-outage" in logs["lines"]
+
+
+async def test_a_job_without_an_image_is_refused_before_it_is_recorded(k8s_env: dict[str, str]) -> None:
+    """The dry run and the launch alike refuse it before any record or API call (it was sent, rejected by the API
+    server, and left an Error job row behind)."""
+    async with client(k8s_env) as c:
+        args = {k: v for k, v in job_args(k8s_env, "echo never").items() if k != "image"}
+        for dry_run in (True, False):
+            text = await call_error(c, "submit_job", **{**args, "dry_run": dry_run})
+            assert text.startswith("E_BAD_INPUT: a Kubernetes Job runs a container and no image was given"), text
+            assert "Fix:" in text
+        assert (await call(c, "list_jobs"))["jobs"] == []

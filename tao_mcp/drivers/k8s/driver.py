@@ -219,6 +219,15 @@ class KubernetesDriver:
 
     # --- launch -----------------------------------------------------------------------------------------------
 
+    def check_request(self, req: LaunchRequest) -> None:
+        """A job Kubernetes can never run: refused before it is recorded (HasRequestCheck)."""
+        if not req.image:
+            raise TaoError(
+                "E_BAD_INPUT",
+                "a Kubernetes Job runs a container and no image was given",
+                "pass image='nvcr.io/nvidia/tao/tao-toolkit:<tag>' to submit_job",
+            )
+
     async def preview(self, req: LaunchRequest) -> Preview:
         ns = req.options["namespace"]
         files = {"job.yaml": yaml.safe_dump(manifest.render_job(req), sort_keys=False, width=1000)}
