@@ -197,7 +197,9 @@ class JobService:
     # ---- lifecycle ----
     async def start(self, task_group: anyio.abc.TaskGroup) -> None:
         self._task_group = task_group
-        self.subscriptions.start(task_group, self.latest_progress)
+        self.subscriptions.start(
+            task_group, self.latest_progress, lambda ids: anyio.to_thread.run_sync(self.store.statuses, ids)
+        )
         # Values forwarded with secret_env stay redacted for the life of their jobs, across restarts: the
         # store keeps the names, the values come from the current environment.
         self.redactor.add_settings(self.settings, self.store.forwarded_secret_names())

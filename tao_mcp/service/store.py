@@ -239,6 +239,15 @@ class JobStore:
             row = self._db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         return JobRecord.from_row(row) if row else None
 
+    def statuses(self, job_ids: Sequence[str]) -> dict[str, JobState]:
+        """The stored state of each of these jobs (a missing one is left out)."""
+        if not job_ids:
+            return {}
+        marks = ",".join("?" * len(job_ids))
+        with self._lock:
+            rows = self._db.execute(f"SELECT job_id, status FROM jobs WHERE job_id IN ({marks})", list(job_ids))
+            return {row["job_id"]: JobState(row["status"]) for row in rows}
+
     def by_idempotency_key(self, key: str) -> JobRecord | None:
         with self._lock:
             row = self._db.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (key,)).fetchone()

@@ -1,9 +1,12 @@
 """Who is told when a job changes: the resource subscriptions of connected sessions, kept apart from MCP.
 
 The tool layer registers, per subscriber (an MCP session, or the 2026-07-28 listen bus) and topic (a resource
-URI), a `Notify` callback; the poller hands every sweep's observations to `observed`, which calls back the
-subscribers of the jobs whose state changed, and asks `read_progress` for the training progress of each subscribed
-job still running: a new status.json record (the next epoch, a new metric) is a change too. A submit calls
+URI), a `Notify` callback. A job's state is taken from two places: the poller hands every sweep's observations to
+`observed` (told at once), and every CHECK_EVERY_S the stored state of the subscribed jobs is read (`read_statuses`),
+because the store is also written where this server's poller does not look (another server process sharing the
+store swept the job to its end first, a cancel). Subscribers of a job whose state changed are called back, and
+`read_progress` is asked for the training progress of each subscribed job still running: a new status.json record
+(the next epoch, a new metric) is a change too. A submit calls
 `job_added`, which calls back every subscriber's list-changed callback. Callbacks and progress reads run in the
 service's task group, never in the sweep: a slow client or log read does not hold up polling. A callback that
 fails (its session went away) drops everything that subscriber registered.
@@ -24,6 +27,9 @@ from tao_mcp.states import JobState
 log = logging.getLogger(__name__)
 
 Notify = Callable[[], Awaitable[None]]
+# The stored state of these jobs (a job missing from the answer is left alone).
+ReadStatuses = Callable[[list[str]], Awaitable[Mapping[str, JobState]]]
+CHECK_EVERY_S = 2.0
 # The job's latest training progress (any comparable value; None: none reported, or not readable now).
 ReadProgress = Callable[[str], Awaitable[object]]
 
@@ -47,9 +53,16 @@ class Subscriptions:
         self._task_group: anyio.abc.TaskGroup | None = None
         self._read_progress: ReadProgress = _no_progress
 
-    def start(self, task_group: anyio.abc.TaskGroup, read_progress: ReadProgress = _no_progress) -> None:
+    def start(
+        self,
+        task_group: anyio.abc.TaskGroup,
+        read_progress: ReadProgress = _no_progress,
+        read_statuses: ReadStatuses | None = None,
+    ) -> None:
         self._task_group = task_group
         self._read_progress = read_progress
+        if read_statuses is not None:
+            task_group.start_soon(self._check_stored, read_statuses, name="subscriptions")
 
     def active(self) -> bool:
         """Whether any job is subscribed to (the poller then keeps its sweeps frequent)."""
@@ -103,16 +116,31 @@ class Subscriptions:
     def observed(self, observations: Mapping[str, Observation]) -> None:
         """A sweep's readings: tell the subscribers of each job whose state changed; check the running ones'
         progress."""
-        for job_id, obs in observations.items():
+        self.seen({job_id: obs.status for job_id, obs in observations.items()})
+
+    def seen(self, statuses: Mapping[str, JobState]) -> None:
+        for job_id, status in statuses.items():
             job = self._jobs.get(job_id)
             if job is None:
                 continue
-            if job.status != obs.status:
-                job.status = obs.status
+            if job.status != status:
+                job.status = status
                 self._tell(job)
-            if obs.status == JobState.RUNNING and not job.checking and self._task_group is not None:
+            if status == JobState.RUNNING and not job.checking and self._task_group is not None:
                 job.checking = True
                 self._task_group.start_soon(self._check_progress, job_id, job)
+
+    async def _check_stored(self, read_statuses: ReadStatuses) -> None:
+        while True:
+            await anyio.sleep(CHECK_EVERY_S)
+            if not self._jobs:
+                continue
+            try:
+                stored = await read_statuses(list(self._jobs))
+            except Exception:  # a bug or a locked store must not end the checks
+                log.exception("reading the stored state of subscribed jobs failed")
+                continue
+            self.seen(stored)
 
     def job_added(self) -> None:
         for subscriber, notify in list(self._list_changed.items()):

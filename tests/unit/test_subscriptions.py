@@ -93,3 +93,27 @@ async def test_new_progress_of_a_running_job_is_told_once() -> None:
         subs.observed({"j1": reading(JobState.COMPLETE)})  # a state change is told; a finished job is not read
         await anyio.wait_all_tasks_blocked()
         assert told == ["j1", "j1"] and reads == []
+
+
+async def test_a_change_written_to_the_store_elsewhere_is_told() -> None:
+    """Another server process (or a cancel) wrote the job's end: this server's sweeps never observe it, the stored
+    state check does."""
+    told: list[str] = []
+    stored = {"j1": JobState.RUNNING}
+
+    async def read_statuses(ids: list[str]) -> dict[str, JobState]:
+        return {i: stored[i] for i in ids if i in stored}
+
+    async def notify() -> None:
+        told.append("j1")
+
+    subs = Subscriptions()
+    async with anyio.create_task_group() as tg:
+        subs.start(tg, read_statuses=read_statuses)
+        subs.subscribe("s", "j1", "tao://jobs/j1", JobState.RUNNING, notify)
+        stored["j1"] = JobState.COMPLETE
+        with anyio.fail_after(10):
+            while not told:
+                await anyio.sleep(0.05)
+        assert told == ["j1"]
+        tg.cancel_scope.cancel()
