@@ -220,48 +220,31 @@ async def test_instance_tools_through_mcp(brev_env: dict[str, str], fake: FakeBr
 async def test_secrets_copy_failures_launch_nothing(brev_env: dict[str, str], fake: FakeBrev) -> None:
     """The secrets go by `brev copy` before the launch exec: a copy that fails launched nothing (no record, no
     launch exec, the local file gone), and the same submit launches once when the copy works again."""
-    secret = ["NGC_KEY"]
+
+    def secret_job(command: str, key: str) -> dict[str, Any]:
+        return {
+            "platform": "brev",
+            "command": command,
+            "image": IMAGE,
+            "secret_env": ["NGC_KEY"],
+            "options": {"instance": "gpu-box"},
+            "idempotency_key": key,
+        }
+
     async with client(brev_env) as c:
         await wait_done(c, (await submit(c, "echo warm"))["job_id"])  # the instance exists and answers exec
         fake.configure(copy_lost_next=1)
-        text = await error_text(
-            c,
-            "submit_job",
-            platform="brev",
-            command="echo x",
-            image=IMAGE,
-            secret_env=secret,
-            options={"instance": "gpu-box"},
-            idempotency_key="copy-1",
-        )
+        text = await error_text(c, "submit_job", **secret_job("echo x", "copy-1"))
         assert text.startswith("E_BACKEND_UNREACHABLE:") and "nothing was sent" in text and "brev copy" in text
         assert len((await call(c, "list_jobs"))["jobs"]) == 1  # the warm-up job: nothing recorded
         fake.configure(copy_refused_next=1)
-        text = await error_text(
-            c,
-            "submit_job",
-            platform="brev",
-            command="echo y",
-            image=IMAGE,
-            secret_env=secret,
-            options={"instance": "gpu-box"},
-            idempotency_key="copy-2",
-        )
+        text = await error_text(c, "submit_job", **secret_job("echo y", "copy-2"))
         assert text.startswith("E_BACKEND_REJECTED:") and "No space left" in text
         launches = [x for x in fake.calls("exec") if "__TAO_LAUNCH" in x["argv"][-1]]
         assert len(launches) == 1  # the warm-up job's only
         sources = [x["argv"][-2] for x in fake.calls("copy")]
         assert len(sources) == 2 and not any(os.path.exists(s) for s in sources)
-        sub = await call(
-            c,
-            "submit_job",
-            platform="brev",
-            command="echo again",
-            image=IMAGE,
-            secret_env=secret,
-            options={"instance": "gpu-box"},
-            idempotency_key="copy-1",
-        )
+        sub = await call(c, "submit_job", **secret_job("echo again", "copy-1"))
         assert (await wait_done(c, sub["job_id"]))["status"] == "Complete"
         assert "again" in (await call(c, "job_logs", job_id=sub["job_id"]))["lines"]
     assert len([x for x in fake.calls("exec") if "__TAO_LAUNCH" in x["argv"][-1]]) == 2
